@@ -1,0 +1,90 @@
+"""Export taggers to the artifacts Triton serves.
+
+The served artifact is a TorchScript file holding :class:`ScoredTagger`: ``forward(p4, mask)``
+returns softmax probabilities [B, n_classes]. The same ``model.pt`` loads in the local python
+backend and in Triton's ``pytorch_libtorch`` backend on a GPU production server, so moving to an
+NGC container is a change of ``config.pbtxt``, not a re-export.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from .errors import InvalidInputError
+
+__all__ = ["ScoredTagger", "export_torchscript", "load_torchscript", "check_parity"]
+
+
+class ScoredTagger(nn.Module):
+    """Wraps a tagger: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → probabilities [B, n_classes]."""
+
+    def __init__(self, tagger: nn.Module):
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return torch.softmax(self.tagger(p4, mask), dim=-1)
+
+
+def _example_inputs(batch_size: int, n_constituents: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    generator = torch.Generator().manual_seed(batch_size * 1000 + n_constituents)
+    momentum = torch.randn(batch_size, n_constituents, 3, generator=generator, dtype=dtype) * 30.0
+    mass = torch.rand(batch_size, n_constituents, generator=generator, dtype=dtype)
+    energy = torch.sqrt((momentum**2).sum(-1) + mass**2)
+    p4 = torch.cat([energy.unsqueeze(-1), momentum], dim=-1)
+    lengths = torch.randint(1, n_constituents + 1, (batch_size,), generator=generator)
+    mask = torch.arange(n_constituents).unsqueeze(0) < lengths.unsqueeze(1)
+    return p4, mask
+
+
+def export_torchscript(tagger: nn.Module, path: str | Path, *, softmax: bool = True) -> torch.jit.ScriptModule:
+    """Script ``tagger`` (wrapped in :class:`ScoredTagger` when ``softmax``) and save it to ``path``.
+
+    Scripting keeps the batch size B and the length N dynamic. A tagger that cannot be scripted is
+    traced instead, and the trace is checked against eager outputs at other (B, N) so a shape baked
+    into the trace fails here rather than on the server.
+    """
+    module = ScoredTagger(tagger) if softmax else tagger
+    module = module.eval()
+    try:
+        exported = torch.jit.script(module)
+    except Exception:  # noqa: BLE001 - any scripting failure falls back to tracing
+        example = _example_inputs(3, 17, torch.float32)
+        with torch.no_grad():
+            exported = torch.jit.trace(module, example, check_trace=False)
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.name + ".tmp")
+    exported.save(str(tmp))
+    tmp.replace(path)
+    check_parity(module, exported)
+    return exported
+
+
+def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:
+    """Load an exported tagger from ``path`` for CPU inference."""
+    return torch.jit.load(str(path), map_location="cpu").eval()
+
+
+def check_parity(
+    eager: nn.Module,
+    exported: nn.Module,
+    *,
+    shapes: tuple[tuple[int, int], ...] = ((1, 1), (2, 8), (5, 33), (16, 128)),
+    atol: float = 1e-5,
+) -> float:
+    """Largest |eager − exported| over inputs of the given (B, N); raises above ``atol``."""
+    worst = 0.0
+    with torch.no_grad():
+        for batch_size, n_constituents in shapes:
+            p4, mask = _example_inputs(batch_size, n_constituents, torch.float32)
+            diff = (eager(p4, mask) - exported(p4, mask)).abs().max().item()
+            worst = max(worst, diff)
+            if not diff <= atol:
+                raise InvalidInputError(
+                    f"exported model differs from eager by {diff:.3g} > {atol:g} at B={batch_size}, N={n_constituents}"
+                )
+    return worst
