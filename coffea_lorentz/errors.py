@@ -35,6 +35,9 @@ class InputFileError(CoffeaLorentzError, OSError):
     def __str__(self) -> str:
         return f"{self.path}: {self.reason}"
 
+    def __reduce__(self):
+        return (type(self), (self.path, self.reason))
+
 
 class MissingBranchError(CoffeaLorentzError, KeyError):
     """Branches needed to build jet constituents are absent from a file."""
@@ -42,6 +45,7 @@ class MissingBranchError(CoffeaLorentzError, KeyError):
     def __init__(self, path: str, branches: list[str], hint: str = ""):
         self.path = path
         self.branches = list(branches)
+        self.hint = hint
         message = f"{path}: missing branches {', '.join(self.branches)}"
         if hint:
             message += f" ({hint})"
@@ -50,6 +54,9 @@ class MissingBranchError(CoffeaLorentzError, KeyError):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self):
+        return (type(self), (self.path, self.branches, self.hint))
 
 
 class InvalidInputError(CoffeaLorentzError, ValueError):

@@ -19,10 +19,11 @@ True
 from __future__ import annotations
 
 import importlib
+from pathlib import Path
 
 import torch
 
-__all__ = ["available", "build", "register"]
+__all__ = ["available", "build", "register", "pretrained", "shipped_weights"]
 
 #: name → "module:Class"; the module is imported only when the tagger is built.
 _REGISTRY: dict[str, str] = {
@@ -59,3 +60,37 @@ def build(name: str, **config) -> torch.nn.Module:
     module_name, class_name = target.split(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     return cls(**config)
+
+
+#: Where trained weights ship: ``<name>.pt`` (a state dict) and ``<name>.json`` (how they were made).
+WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
+
+
+def shipped_weights(name: str) -> Path | None:
+    """The state-dict file shipped for tagger ``name``, or None when it ships untrained."""
+    path = WEIGHTS_DIR / f"{name}.pt"
+    return path if path.is_file() else None
+
+
+def pretrained(name: str, *, weights: str | Path | None = None, seed: int = 0, **config) -> torch.nn.Module:
+    """Tagger ``name`` in eval mode with ``weights`` (default: the shipped ones, if any).
+
+    Without weights the parameters are initialised from ``seed``, so every process that builds
+    the same untrained tagger (the in-process backend, the Triton model repository) gets the same
+    numbers. The global torch random state is left untouched.
+    """
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model = build(name, **config)
+    path = Path(weights) if weights is not None else shipped_weights(name)
+    if path is not None:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if isinstance(state, dict) and "state_dict" in state:
+            config_saved = state.get("config", {})
+            if config_saved and not config:
+                with torch.random.fork_rng(devices=[]):
+                    torch.manual_seed(seed)
+                    model = build(name, **config_saved)
+            state = state["state_dict"]
+        model.load_state_dict(state)
+    return model.eval()

@@ -1,0 +1,175 @@
+"""Read: NanoAOD/PFNano events → fat-jet constituents as flat float32 four-vectors.
+
+Two PFNano layouts are understood:
+
+- the newer one, where ``FatJet_nConstituents`` counts each jet's entries in ``FatJetPFCands`` and
+  those entries are stored jet after jet;
+- the older one (e.g. the CMS sample ``pfnano.root``), where there is no ``FatJet_nConstituents``
+  and each ``FatJetPFCands`` entry names its jet by ``FatJetPFCands_jetIdx``.
+
+In both, ``FatJetPFCands_pFCandsIdx`` points into the event's ``PFCands``. The result is a
+:class:`JetConstituents`: every constituent of every jet of every event, flattened, grouped jet
+after jet (jets in event order, then in their ``FatJet`` order) and sorted by pT (descending)
+within a jet. Everything is vectorised numpy/awkward; there is no per-jet Python loop.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import awkward as ak
+import numpy as np
+
+from .errors import InvalidInputError, MissingBranchError
+
+__all__ = ["JetConstituents", "jet_constituents", "p4_from_ptetaphim", "REQUIRED_BRANCHES"]
+
+#: Branches that any supported PFNano layout provides (``FatJet_nConstituents`` is optional).
+REQUIRED_BRANCHES: tuple[str, ...] = (
+    "nFatJet",
+    "nFatJetPFCands",
+    "FatJetPFCands_pFCandsIdx",
+    "nPFCands",
+    "PFCands_pt",
+    "PFCands_eta",
+    "PFCands_phi",
+    "PFCands_mass",
+)
+
+
+@dataclass(frozen=True)
+class JetConstituents:
+    """The constituents of every fat jet in a chunk of events, flattened.
+
+    Attributes:
+        p4: float32 [n_constituents_total, 4] as (E, px, py, pz) in GeV, grouped jet after jet,
+            sorted by pT (descending) within each jet.
+        pt: float32 [n_constituents_total] transverse momentum in GeV, same order as ``p4``.
+        n_constituents: int64 [n_jets] constituents of each jet; jets in event order.
+        n_jets: int64 [n_events] fat jets of each event (``nFatJet``).
+    """
+
+    p4: np.ndarray
+    pt: np.ndarray
+    n_constituents: np.ndarray
+    n_jets: np.ndarray
+
+    @property
+    def n_events(self) -> int:
+        return len(self.n_jets)
+
+    @property
+    def total_jets(self) -> int:
+        return len(self.n_constituents)
+
+    @property
+    def offsets(self) -> np.ndarray:
+        """int64 [n_jets + 1]: jet j's constituents are ``p4[offsets[j]:offsets[j + 1]]``."""
+        offsets = np.zeros(self.total_jets + 1, dtype=np.int64)
+        np.cumsum(self.n_constituents, out=offsets[1:])
+        return offsets
+
+    def to_awkward(self) -> ak.Array:
+        """Constituent four-vectors as an awkward array [events][jets][constituents] of {E, px, py, pz}."""
+        record = ak.zip({name: self.p4[:, i] for i, name in enumerate(("E", "px", "py", "pz"))})
+        per_jet = ak.unflatten(record, self.n_constituents)
+        return ak.unflatten(per_jet, self.n_jets)
+
+
+def p4_from_ptetaphim(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray) -> np.ndarray:
+    """(pt, η, φ, m) in GeV → float32 [n, 4] as (E, px, py, pz) in GeV, computed in float64 with ``vector``."""
+    import vector
+
+    momentum = vector.array(
+        {
+            "pt": np.asarray(pt, dtype=np.float64),
+            "eta": np.asarray(eta, dtype=np.float64),
+            "phi": np.asarray(phi, dtype=np.float64),
+            "mass": np.asarray(mass, dtype=np.float64),
+        }
+    )
+    return np.stack([momentum.E, momentum.px, momentum.py, momentum.pz], axis=-1).astype(np.float32)
+
+
+def _fields(events: ak.Array, collection: str) -> list[str]:
+    return list(events[collection].fields) if collection in events.fields else []
+
+
+def check_pfnano_fields(events: ak.Array, source: str) -> None:
+    """Raise :class:`MissingBranchError` naming ``source`` and each missing branch."""
+    missing = []
+    needs = {"FatJet": (), "FatJetPFCands": ("pFCandsIdx",), "PFCands": ("pt", "eta", "phi", "mass")}
+    for collection, fields in needs.items():
+        present = _fields(events, collection)
+        if collection not in events.fields:
+            missing.append(f"n{collection}")
+        missing.extend(f"{collection}_{f}" for f in fields if f not in present)
+    fatjet_fields = _fields(events, "FatJet")
+    if "nConstituents" not in fatjet_fields and "jetIdx" not in _fields(events, "FatJetPFCands"):
+        missing.append("FatJet_nConstituents or FatJetPFCands_jetIdx")
+    if missing:
+        raise MissingBranchError(source, missing, "fat-jet constituents need a PFNano file with PF candidates")
+
+
+def _as_numpy(array: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(array))
+
+
+def _check_range(index: ak.Array, size: ak.Array, branch: str, source: str) -> None:
+    """Every entry of jagged ``index`` must lie in [0, size of its event)."""
+    flat = _as_numpy(ak.flatten(index))
+    limit = np.repeat(_as_numpy(size), _as_numpy(ak.num(index, axis=1)))
+    bad = (flat < 0) | (flat >= limit)
+    if bad.any():
+        first = int(np.flatnonzero(bad)[0])
+        raise InvalidInputError(
+            f"{source}: branch {branch} holds {int(flat[first])} at entry {first}, "
+            f"outside [0, {int(limit[first])}) of its event"
+        )
+
+
+def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConstituents:
+    """Constituents of every ``FatJet`` of ``events`` (coffea NanoEvents, ``PFNanoAODSchema``).
+
+    ``source`` names the input in error messages (a file name, say). Raises
+    :class:`MissingBranchError` for a file without PF candidates and :class:`InvalidInputError`
+    for indices that point outside their collections.
+    """
+    check_pfnano_fields(events, source)
+    n_jets = _as_numpy(ak.num(events.FatJet, axis=1)).astype(np.int64)
+    links = events.FatJetPFCands
+    n_links = _as_numpy(ak.num(links, axis=1)).astype(np.int64)
+    pf_index = links.pFCandsIdx
+    _check_range(pf_index, ak.num(events.PFCands, axis=1), "FatJetPFCands_pFCandsIdx", source)
+    candidates = events.PFCands[pf_index]
+    pt = _as_numpy(ak.flatten(candidates.pt)).astype(np.float64)
+    eta = _as_numpy(ak.flatten(candidates.eta))
+    phi = _as_numpy(ak.flatten(candidates.phi))
+    mass = _as_numpy(ak.flatten(candidates.mass))
+
+    jet_start = np.zeros(len(n_jets), dtype=np.int64)
+    np.cumsum(n_jets[:-1], out=jet_start[1:])
+    total_jets = int(n_jets.sum())
+    if "nConstituents" in _fields(events, "FatJet"):
+        n_constituents = _as_numpy(ak.flatten(events.FatJet.nConstituents)).astype(np.int64)
+        event_of_jet = np.repeat(np.arange(len(n_jets)), n_jets)
+        per_event = np.bincount(event_of_jet, weights=n_constituents, minlength=len(n_jets)).astype(np.int64)
+        if not np.array_equal(per_event, n_links):
+            bad = int(np.flatnonzero(per_event != n_links)[0])
+            raise InvalidInputError(
+                f"{source}: event {bad} has sum(FatJet_nConstituents) = {int(per_event[bad])} "
+                f"but nFatJetPFCands = {int(n_links[bad])}"
+            )
+        global_jet = np.repeat(np.arange(total_jets, dtype=np.int64), n_constituents)
+    else:
+        _check_range(links.jetIdx, ak.num(events.FatJet, axis=1), "FatJetPFCands_jetIdx", source)
+        local_jet = _as_numpy(ak.flatten(links.jetIdx)).astype(np.int64)
+        global_jet = local_jet + np.repeat(jet_start, n_links)
+        n_constituents = np.bincount(global_jet, minlength=total_jets).astype(np.int64)
+
+    # Group jet after jet and sort by pT (descending) within a jet, in one stable sort.
+    order = np.lexsort((-pt, global_jet))
+    p4 = p4_from_ptetaphim(pt[order], eta[order], phi[order], mass[order])
+    return JetConstituents(
+        p4=p4, pt=pt[order].astype(np.float32), n_constituents=n_constituents, n_jets=n_jets
+    )
