@@ -31,7 +31,8 @@ def metric(dtype: torch.dtype = torch.float32, device: torch.device | None = Non
 
 
 def _signs(like: torch.Tensor) -> torch.Tensor:
-    return torch.tensor(METRIC_SIGNS, dtype=like.dtype, device=like.device)
+    # a literal rather than METRIC_SIGNS: TorchScript cannot read module-level tuples
+    return torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=like.dtype, device=like.device)
 
 
 def minkowski_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:

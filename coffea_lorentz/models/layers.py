@@ -1,0 +1,222 @@
+"""Layers shared by the taggers: masked MLPs and reductions, invariant embeddings, config presets.
+
+Conventions as in :mod:`.minkowski`: ``p4`` [B, N, 4] as (E, px, py, pz) in GeV, ``mask`` [B, N]
+bool with True = real constituent. Every function here selects with ``torch.where`` on the mask,
+never by multiplying with it, so padded entries holding NaN or inf cannot reach a real output.
+
+Invariants are made dimensionless with a fixed, documented scale ``scale_gev`` that each tagger
+exposes as a config field: a dot product ⟨p_i, p_j⟩ in GeV² enters a network as
+ψ(⟨p_i, p_j⟩ / scale_gev²), with ψ from :func:`.minkowski.psi`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Mapping, TypeVar
+
+import torch
+from torch import nn
+
+from ..errors import InvalidInputError
+from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, minkowski_norm2, pairwise_dot, psi
+
+__all__ = [
+    "MLP",
+    "MaskedMLP",
+    "masked_sum",
+    "masked_mean",
+    "masked_count",
+    "pair_mask",
+    "jet_p4",
+    "pair_invariants",
+    "append_spurions",
+    "InvariantEmbedding",
+    "resolve_config",
+    "check_inputs",
+]
+
+ConfigT = TypeVar("ConfigT")
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def resolve_config(
+    config_cls: type[ConfigT],
+    presets: Mapping[str, Mapping[str, Any]],
+    *,
+    size: str,
+    where: str,
+    **fields: Any,
+) -> ConfigT:
+    """Build a frozen config from preset ``size`` overridden by ``fields``.
+
+    Raises :class:`~coffea_lorentz.errors.InvalidInputError` naming ``where`` (the tagger) for an
+    unknown size or an option the config does not have.
+    """
+    if size not in presets:
+        raise InvalidInputError(f"{where}: unknown size {size!r}; expected one of {', '.join(presets)}")
+    known = {field.name for field in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
+    unknown = sorted(set(fields) - known)
+    if unknown:
+        raise InvalidInputError(
+            f"{where}: unknown option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
+        )
+    values = dict(presets[size])
+    values.update(fields)
+    return config_cls(**values)
+
+
+def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
+    """Raise :class:`InvalidInputError` unless ``p4`` is [B, N, 4] floating and ``mask`` is [B, N] bool."""
+    if p4.dim() != 3 or p4.shape[-1] != 4:
+        raise InvalidInputError(f"p4: expected shape [B, N, 4], got {list(p4.shape)}")
+    if not p4.is_floating_point():
+        raise InvalidInputError(f"p4: expected a floating dtype, got {p4.dtype}")
+    if mask.dtype != torch.bool:
+        raise InvalidInputError(f"mask: expected dtype torch.bool, got {mask.dtype}")
+    if mask.dim() != 2 or mask.shape[0] != p4.shape[0] or mask.shape[1] != p4.shape[1]:
+        raise InvalidInputError(f"mask: expected shape {list(p4.shape[:2])} to match p4, got {list(mask.shape)}")
+
+
+# ----------------------------------------------------------------------------- MLPs
+
+
+class MLP(nn.Module):
+    """Feed-forward net applied to the last axis: [..., n_in] → [..., n_out].
+
+    ``n_hidden_layers`` hidden layers of width ``n_hidden`` with SiLU; the output layer is linear.
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, n_hidden_layers: int = 1, bias_out: bool = True):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = n_in
+        for _ in range(n_hidden_layers):
+            layers += [nn.Linear(width, n_hidden), nn.SiLU()]
+            width = n_hidden
+        layers.append(nn.Linear(width, n_out, bias=bias_out))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+
+class MaskedMLP(nn.Module):
+    """An :class:`MLP` whose output is exactly zero where ``mask`` is False.
+
+    ``x`` [..., n_in], ``mask`` bool broadcastable to ``x.shape[:-1]`` → [..., n_out].
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int, *, n_hidden_layers: int = 1):
+        super().__init__()
+        self.mlp = MLP(n_in, n_hidden, n_out, n_hidden_layers=n_hidden_layers)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        out = self.mlp(x)
+        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
+
+
+# ----------------------------------------------------------------------------- masked reductions
+
+
+def masked_sum(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Sum of ``x`` over ``dim`` where ``mask`` is True.
+
+    ``mask`` has ``x``'s leading shape (``x.dim()`` or ``x.dim() - 1`` axes; with one axis fewer it
+    applies to every channel of the last axis). Padded values, NaN included, contribute exactly 0.
+    """
+    if mask.dim() < x.dim():
+        mask = mask.unsqueeze(-1)
+    return torch.where(mask, x, torch.zeros_like(x)).sum(dim)
+
+
+def masked_count(mask: torch.Tensor, dim: int, like: torch.Tensor) -> torch.Tensor:
+    """Number of True entries of ``mask`` along ``dim`` (keepdim), at least 1, in ``like``'s dtype."""
+    return mask.to(like.dtype).sum(dim, keepdim=True).clamp(min=1.0)
+
+
+def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
+    """Mean of ``x`` over ``dim`` where ``mask`` is True (0 where nothing is real); mask as in :func:`masked_sum`."""
+    if mask.dim() < x.dim():
+        mask = mask.unsqueeze(-1)
+    total = torch.where(mask, x, torch.zeros_like(x)).sum(dim)
+    count = mask.to(x.dtype).sum(dim).clamp(min=1.0)
+    return total / count
+
+
+def pair_mask(mask: torch.Tensor, include_self: bool = True) -> torch.Tensor:
+    """[B, N] bool → [B, N, N] bool, True where both i and j are real (and i ≠ j unless ``include_self``)."""
+    pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)
+    if not include_self:
+        n = mask.shape[-1]
+        eye = torch.eye(n, dtype=torch.bool, device=mask.device)
+        pairs = pairs & ~eye
+    return pairs
+
+
+# ----------------------------------------------------------------------------- invariants
+
+
+def jet_p4(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """The jet four-momentum, sum of real constituents: [B, N, 4] GeV → [B, 4] GeV."""
+    return masked_sum(p4, mask, dim=1)
+
+
+def pair_invariants(x: torch.Tensor) -> torch.Tensor:
+    """ψ of ⟨x_i − x_j⟩² and of ⟨x_i, x_j⟩ for dimensionless vectors ``x`` [B, N, 4] → [B, N, N, 2].
+
+    The squared difference is taken from the difference vector itself, which loses less precision
+    than m_i² + m_j² − 2⟨x_i, x_j⟩ for nearly collinear, nearly massless pairs.
+    """
+    diff = x.unsqueeze(2) - x.unsqueeze(1)
+    diff_norm2 = minkowski_norm2(diff)
+    dots = pairwise_dot(x)
+    return torch.stack([psi(diff_norm2), psi(dots)], dim=-1)
+
+
+def append_spurions(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Append the time (1, 0, 0, 0) and beam (0, 0, 0, 1) reference vectors as two always-real entries.
+
+    ``x`` [B, N, 4] (dimensionless, i.e. already divided by the tagger's ``scale_gev``), ``mask``
+    [B, N] → ``x`` [B, N + 2, 4], ``mask`` [B, N + 2], ``labels`` [B, N + 2, 2] one-hot
+    (is_time, is_beam), zero for constituents.
+    """
+    n_jets = x.shape[0]
+    n = x.shape[1]
+    ref = beam_reference_vectors(x).unsqueeze(0).expand(n_jets, 2, 4)
+    x = torch.cat([x, ref], dim=1)
+    mask = torch.cat([mask, torch.ones(n_jets, 2, dtype=torch.bool, device=mask.device)], dim=1)
+    labels = torch.zeros(n_jets, n + 2, 2, dtype=x.dtype, device=x.device)
+    labels[:, n, 0] = 1.0
+    labels[:, n + 1, 1] = 1.0
+    return x, mask, labels
+
+
+class InvariantEmbedding(nn.Module):
+    """Per-constituent Lorentz-invariant features, no trainable weights.
+
+    ``forward(p4 [B, N, 4] GeV, mask [B, N])`` → [B, N, n_features] with, in order:
+    ψ(m_i² / s²), ψ(⟨p_i, J⟩ / s²) with J the jet four-momentum, and, when ``beam_reference``,
+    ψ(E_i / s) = ψ(⟨p_i, t⟩ / s) and ψ(−pz_i / s) = ψ(⟨p_i, z⟩ / s); ``s`` = ``scale_gev``.
+    Padded rows are exactly 0.
+    """
+
+    def __init__(self, *, scale_gev: float, beam_reference: bool = False):
+        super().__init__()
+        if not scale_gev > 0:
+            raise InvalidInputError(f"InvariantEmbedding: scale_gev must be > 0, got {scale_gev}")
+        self.scale_gev = float(scale_gev)
+        self.beam_reference = beam_reference
+        self.n_features = 4 if beam_reference else 2
+
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        x = masked_p4(p4, mask) / self.scale_gev
+        jet = jet_p4(x, mask).unsqueeze(1)
+        features = [psi(minkowski_norm2(x)), psi(minkowski_dot(x, jet))]
+        if self.beam_reference:
+            ref = beam_reference_vectors(x)
+            features.append(psi(minkowski_dot(x, ref[0])))
+            features.append(psi(minkowski_dot(x, ref[1])))
+        out = torch.stack(features, dim=-1)
+        return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))
