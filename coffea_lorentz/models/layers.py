@@ -7,6 +7,12 @@ never by multiplying with it, so padded entries holding NaN or inf cannot reach 
 Invariants are made dimensionless with a fixed, documented scale ``scale_gev`` that each tagger
 exposes as a config field: a dot product ⟨p_i, p_j⟩ in GeV² enters a network as
 ψ(⟨p_i, p_j⟩ / scale_gev²), with ψ from :func:`.minkowski.psi`.
+
+Beam reference. The time t = (1, 0, 0, 0) and beam z = (0, 0, 0, 1) spurions enter only through
+the longitudinal metric t tᵀ − z zᵀ, i.e. through L(a, b) = ⟨a, t⟩⟨b, t⟩ − ⟨a, z⟩⟨b, z⟩ = a⁰b⁰ − a³b³.
+L is invariant under boosts along z and rotations about z (the group the beams leave alone),
+whereas ⟨p, t⟩ = E and ⟨p, z⟩ = −pz alone are not invariant under z-boosts. A tagger given L as an
+extra invariant is exactly invariant under that subgroup, and no longer under the full group.
 """
 
 from __future__ import annotations
@@ -18,7 +24,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, minkowski_norm2, pairwise_dot, psi
+from .minkowski import masked_p4, minkowski_dot, minkowski_norm2, pairwise_dot, psi
 
 __all__ = [
     "MLP",
@@ -29,7 +35,7 @@ __all__ = [
     "pair_mask",
     "jet_p4",
     "pair_invariants",
-    "append_spurions",
+    "longitudinal_dot",
     "InvariantEmbedding",
     "resolve_config",
     "check_inputs",
@@ -163,34 +169,27 @@ def jet_p4(p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     return masked_sum(p4, mask, dim=1)
 
 
-def pair_invariants(x: torch.Tensor) -> torch.Tensor:
-    """ψ of ⟨x_i − x_j⟩² and of ⟨x_i, x_j⟩ for dimensionless vectors ``x`` [B, N, 4] → [B, N, N, 2].
+def longitudinal_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """L(a, b) = ⟨a, t⟩⟨b, t⟩ − ⟨a, z⟩⟨b, z⟩ = a⁰b⁰ − a³b³ over the last axis: [..., 4] × [..., 4] → [...].
 
-    The squared difference is taken from the difference vector itself, which loses less precision
-    than m_i² + m_j² − 2⟨x_i, x_j⟩ for nearly collinear, nearly massless pairs.
+    Invariant under z-boosts and z-rotations only; L(p, p) = E² − pz² = pT² + m² (transverse mass²).
+    """
+    return a[..., 0] * b[..., 0] - a[..., 3] * b[..., 3]
+
+
+def pair_invariants(x: torch.Tensor, beam_reference: bool = False) -> torch.Tensor:
+    """Pairwise invariants of dimensionless vectors ``x`` [B, N, 4] → [B, N, N, 2] (or 3).
+
+    Channels: ψ(⟨x_i − x_j⟩²), ψ(⟨x_i, x_j⟩) and, when ``beam_reference``, ψ(L(x_i, x_j)) with
+    L from :func:`longitudinal_dot`. The squared difference is taken from the difference vector
+    itself, which loses less precision than m_i² + m_j² − 2⟨x_i, x_j⟩ for nearly collinear,
+    nearly massless pairs.
     """
     diff = x.unsqueeze(2) - x.unsqueeze(1)
-    diff_norm2 = minkowski_norm2(diff)
-    dots = pairwise_dot(x)
-    return torch.stack([psi(diff_norm2), psi(dots)], dim=-1)
-
-
-def append_spurions(x: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Append the time (1, 0, 0, 0) and beam (0, 0, 0, 1) reference vectors as two always-real entries.
-
-    ``x`` [B, N, 4] (dimensionless, i.e. already divided by the tagger's ``scale_gev``), ``mask``
-    [B, N] → ``x`` [B, N + 2, 4], ``mask`` [B, N + 2], ``labels`` [B, N + 2, 2] one-hot
-    (is_time, is_beam), zero for constituents.
-    """
-    n_jets = x.shape[0]
-    n = x.shape[1]
-    ref = beam_reference_vectors(x).unsqueeze(0).expand(n_jets, 2, 4)
-    x = torch.cat([x, ref], dim=1)
-    mask = torch.cat([mask, torch.ones(n_jets, 2, dtype=torch.bool, device=mask.device)], dim=1)
-    labels = torch.zeros(n_jets, n + 2, 2, dtype=x.dtype, device=x.device)
-    labels[:, n, 0] = 1.0
-    labels[:, n + 1, 1] = 1.0
-    return x, mask, labels
+    channels = [psi(minkowski_norm2(diff)), psi(pairwise_dot(x))]
+    if beam_reference:
+        channels.append(psi(longitudinal_dot(x.unsqueeze(2), x.unsqueeze(1))))
+    return torch.stack(channels, dim=-1)
 
 
 class InvariantEmbedding(nn.Module):
@@ -198,7 +197,8 @@ class InvariantEmbedding(nn.Module):
 
     ``forward(p4 [B, N, 4] GeV, mask [B, N])`` → [B, N, n_features] with, in order:
     ψ(m_i² / s²), ψ(⟨p_i, J⟩ / s²) with J the jet four-momentum, and, when ``beam_reference``,
-    ψ(E_i / s) = ψ(⟨p_i, t⟩ / s) and ψ(−pz_i / s) = ψ(⟨p_i, z⟩ / s); ``s`` = ``scale_gev``.
+    ψ(L(p_i, p_i) / s²) = ψ(m_T,i² / s²) and ψ(L(p_i, J) / s²) (see :func:`longitudinal_dot`);
+    ``s`` = ``scale_gev``.
     Padded rows are exactly 0.
     """
 
@@ -215,8 +215,7 @@ class InvariantEmbedding(nn.Module):
         jet = jet_p4(x, mask).unsqueeze(1)
         features = [psi(minkowski_norm2(x)), psi(minkowski_dot(x, jet))]
         if self.beam_reference:
-            ref = beam_reference_vectors(x)
-            features.append(psi(minkowski_dot(x, ref[0])))
-            features.append(psi(minkowski_dot(x, ref[1])))
+            features.append(psi(longitudinal_dot(x, x)))
+            features.append(psi(longitudinal_dot(x, jet)))
         out = torch.stack(features, dim=-1)
         return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))

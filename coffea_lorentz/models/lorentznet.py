@@ -18,8 +18,8 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, InvariantEmbedding, append_spurions, check_inputs, masked_mean, pair_invariants, pair_mask, resolve_config
-from .minkowski import masked_p4, minkowski_dot, minkowski_norm2, psi
+from .layers import MLP, InvariantEmbedding, check_inputs, masked_mean, pair_invariants, pair_mask, resolve_config
+from .minkowski import masked_p4
 
 __all__ = ["LorentzNet", "LorentzNetConfig", "PRESETS"]
 
@@ -55,12 +55,13 @@ class LGEB(nn.Module):
     [B, N, N] bool → (``h``, ``x``) of the same shapes; padded nodes come out exactly zero.
     """
 
-    def __init__(self, hidden: int, *, coordinate_weight: float, update_x: bool = True):
+    def __init__(self, hidden: int, *, coordinate_weight: float, update_x: bool = True, beam_reference: bool = False):
         super().__init__()
+        self.beam_reference = beam_reference
         # φ_e's first linear layer on cat(h_i, h_j, invariants), split so the [B, N, N, 2h+2] concat is never built
         self.edge_from_i = nn.Linear(hidden, hidden)
         self.edge_from_j = nn.Linear(hidden, hidden, bias=False)
-        self.edge_from_invariants = nn.Linear(2, hidden, bias=False)
+        self.edge_from_invariants = nn.Linear(3 if beam_reference else 2, hidden, bias=False)
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         self.edge_weight = nn.Linear(hidden, 1)
         self.node_update = MLP(2 * hidden, hidden, hidden)
@@ -71,7 +72,7 @@ class LGEB(nn.Module):
     def forward(
         self, h: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor, edge_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        invariants = pair_invariants(x)
+        invariants = pair_invariants(x, self.beam_reference)
         pre = self.edge_from_i(h).unsqueeze(2) + self.edge_from_j(h).unsqueeze(1) + self.edge_from_invariants(invariants)
         messages = self.edge_out(pre)  # [B, N, N, hidden]
         weights = torch.sigmoid(self.edge_weight(messages))
@@ -90,8 +91,10 @@ class LorentzNet(nn.Module):
     """LorentzNet tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Node scalars start from ψ(m_i²/s²) and ψ(⟨p_i, J⟩/s²) (J = jet four-momentum, s = ``scale_gev``).
-    With ``beam_reference=True`` the time (1,0,0,0) and beam (0,0,0,1) vectors join the graph as
-    two always-real labelled nodes; the readout still averages over real constituents only.
+    With ``beam_reference=True`` the time (1,0,0,0) and beam (0,0,0,1) spurions enter through the
+    longitudinal products L(a, b) = a⁰b⁰ − a³b³ (:func:`.layers.longitudinal_dot`): ψ(L(p_i, p_i)/s²)
+    and ψ(L(p_i, J)/s²) as node scalars and ψ(L(x_i, x_j)) as an edge invariant in every block,
+    so the logits stay exactly invariant under z-boosts and z-rotations.
 
     >>> import torch
     >>> model = LorentzNet()
@@ -108,12 +111,16 @@ class LorentzNet(nn.Module):
         self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
         self.beam_reference = beam_reference
         self.scale_gev = float(config.scale_gev)
-        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=False)
-        n_labels = 2 if beam_reference else 0
-        self.encoder = nn.Linear(self.embedding.n_features + n_labels, config.hidden)
+        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=beam_reference)
+        self.encoder = nn.Linear(self.embedding.n_features, config.hidden)
         self.blocks = nn.ModuleList(
             [
-                LGEB(config.hidden, coordinate_weight=config.coordinate_weight, update_x=index < config.n_layers - 1)
+                LGEB(
+                    config.hidden,
+                    coordinate_weight=config.coordinate_weight,
+                    update_x=index < config.n_layers - 1,
+                    beam_reference=beam_reference,
+                )
                 for index in range(config.n_layers)
             ]
         )
@@ -121,21 +128,11 @@ class LorentzNet(nn.Module):
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)
-        n_constituents = p4.shape[1]
         x = masked_p4(p4, mask) / self.scale_gev
-        h = self.embedding(p4, mask)
-        node_mask = mask
-        if self.beam_reference:
-            x, node_mask, labels = append_spurions(x, mask)
-            # the spurions' own invariants, in the embedding's order: ψ(⟨r, r⟩), ψ(⟨r, J⟩)
-            ref = x[:, n_constituents:, :]
-            jet = x[:, :n_constituents, :].sum(1, keepdim=True)
-            spurion_scalars = torch.stack([psi(minkowski_norm2(ref)), psi(minkowski_dot(ref, jet))], dim=-1)
-            h = torch.cat([torch.cat([h, spurion_scalars], dim=1), labels], dim=-1)
-        h = self.encoder(h)
-        h = torch.where(node_mask.unsqueeze(-1), h, torch.zeros_like(h))
-        edge_mask = pair_mask(node_mask, include_self=False)
+        h = self.encoder(self.embedding(p4, mask))
+        h = torch.where(mask.unsqueeze(-1), h, torch.zeros_like(h))
+        edge_mask = pair_mask(mask, False)
         for block in self.blocks:
-            h, x = block(h, x, node_mask, edge_mask)
-        pooled = masked_mean(h[:, :n_constituents, :], mask, dim=1)
+            h, x = block(h, x, mask, edge_mask)
+        pooled = masked_mean(h, mask, dim=1)
         return self.decoder(pooled)
