@@ -1,0 +1,127 @@
+"""``coffea-lorentz serve``: run a local Triton server until Ctrl-C or SIGTERM.
+
+Without ``--repository`` a repository is built first (into ``build/model_repository``) from the
+``--tagger`` names, with their default weights (see :func:`coffea_lorentz.repository.load_tagger`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+
+from ..errors import InvalidInputError, ServerError
+from ..serve import ServerConfig, TritonServer
+
+__all__ = ["register", "run", "run_server"]
+
+DEFAULT_REPOSITORY = Path("build/model_repository")
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add the ``serve`` subcommand."""
+    parser = subparsers.add_parser(
+        "serve",
+        help="run a local Triton server on a model repository",
+        description=(
+            "Start the bundled Triton server (from the server environment made by "
+            "deploy/setup_server_env.sh) on a model repository, print its URLs and serve until "
+            "Ctrl-C or SIGTERM. Without --repository, builds one from --tagger into "
+            f"{DEFAULT_REPOSITORY}."
+        ),
+    )
+    source = parser.add_mutually_exclusive_group()
+    source.add_argument("--repository", type=Path, help="serve this existing model repository")
+    source.add_argument(
+        "--tagger",
+        action="append",
+        metavar="NAME",
+        help="tagger to serve (repeatable; default: identity and lorentznet)",
+    )
+    parser.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="where to build the repository")
+    parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
+    parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (0 = any free port; default 8000)")
+    parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0 = any free port; default 8001)")
+    parser.add_argument("--metrics-port", type=int, default=8002, help="metrics port (0 = any free port; default 8002)")
+    parser.add_argument("--gpu", action="store_true", help="build the repository with KIND_GPU instances")
+    parser.add_argument(
+        "--backend",
+        choices=("python", "pytorch_libtorch"),
+        default="python",
+        help="backend of the built repository (the bundled server has python only)",
+    )
+    parser.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
+    parser.add_argument("--max-batch-size", type=int, default=1024, help="largest batch in jets (default 1024)")
+    parser.add_argument(
+        "--max-queue-delay-us", type=int, default=100, help="dynamic batcher wait in microseconds (default 100)"
+    )
+    parser.add_argument("--threads", type=int, default=0, help="torch threads per model instance (0 = default)")
+    parser.add_argument("--server-env", type=Path, help="server environment (default $COFFEA_LORENTZ_SERVER_ENV or .venv-server)")
+    parser.add_argument("--log", type=Path, help="server log file (default next to the repository)")
+    parser.add_argument("--startup-timeout-s", type=float, default=180.0, help="seconds to wait for readiness")
+    parser.set_defaults(func=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Build the repository if needed, then serve it."""
+    repository = args.repository
+    if repository is None:
+        repository = _build(args)
+    elif not repository.is_dir():
+        raise InvalidInputError(f"--repository {repository}: not a directory")
+    config = ServerConfig(
+        repository=repository,
+        host=args.host,
+        http_port=args.http_port,
+        grpc_port=args.grpc_port,
+        metrics_port=args.metrics_port,
+        server_env=args.server_env,
+        log_path=args.log,
+        startup_timeout_s=args.startup_timeout_s,
+    )
+    return run_server(config)
+
+
+def _build(args: argparse.Namespace) -> Path:
+    from ..repository import build_repository, load_tagger
+
+    names = args.tagger or ["identity", "lorentznet"]
+    taggers = {name: load_tagger(name) for name in names}
+    print(f"building model repository {args.output} ({', '.join(names)})", file=sys.stderr)
+    return build_repository(
+        args.output,
+        taggers,
+        kind="KIND_GPU" if args.gpu else "KIND_CPU",
+        backend=args.backend,
+        instance_count=args.instances,
+        max_batch_size=args.max_batch_size,
+        max_queue_delay_us=args.max_queue_delay_us,
+        intra_op_threads=args.threads,
+    )
+
+
+def run_server(config: ServerConfig) -> int:
+    """Serve ``config`` until SIGINT/SIGTERM (exit 0) or until the server dies (exit 1)."""
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
+    server = TritonServer(config)
+    try:
+        server.start()
+        print(f"Triton server ready in {server.startup_s:.1f} s (pid {server.pid})")
+        print(f"  gRPC     {server.grpc_url}")
+        print(f"  HTTP     http://{server.http_url}")
+        print(f"  metrics  {server.metrics_url}")
+        print(f"  log      {server.log_path}")
+        print("Ctrl-C to stop", flush=True)
+        status = server.wait()
+        raise ServerError(f"Triton server exited with status {status}; log {server.log_path}:\n{server.log_tail()}")
+    except KeyboardInterrupt:
+        print("stopping Triton server", file=sys.stderr)
+        return 0
+    finally:
+        server.stop()
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _raise_interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt

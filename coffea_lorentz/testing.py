@@ -1,0 +1,80 @@
+"""Test helpers: a pytest fixture factory for a real local Triton server.
+
+In a ``conftest.py``::
+
+    from coffea_lorentz.testing import triton_server_fixture
+
+    triton_server = triton_server_fixture(taggers=("identity",), scope="session")
+
+    @pytest.mark.slow
+    def test_something(triton_server):
+        client = tritonclient.grpc.InferenceServerClient(triton_server.grpc_url)
+
+The fixture builds a model repository in a pytest temporary directory, starts the server on free
+ports, yields the running :class:`~coffea_lorentz.serve.TritonServer` (``.grpc_url``,
+``.http_url``, ``.config.repository``) and stops it afterwards. When the server environment is not
+set up, tests using it are skipped with the reason (or fail, with ``skip_if_unavailable=False``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
+
+from .errors import ServerStartError
+from .serve import ServerConfig, TritonServer, server_directory
+
+__all__ = ["server_unavailable_reason", "triton_server_fixture"]
+
+
+def server_unavailable_reason(server_env: str | Path | None = None) -> str | None:
+    """Why no local Triton server can start (missing server environment), or None if one can."""
+    try:
+        server_directory(server_env)
+    except ServerStartError as err:
+        return str(err)
+    return None
+
+
+def triton_server_fixture(
+    taggers: Sequence[str] | Callable[[], Mapping] = ("identity",),
+    *,
+    scope: str = "session",
+    name: str | None = None,
+    skip_if_unavailable: bool = True,
+    startup_timeout_s: float = 120.0,
+    server_env: str | Path | None = None,
+    intra_op_threads: int = 1,
+    **repository_options,
+):
+    """A pytest fixture yielding a running :class:`TritonServer`.
+
+    ``taggers`` is a sequence of registry names (served with :func:`repository.load_tagger`
+    weights) or a callable returning the ``{name: module or model.pt path}`` mapping for
+    :func:`repository.build_repository` (called when the fixture is first used, not at import).
+    ``repository_options`` go to :func:`repository.build_repository`; ``intra_op_threads``
+    defaults to 1 to keep test servers light.
+    """
+    import pytest
+
+    @pytest.fixture(scope=scope, name=name)
+    def _triton_server(tmp_path_factory) -> Iterator[TritonServer]:
+        from .repository import build_repository, load_tagger
+
+        reason = server_unavailable_reason(server_env)
+        if reason is not None:
+            if skip_if_unavailable:
+                pytest.skip(f"no local Triton server: {reason}")
+            pytest.fail(f"no local Triton server: {reason}")
+        mapping = taggers() if callable(taggers) else {tagger: load_tagger(tagger) for tagger in taggers}
+        repository = build_repository(
+            tmp_path_factory.mktemp("triton") / "model_repository",
+            mapping,
+            intra_op_threads=intra_op_threads,
+            **repository_options,
+        )
+        config = ServerConfig(repository=repository, server_env=server_env, startup_timeout_s=startup_timeout_s)
+        with TritonServer(config) as server:
+            yield server
+
+    return _triton_server

@@ -1,0 +1,190 @@
+"""Model repositories: config.pbtxt, repository.json, model.pt and tagger weights."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+
+import pytest
+import torch
+
+from coffea_lorentz.errors import InvalidInputError, ModelMismatchError
+from coffea_lorentz.export import ScoredTagger, export_torchscript, load_torchscript
+from coffea_lorentz.repository import (
+    REPOSITORY_INFO,
+    ServingOptions,
+    build_repository,
+    load_tagger,
+    model_config_text,
+    read_repository_info,
+)
+
+
+def _has(name: str) -> bool:
+    return importlib.util.find_spec(f"coffea_lorentz.models.{name}") is not None
+
+
+@pytest.fixture(scope="module")
+def identity():
+    return load_tagger("identity")
+
+
+@pytest.mark.parametrize(
+    ("backend", "header", "model_files"),
+    [
+        ("python", 'backend: "python"', {"model.pt", "model.py"}),
+        ("pytorch_libtorch", 'platform: "pytorch_libtorch"', {"model.pt"}),
+    ],
+)
+def test_repository_layout_and_config(tmp_path, identity, backend, header, model_files):
+    path = build_repository(
+        tmp_path / "repo",
+        {"identity": identity},
+        backend=backend,
+        kind="KIND_GPU",
+        max_batch_size=512,
+        preferred_batch_sizes=(128, 512),
+        max_queue_delay_us=250,
+        instance_count=2,
+    )
+    assert {p.name for p in (path / "identity" / "1").iterdir()} == model_files
+    config = (path / "identity" / "config.pbtxt").read_text()
+    for expected in (
+        'name: "identity"',
+        header,
+        "max_batch_size: 512",
+        "preferred_batch_size: [ 128, 512 ]",
+        "max_queue_delay_microseconds: 250",
+        'name: "p4"\n    data_type: TYPE_FP32\n    dims: [ -1, 4 ]',
+        'name: "mask"\n    data_type: TYPE_BOOL\n    dims: [ -1 ]',
+        'name: "score"\n    data_type: TYPE_FP32\n    dims: [ 2 ]',
+        "count: 2\n    kind: KIND_GPU",
+    ):
+        assert expected in config
+    info = read_repository_info(path)
+    assert info["taggers"] == ["identity"]
+    assert info["output"] == "score"
+    assert info["models"]["identity"]["n_classes"] == 2
+    assert info["models"]["identity"]["export_parity_max_abs_diff"] <= 1e-5
+    assert info["serving"]["backend"] == backend
+
+
+def test_served_model_matches_eager_and_has_forward_argument_names(tmp_path):
+    """The libtorch backend maps inputs to forward arguments by name: they must be p4, mask."""
+    tagger = load_tagger("identity")
+    path = build_repository(tmp_path / "repo", {"tagger": tagger})
+    exported = load_torchscript(path / "tagger" / "1" / "model.pt")
+    assert [argument.name for argument in exported.forward.schema.arguments[1:]] == ["p4", "mask"]
+    p4 = torch.randn(3, 6, 4) * 20
+    p4[..., 0] = p4[..., 1:].norm(dim=-1) + 1.0
+    mask = torch.tensor([[True] * 6, [True] * 2 + [False] * 4, [True] + [False] * 5])
+    with torch.no_grad():
+        torch.testing.assert_close(exported(p4, mask), ScoredTagger(tagger)(p4, mask), atol=1e-6, rtol=0)
+
+
+def test_exported_file_is_copied(tmp_path, identity):
+    exported_path = tmp_path / "exported.pt"
+    export_torchscript(identity, exported_path)
+    path = build_repository(tmp_path / "repo", {"from_file": exported_path})
+    assert (path / "from_file" / "1" / "model.pt").read_bytes() == exported_path.read_bytes()
+    assert read_repository_info(path)["models"]["from_file"]["export_parity_max_abs_diff"] is None
+
+
+def test_rebuild_replaces_repository_and_leaves_no_staging(tmp_path, identity):
+    build_repository(tmp_path / "repo", {"first": identity})
+    build_repository(tmp_path / "repo", {"second": identity})
+    assert sorted(p.name for p in (tmp_path / "repo").iterdir()) == [REPOSITORY_INFO, "second"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+def test_refuses_to_replace_other_directory(tmp_path, identity):
+    (tmp_path / "data").mkdir()
+    (tmp_path / "data" / "keep.txt").write_text("x")
+    with pytest.raises(InvalidInputError, match="not a model repository"):
+        build_repository(tmp_path / "data", {"identity": identity})
+    assert (tmp_path / "data" / "keep.txt").read_text() == "x"
+
+
+def test_failed_build_leaves_previous_repository(tmp_path, identity):
+    build_repository(tmp_path / "repo", {"identity": identity})
+    with pytest.raises(InvalidInputError, match="not found"):
+        build_repository(tmp_path / "repo", {"identity": identity, "missing": tmp_path / "nope.pt"})
+    assert read_repository_info(tmp_path / "repo")["taggers"] == ["identity"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["repo"]
+
+
+class _Logits(torch.nn.Module):
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return p4[:, 0, :2]
+
+
+def test_rejects_model_without_probabilities(tmp_path):
+    scripted = torch.jit.script(_Logits())
+    scripted.save(str(tmp_path / "logits.pt"))
+    with pytest.raises(ModelMismatchError, match="probabilities"):
+        build_repository(tmp_path / "repo", {"logits": tmp_path / "logits.pt"})
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"max_batch_size": 0}, "max_batch_size"),
+        ({"preferred_batch_sizes": (2048,)}, "preferred_batch_sizes"),
+        ({"kind": "KIND_TPU"}, "kind"),
+        ({"backend": "onnxruntime"}, "backend"),
+        ({"instance_count": 0}, "instance_count"),
+        ({"max_queue_delay_us": -1}, "max_queue_delay_us"),
+    ],
+)
+def test_invalid_serving_options(options, message):
+    with pytest.raises(InvalidInputError, match=message):
+        ServingOptions(**options)
+
+
+@pytest.mark.parametrize("name", ["", "has space", "../escape", "-dash"])
+def test_invalid_model_names(tmp_path, identity, name):
+    with pytest.raises(InvalidInputError, match="model name"):
+        build_repository(tmp_path / "repo", {name: identity})
+
+
+def test_threads_parameter_only_in_python_backend():
+    python = model_config_text("m", 3, ServingOptions(intra_op_threads=2))
+    libtorch = model_config_text("m", 3, ServingOptions(intra_op_threads=2, backend="pytorch_libtorch"))
+    assert 'key: "intra_op_threads"\n  value: { string_value: "2" }' in python
+    assert "intra_op_threads" not in libtorch
+    assert "dims: [ 3 ]" in python and "dims: [ 3 ]" in libtorch
+
+
+def test_load_tagger_is_deterministic_and_keeps_global_rng():
+    torch.manual_seed(123)
+    expected_next = torch.rand(1)
+    torch.manual_seed(123)
+    name = "lorentznet" if _has("lorentznet") else "identity"
+    first = load_tagger(name)
+    assert torch.equal(torch.rand(1), expected_next)
+    second = load_tagger(name)
+    for (key, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
+        assert torch.equal(a, b), key
+
+
+def test_load_tagger_reads_checkpoint(tmp_path):
+    if not _has("lorentznet"):
+        pytest.skip("checkpoint loading needs a tagger with weights; coffea_lorentz.models.lorentznet is absent")
+    name = "lorentznet"
+    tagger = load_tagger(name, seed=1)
+    torch.save(tagger.state_dict(), tmp_path / "weights.pt")
+    loaded = load_tagger(name, seed=2, checkpoint=tmp_path / "weights.pt")
+    for (key, a), (_, b) in zip(tagger.state_dict().items(), loaded.state_dict().items(), strict=True):
+        assert torch.equal(a, b), key
+    with pytest.raises(InvalidInputError, match="not found"):
+        load_tagger(name, checkpoint=tmp_path / "absent.pt")
+
+
+def test_repository_info_errors(tmp_path):
+    with pytest.raises(InvalidInputError, match="not found"):
+        read_repository_info(tmp_path)
+    (tmp_path / REPOSITORY_INFO).write_text("{")
+    with pytest.raises(InvalidInputError, match="not valid JSON"):
+        read_repository_info(tmp_path)
+    (tmp_path / REPOSITORY_INFO).write_text(json.dumps({"taggers": []}))
+    assert read_repository_info(tmp_path) == {"taggers": []}
