@@ -8,6 +8,11 @@ Each ``assert_*`` check returns the measured relative logit change
 ``max |f(p') − f(p)| / max |f(p)|`` (over the whole batch) and raises :class:`SymmetryError`
 when it exceeds the tolerance. Pass models in ``eval()`` mode.
 
+A tagger states the group it is invariant under in a string attribute ``invariance``:
+``"lorentz"`` (proper orthochronous Lorentz group), ``"z_boost_rotation"`` (boosts along and
+rotations about the beam axis, what ``beam_reference=True`` leaves), ``"z_rotation"`` or
+``"none"``; :func:`declared_invariance` reads it.
+
 >>> import torch
 >>> transform = random_lorentz(3, max_rapidity=2.0, generator=torch.Generator().manual_seed(0))
 >>> lorentz_violation(transform) < 1e-12
@@ -25,6 +30,8 @@ from .models.minkowski import metric
 
 __all__ = [
     "SymmetryError",
+    "INVARIANCES",
+    "declared_invariance",
     "rotation_matrix",
     "random_rotation",
     "boost",
@@ -47,6 +54,21 @@ __all__ = [
 
 class SymmetryError(CoffeaLorentzError, AssertionError):
     """A tagger's output changed under a transformation it should be invariant under."""
+
+
+#: The values a tagger's ``invariance`` attribute may take, largest group first.
+INVARIANCES = ("lorentz", "z_boost_rotation", "z_rotation", "none")
+
+
+def declared_invariance(model: nn.Module, *, beam_reference: bool) -> str:
+    """``model.invariance``, or what the tagger contract implies when the attribute is absent:
+    ``"z_boost_rotation"`` with ``beam_reference``, else ``"lorentz"``."""
+    invariance = getattr(model, "invariance", None)
+    if invariance is None:
+        return "z_boost_rotation" if beam_reference else "lorentz"
+    if invariance not in INVARIANCES:
+        raise SymmetryError(f"{type(model).__name__}.invariance is {invariance!r}; expected one of {', '.join(INVARIANCES)}")
+    return invariance
 
 
 # ----------------------------------------------------------------------------- transforms
