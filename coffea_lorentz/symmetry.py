@@ -296,7 +296,7 @@ def assert_invariant(
     reference = _evaluate(model, p4, mask)
     moved = _evaluate(model, apply_transform(p4, transform), mask)
     measured = relative_change(reference, moved)
-    return _check("Lorentz invariance", measured, rtol, f"dtype {p4.dtype}, shape {list(p4.shape)}")
+    return _check("invariance under the transform", measured, rtol, f"dtype {p4.dtype}, shape {list(p4.shape)}")
 
 
 def assert_permutation_invariant(
