@@ -313,10 +313,12 @@ class TritonServer:
         self.process = None
 
     def log_tail(self, n_lines: int = _LOG_TAIL_LINES) -> str:
-        """The last ``n_lines`` lines of the server log ('' before start)."""
+        """The last ``n_lines`` lines of the server log, without the tables Triton prints at
+        startup ('' before start)."""
         if self.log_path is None or not self.log_path.is_file():
             return ""
         lines = self.log_path.read_text(errors="replace").splitlines()
+        lines = [line for line in lines if line.strip() and not line.startswith(("+", "|"))]
         return "\n".join(lines[-n_lines:])
 
     def __repr__(self) -> str:

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="tagger to serve (repeatable; default: identity and lorentznet)",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="where to build the repository")
+    parser.add_argument(
+        "--build-only", action="store_true", help="build the repository and exit (e.g. for a GPU server elsewhere)"
+    )
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--http-port", type=int, default=8000, help="HTTP port (0 = any free port; default 8000)")
     parser.add_argument("--grpc-port", type=int, default=8001, help="gRPC port (0 = any free port; default 8001)")
@@ -68,6 +71,9 @@ def run(args: argparse.Namespace) -> int:
     repository = args.repository
     if repository is None:
         repository = _build(args)
+        if args.build_only:
+            print(f"model repository written to {repository}")
+            return 0
     elif not repository.is_dir():
         raise InvalidInputError(f"--repository {repository}: not a directory")
     config = ServerConfig(
