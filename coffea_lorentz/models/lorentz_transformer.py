@@ -40,6 +40,8 @@ class LorentzTransformerConfig:
 
     ``scale_gev`` divides every four-vector before invariants are formed (GeV), so invariants
     are dimensionless and O(1) for constituents of O(``scale_gev``) energy.
+    ``invariants_float64``: keep coordinates and form invariants in float64 whatever the model
+    dtype; in float32, E_i E_j − p⃗_i·p⃗_j of collinear, boosted constituents loses ~1e-4 relative.
     """
 
     hidden: int = 32
@@ -48,6 +50,7 @@ class LorentzTransformerConfig:
     pair_hidden: int = 24
     ffn_factor: int = 2
     scale_gev: float = 100.0
+    invariants_float64: bool = True
 
 
 def preset(size: str) -> LorentzTransformerConfig:
@@ -124,8 +127,8 @@ class InvariantAttentionBlock(nn.Module):
         self, h: torch.Tensor, x: torch.Tensor, mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         n_batch, n_tokens, hidden = h.shape
-        pair = self.pair_mlp(pair_invariants(x, self.beam_reference))  # [B, T, T, heads + 1]
-        key_mask = mask.unsqueeze(1)  # [B, 1, T]
+        pair = self.pair_mlp(pair_invariants(x, self.beam_reference).to(h.dtype))  # [B, N, N, heads + 1]
+        key_mask = mask.unsqueeze(1)  # [B, 1, N]
 
         q, k, v = self.qkv(self.norm_attention(h)).chunk(3, dim=-1)
         q = q.reshape(n_batch, n_tokens, self.n_heads, self.head_dim)
@@ -142,7 +145,7 @@ class InvariantAttentionBlock(nn.Module):
 
         coord_logits = pair[..., self.n_heads]
         coord_logits = torch.where(key_mask, coord_logits, torch.full_like(coord_logits, self.masked_logit))
-        x_new = torch.einsum("bij,bjd->bid", torch.softmax(coord_logits, dim=-1), x)
+        x_new = torch.einsum("bij,bjd->bid", torch.softmax(coord_logits, dim=-1).to(x.dtype), x)
         x = torch.where(mask.unsqueeze(-1), x_new, x)
         return h, x
 
@@ -161,6 +164,7 @@ class LorentzTransformer(nn.Module):
         self.n_classes = n_classes
         self.beam_reference = beam_reference
         self.scale_gev = float(self.config.scale_gev)
+        self.invariants_float64 = bool(self.config.invariants_float64)
         hidden = self.config.hidden
         # inputs per constituent: ψ(x²), ψ(⟨x, X_jet⟩) (+ their ∥ partners with beam_reference)
         n_features = 4 if beam_reference else 2
@@ -178,7 +182,8 @@ class LorentzTransformer(nn.Module):
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes]."""
-        x = masked_p4(p4, mask) / self.scale_gev  # [B, N, 4], dimensionless
+        invariant_dtype = torch.float64 if self.invariants_float64 else p4.dtype
+        x = masked_p4(p4, mask).to(invariant_dtype) / self.scale_gev  # [B, N, 4], dimensionless
         jet = x.sum(dim=1, keepdim=True)  # [B, 1, 4]
         features = [psi(minkowski_dot(x, x)), psi(minkowski_dot(x, jet))]
         jet_features = [psi(minkowski_dot(jet, jet))]
@@ -186,11 +191,11 @@ class LorentzTransformer(nn.Module):
             x_par, jet_par = beam_plane_projection(x), beam_plane_projection(jet)
             features += [psi(minkowski_dot(x_par, x_par)), psi(minkowski_dot(x_par, jet_par))]
             jet_features.append(psi(minkowski_dot(jet_par, jet_par)))
-        h = self.embed(torch.stack(features, dim=-1))
+        h = self.embed(torch.stack(features, dim=-1).to(p4.dtype))
         h = torch.where(mask.unsqueeze(-1), h, torch.zeros_like(h))
         for block in self.blocks:
             h, x = block(h, x, mask)
 
         weight = mask.to(h.dtype).unsqueeze(-1)
         pooled = (self.norm_out(h) * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
-        return self.head(torch.cat([pooled, torch.cat(jet_features, dim=-1)], dim=-1))
+        return self.head(torch.cat([pooled, torch.cat(jet_features, dim=-1).to(p4.dtype)], dim=-1))
