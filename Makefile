@@ -10,7 +10,7 @@ demo: install server-env
 	$(BIN)/coffea-lorentz demo
 
 test: install server-env
-	$(BIN)/pytest
+	COFFEA_LORENTZ_REQUIRE_TRITON=1 $(BIN)/pytest
 
 install: $(VENV)/.installed
 

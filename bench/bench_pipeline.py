@@ -81,11 +81,12 @@ def main() -> None:
 
     rows = [("read", best_of(args.repeat, read_only)), ("read+batch", best_of(args.repeat, read_batch))]
 
+    from coffea_lorentz.models import pretrained
     from coffea_lorentz.repository import build_repository
     from coffea_lorentz.serve import ServerConfig, TritonServer
 
     with tempfile.TemporaryDirectory() as tmp:
-        repository = build_repository(Path(tmp) / "models", ["identity", args.tagger])
+        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in ("identity", args.tagger)})
         with TritonServer(ServerConfig(repository=repository)) as server:
             for tagger, kind in (("identity", "triton"), (args.tagger, "triton"), (args.tagger, "torch")):
                 spec = BackendSpec(tagger=tagger, kind=kind, url=server.grpc_url)

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .batch import BatchConfig
-from .errors import InputFileError, InvalidInputError, MissingBranchError
+from .errors import CoffeaLorentzError, InputFileError, InvalidInputError, MissingBranchError
 from .infer import BackendSpec
 from .read import REQUIRED_BRANCHES
 
@@ -140,11 +140,12 @@ def _triton_url(config: RunConfig) -> Iterator[str | None]:
     if config.server_url:
         yield config.server_url
         return
+    from .models import pretrained
     from .repository import build_repository
     from .serve import ServerConfig, TritonServer
 
     with tempfile.TemporaryDirectory(prefix="coffea-lorentz-repo-") as tmp:
-        repository = build_repository(Path(tmp) / "models", list(config.taggers))
+        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in config.taggers})
         with TritonServer(ServerConfig(repository=repository)) as server:
             yield server.grpc_url
 
@@ -168,6 +169,17 @@ def _executor(config: RunConfig):
         yield processor.DaskExecutor(client=client, status=config.progress)
 
 
+def _own_error(err: BaseException) -> CoffeaLorentzError | None:
+    """The first coffea-lorentz error in ``err``'s chain of causes (coffea wraps worker errors)."""
+    seen = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, CoffeaLorentzError):
+            return err
+        seen.add(id(err))
+        err = err.__cause__ or err.__context__
+    return None
+
+
 def run_tagging(inputs: Sequence[str | Path] | dict, output_dir: str | Path, config: RunConfig = RunConfig()) -> RunSummary:
     """Score every fat jet in ``inputs`` (files, fileset JSONs or a fileset dict); write to ``output_dir``.
 
@@ -189,7 +201,13 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output_dir: str | Path, con
         proc = TaggerProcessor(backends=specs, output_dir=stage.path, batch_config=config.batch_config)
         with _executor(config) as executor:
             runner = processor.Runner(executor=executor, schema=PFNanoAODSchema, chunksize=config.chunksize)
-            result = runner(fileset, proc, treename="Events")
+            try:
+                result = runner(fileset, proc, treename="Events")
+            except Exception as err:  # noqa: BLE001 - coffea wraps worker errors in a bare Exception
+                cause = _own_error(err)
+                if cause is None:
+                    raise
+                raise cause from err
         expected = sum(entries.values())
         if result.get("events", 0) != expected:
             raise InvalidInputError(f"wrote {result.get('events', 0)} event rows for {expected} input events")

@@ -104,3 +104,23 @@ def small_pfnano(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPa
     """A small PFNano file in each layout (see :func:`write_small_pfnano`)."""
     path = tmp_path_factory.mktemp("pfnano") / f"small_{request.param}.root"
     return write_small_pfnano(path, layout=request.param)
+
+
+def require_triton() -> bool:
+    """True where a missing Triton server must fail the tests instead of skipping them (``make test``)."""
+    import os
+
+    return os.environ.get("COFFEA_LORENTZ_REQUIRE_TRITON") == "1"
+
+
+@pytest.fixture(scope="session")
+def dask_cluster():
+    """A real Dask LocalCluster (2 worker processes) for the session; confirmed closed afterwards."""
+    from distributed import LocalCluster
+
+    cluster = LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    try:
+        yield cluster
+    finally:
+        cluster.close()
+        assert cluster.status.name == "closed"
