@@ -55,7 +55,11 @@ N_FEATURES = 7
 def _pt_eta(p4: torch.Tensor, min_pt_gev: float) -> tuple[torch.Tensor, torch.Tensor]:
     """pT (GeV, floored at ``min_pt_gev``) and pseudorapidity of [..., 4] → two [...] tensors."""
     pt = torch.sqrt(p4[..., 1] ** 2 + p4[..., 2] ** 2).clamp(min=min_pt_gev)
-    return pt, torch.asinh(p4[..., 3] / pt)
+    ratio = p4[..., 3] / pt
+    # asinh written out (precise near 0): ONNX has no aten::asinh export
+    magnitude = ratio.abs()
+    eta = torch.sign(ratio) * torch.log1p(magnitude + magnitude * magnitude / (1.0 + torch.sqrt(1.0 + magnitude * magnitude)))
+    return pt, eta
 
 
 def jet_frame_features(p4: torch.Tensor, mask: torch.Tensor, scale_gev: float, min_pt_gev: float) -> torch.Tensor:

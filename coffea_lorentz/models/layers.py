@@ -33,6 +33,7 @@ __all__ = [
     "masked_mean",
     "masked_count",
     "pair_mask",
+    "diagonal_mask",
     "jet_p4",
     "pair_invariants",
     "longitudinal_dot",
@@ -151,13 +152,17 @@ def masked_mean(x: torch.Tensor, mask: torch.Tensor, dim: int) -> torch.Tensor:
     return total / count
 
 
+def diagonal_mask(n: int, device: torch.device) -> torch.Tensor:
+    """[N, N] bool identity, built by comparison (ONNX Runtime has no boolean EyeLike)."""
+    index = torch.arange(n, device=device)
+    return index.unsqueeze(1) == index.unsqueeze(0)
+
+
 def pair_mask(mask: torch.Tensor, include_self: bool = True) -> torch.Tensor:
     """[B, N] bool → [B, N, N] bool, True where both i and j are real (and i ≠ j unless ``include_self``)."""
     pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)
     if not include_self:
-        n = mask.shape[-1]
-        eye = torch.eye(n, dtype=torch.bool, device=mask.device)
-        pairs = pairs & ~eye
+        pairs = pairs & ~diagonal_mask(mask.shape[-1], mask.device)
     return pairs
 
 

@@ -16,10 +16,10 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, check_inputs, longitudinal_dot, masked_count, pair_mask, resolve_config
+from .layers import MLP, check_inputs, diagonal_mask, longitudinal_dot, masked_count, pair_mask, resolve_config
 from .minkowski import masked_p4, pairwise_dot, psi
 
-__all__ = ["PELICAN", "PELICANConfig", "PRESETS", "Equivariant2to2", "equivariant_2to0"]
+__all__ = ["PELICAN", "PELICANConfig", "PRESETS", "Equivariant2to2", "equivariant_2to0", "diagonal_entries"]
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -44,6 +44,16 @@ PRESETS: dict[str, dict[str, int]] = {
 }
 
 
+def diagonal_entries(t: torch.Tensor) -> torch.Tensor:
+    """t_ii of a rank-2 tensor: [B, N, N, C] → [B, N, C].
+
+    A strided slice of the flattened pairs rather than ``torch.diagonal``, whose ONNX export gets
+    its output shapes wrong.
+    """
+    n_constituents = t.shape[1]
+    return t.reshape(t.shape[0], n_constituents * n_constituents, t.shape[3])[:, :: n_constituents + 1, :]
+
+
 class Equivariant2to2(nn.Module):
     """Linear permutation-equivariant map of rank-2 tensors: [B, N, N, n_in] → [B, N, N, n_out].
 
@@ -64,12 +74,14 @@ class Equivariant2to2(nn.Module):
         self.diagonal = nn.Linear(5 * n_in, n_out)  # t_ii, row mean_i, column mean_i, total, trace, on i = j
 
     def forward(self, t: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        n = masked_count(mask, 1, t).unsqueeze(-1)  # [B, 1, 1]
-        diag = torch.diagonal(t, dim1=1, dim2=2).transpose(1, 2)  # [B, N, C]
-        row_mean = t.sum(2) / n  # [B, N, C]
-        column_mean = t.sum(1) / n
-        total_mean = t.sum((1, 2)) / (n.squeeze(-1) * n.squeeze(-1))  # [B, C]
-        trace_mean = diag.sum(1) / n.squeeze(-1)
+        n = masked_count(mask, 1, t)  # [B, 1]
+        diag = diagonal_entries(t)  # [B, N, C]
+        row_sum = t.sum(2)  # [B, N, C]
+        column_sum = t.sum(1)
+        row_mean = row_sum / n.unsqueeze(-1)
+        column_mean = column_sum / n.unsqueeze(-1)
+        total_mean = row_sum.sum(1) / (n * n)  # [B, C]
+        trace_mean = diag.sum(1) / n
         by_node = torch.cat([row_mean, column_mean, diag], dim=-1)  # [B, N, 3C]
         global_terms = torch.cat([total_mean, trace_mean], dim=-1)  # [B, 2C]
         n_constituents = t.shape[1]
@@ -83,7 +95,7 @@ class Equivariant2to2(nn.Module):
             + self.columns(by_node).unsqueeze(1)
             + self.everywhere(global_terms)[:, None, None, :]
         )
-        eye = torch.eye(n_constituents, dtype=torch.bool, device=t.device)[None, :, :, None]
+        eye = diagonal_mask(n_constituents, t.device)[None, :, :, None]
         out = out + torch.where(eye, self.diagonal(diagonal_terms).unsqueeze(2), torch.zeros_like(out))
         return torch.where(pairs.unsqueeze(-1), out, torch.zeros_like(out))
 
@@ -94,8 +106,8 @@ def equivariant_2to0(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
     ``t`` [B, N, N, C], zero outside real pairs → [B, 2C]: (total mean over n², trace mean over n).
     """
     n = masked_count(mask, 1, t)  # [B, 1]
-    diag = torch.diagonal(t, dim1=1, dim2=2).transpose(1, 2)
-    return torch.cat([t.sum((1, 2)) / (n * n), diag.sum(1) / n], dim=-1)
+    diag = diagonal_entries(t)
+    return torch.cat([t.sum(2).sum(1) / (n * n), diag.sum(1) / n], dim=-1)
 
 
 class PELICANBlock(nn.Module):
