@@ -1,0 +1,304 @@
+"""Classifier reweighting: weights from probabilities, the closure test, saving, the processor, the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+
+from coffea_lorentz.errors import InvalidInputError
+from coffea_lorentz.reweight import (
+    JetSample,
+    ReweightConfig,
+    closure,
+    event_weights,
+    load_reweighter,
+    plot_closure,
+    predict_probability,
+    run_reweighting,
+    save_reweighter,
+    split_sample,
+    weights_from_probability,
+)
+
+# ----------------------------------------------------------------------------- weights
+
+
+@pytest.mark.parametrize(
+    ("probability", "expected"),
+    [(0.5, 1.0), (0.75, 3.0), (0.2, 0.25), (0.9, 9.0)],
+)
+def test_weight_is_the_odds_ratio(probability, expected):
+    assert weights_from_probability([probability], epsilon=1e-3, max_weight=100.0)[0] == pytest.approx(expected)
+
+
+@pytest.mark.parametrize(
+    ("probability", "epsilon", "max_weight", "expected"),
+    [
+        (1.0, 0.01, 1000.0, 99.0),  # f clipped to 1 - ε
+        (0.0, 0.01, 1000.0, 0.01 / 0.99),  # f clipped to ε: never exactly 0
+        (1.0, 0.01, 10.0, 10.0),  # then w clipped to max_weight
+        (0.95, 1e-3, 5.0, 5.0),
+        (float("nan"), 1e-3, 10.0, 1.0),  # unscored jet
+    ],
+)
+def test_weight_clipping(probability, epsilon, max_weight, expected):
+    assert weights_from_probability([probability], epsilon=epsilon, max_weight=max_weight)[0] == pytest.approx(expected)
+
+
+def test_weights_are_vectorised_and_keep_shape():
+    f = np.array([[0.5, 0.75], [0.25, 0.5]])
+    np.testing.assert_allclose(weights_from_probability(f), [[1.0, 3.0], [1 / 3, 1.0]])
+
+
+def test_prior_ratio_scales_the_weights():
+    assert weights_from_probability([0.5], prior_ratio=2.0)[0] == pytest.approx(2.0)
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"epsilon": 0.0}, {"epsilon": 0.5}, {"max_weight": 0.0}, {"prior_ratio": -1.0}],
+)
+def test_bad_clipping_options_raise(options):
+    with pytest.raises(InvalidInputError):
+        weights_from_probability([0.5], **options)
+
+
+def test_probabilities_outside_unit_interval_raise():
+    with pytest.raises(InvalidInputError, match=r"\[0, 1\]"):
+        weights_from_probability([0.2, 1.5])
+
+
+def test_event_weight_is_the_leading_jet_weight_or_one():
+    per_jet = ak.Array([[2.0, 0.5], [], [0.25]])
+    np.testing.assert_array_equal(event_weights(per_jet), [2.0, 1.0, 0.25])
+
+
+@pytest.mark.parametrize(("field", "value"), [("epochs", 0), ("epsilon", 0.7), ("max_weight", -1.0), ("tagger", "nope")])
+def test_config_rejects_bad_values(field, value):
+    with pytest.raises(InvalidInputError, match=field if field != "tagger" else "tagger"):
+        ReweightConfig(**{field: value})
+
+
+# ----------------------------------------------------------------------------- closure statistics
+
+
+def test_closure_statistics_with_exact_weights():
+    """The χ² machinery alone, on two Gaussians whose exact density ratio is known (no classifier).
+
+    nominal ~ N(0, 1), alternative ~ N(0.2, 1): before, χ²/ndf is far above 1; with the exact
+    ratio w(x) = exp(0.2 x − 0.02) as weights it is compatible with 1.
+    """
+    rng = np.random.default_rng(3)
+    nominal = rng.normal(0.0, 1.0, 20_000)
+    alternative = rng.normal(0.2, 1.0, 20_000)
+    weights = np.exp(0.2 * nominal - 0.02)
+    result = closure({"x": nominal}, {"x": alternative}, weights, observables=["x"], n_bins=10)
+    x = result.observables["x"]
+    assert x.ndf_before == x.ndf_after == 9
+    assert x.chi2_ndf_before > 10
+    assert x.chi2_ndf_after < 2.5
+    assert result.chi2_ndf_after == pytest.approx(x.chi2_ndf_after)
+    np.testing.assert_allclose(x.nominal.sum(), 1.0)
+    np.testing.assert_allclose(x.reweighted.sum(), 1.0)
+    # weighted errors: sqrt(Σw²)/Σw per bin
+    unweighted_error = np.sqrt(x.nominal * len(nominal)) / len(nominal)
+    np.testing.assert_allclose(x.nominal_error, unweighted_error, rtol=1e-12)
+
+
+def test_closure_integer_observable_uses_half_integer_edges():
+    rng = np.random.default_rng(4)
+    nominal = rng.poisson(40, 3000)
+    alternative = rng.poisson(40, 3000)
+    result = closure({"n_constituents": nominal}, {"n_constituents": alternative}, np.ones(3000))
+    edges = result.observables["n_constituents"].edges
+    np.testing.assert_allclose(edges[:-1] % 1.0, 0.5)
+
+
+def test_closure_rejects_weights_of_wrong_length():
+    with pytest.raises(InvalidInputError, match="one per nominal jet"):
+        closure({"mass": np.ones(5)}, {"mass": np.ones(4)}, np.ones(4))
+
+
+# ----------------------------------------------------------------------------- generated samples
+
+N_EVENTS = 2000  # per configuration; QCD dijets, ≈ 1 jet per event in the pT window
+PT_WINDOW_GEV = (300.0, 450.0)
+
+
+@pytest.fixture(scope="module")
+def generated_paths(tmp_path_factory) -> dict[str, object]:
+    """QCD jets, 300 < pT < 450 GeV, from Pythia with the nominal and the alternative shower (FSR αs 0.120)."""
+    generate = pytest.importorskip("coffea_lorentz.generate", reason="needs the generator package")
+    if not generate.available():
+        pytest.skip("Pythia 8 / FastJet not installed (pip install 'coffea-lorentz[generate]')")
+    folder = tmp_path_factory.mktemp("reweight")
+    config = generate.DatasetConfig(min_pt_gev=PT_WINDOW_GEV[0], max_pt_gev=PT_WINDOW_GEV[1], max_constituents=128)
+    samples = {}
+    for seed, variation in ((11, "nominal"), (12, "alternative")):
+        path = folder / f"qcd_{variation}.h5"
+        generator = generate.GeneratorConfig(
+            process="qcd", pthat_min_gev=PT_WINDOW_GEV[0] - 30.0, alternative=variation == "alternative"
+        )
+        generate.generate_dataset(path, generators=[generator], n_events=N_EVENTS, seed=seed, workers=2, config=config,
+                                  events_per_task=N_EVENTS // 2)
+        samples[variation] = path
+    return samples
+
+
+@pytest.fixture(scope="module")
+def generated(generated_paths) -> dict[str, JetSample]:
+    return {variation: JetSample.from_dataset(path) for variation, path in generated_paths.items()}
+
+
+def test_closure_on_generated_shower_variation(generated, tmp_path):
+    torch.set_num_threads(1)
+    config = ReweightConfig(epochs=8, patience=0, tagger_options=(("hidden", 16), ("n_layers", 2)), n_threads=1)
+    result = run_reweighting(generated["nominal"], generated["alternative"], config, test_fraction=0.4,
+                             output_dir=tmp_path, name="fsr", n_bins=8)
+    multiplicity = result.closure.observables["n_constituents"]
+    print("\n".join(result.closure.table()))
+    assert multiplicity.chi2_ndf_before >= 3.0  # the variation is visible at this size
+    assert multiplicity.chi2_ndf_after <= 1.5
+    assert multiplicity.chi2_ndf_before >= 2.0 * multiplicity.chi2_ndf_after
+    assert (tmp_path / "reweight_fsr.pt").is_file() and (tmp_path / "closure_reweight_fsr.png").is_file()
+
+
+# ----------------------------------------------------------------------------- saving and serving
+
+
+def _toy_jets(n_jets: int, seed: int) -> JetSample:
+    """Toy massless constituents (not a physics sample): inputs for round-trip and plumbing checks only."""
+    rng = np.random.default_rng(seed)
+    n_max = 30
+    n_constituents = rng.integers(3, n_max, n_jets)
+    pt = np.sort(rng.exponential(20.0, (n_jets, n_max)), axis=1)[:, ::-1] + 1.0
+    eta = rng.normal(0.0, 0.3, (n_jets, n_max))
+    phi = rng.normal(0.0, 0.3, (n_jets, n_max))
+    p4 = np.stack([pt * np.cosh(eta), pt * np.cos(phi), pt * np.sin(phi), pt * np.sinh(eta)], axis=-1)
+    mask = np.arange(n_max)[None, :] < n_constituents[:, None]
+    p4[~mask] = 0.0
+    return JetSample.from_arrays(p4.astype(np.float32), mask, {"pt": pt.sum(axis=1)})
+
+
+def test_split_sample_is_disjoint_and_complete():
+    sample = _toy_jets(50, 0)
+    sample = JetSample(p4=sample.p4, mask=sample.mask, observables={"id": np.arange(50)})
+    parts = split_sample(sample, (0.6, 0.4), seed=1)
+    ids = np.concatenate([p.observables["id"] for p in parts])
+    assert sorted(ids.tolist()) == list(range(50))
+    assert [len(p) for p in parts] == [30, 20]
+
+
+def test_save_and_load_round_trip(tmp_path):
+    config = ReweightConfig(tagger_options=(("hidden", 8), ("n_layers", 2)))
+    with torch.random.fork_rng():
+        torch.manual_seed(5)
+        from coffea_lorentz import models
+
+        model = models.build(config.tagger, **config.model_config).eval()
+    path = save_reweighter(tmp_path, "demo", model, config, prior_ratio=1.25, extra={"note": "x"})
+    assert path.name == "reweight_demo.pt"
+    loaded, info = load_reweighter(path)
+    assert info["architecture"] == "lorentznet" and info["prior_ratio"] == 1.25 and info["note"] == "x"
+    jets = _toy_jets(20, 1)
+    np.testing.assert_allclose(predict_probability(loaded, jets), predict_probability(model, jets), atol=1e-6)
+    with pytest.raises(InvalidInputError, match="not found"):
+        load_reweighter(tmp_path / "reweight_missing.pt")
+
+
+def _saved_reweighter(folder, name="demo"):
+    config = ReweightConfig(tagger_options=(("hidden", 8), ("n_layers", 2)), max_weight=4.0)
+    from coffea_lorentz import models
+
+    with torch.random.fork_rng():
+        torch.manual_seed(9)
+        model = models.build(config.tagger, **config.model_config).eval()
+    return save_reweighter(folder, name, model, config), model
+
+
+def test_processor_writes_weights_one_row_per_event(tmp_path):
+    import uproot
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_lorentz.infer import BackendSpec
+    from coffea_lorentz.pipeline import tag_events
+    from conftest import write_small_pfnano
+    from processors.reweight import ReweighterSpec, ReweightProcessor
+
+    source = write_small_pfnano(tmp_path / "small.root")
+    weights_path, _ = _saved_reweighter(tmp_path / "rw")
+    spec = ReweighterSpec.from_file(weights_path)
+    assert spec.name == "demo" and spec.max_weight == 4.0
+    processor = ReweightProcessor(reweighters=[spec], taggers=[BackendSpec.make("lorentznet", kind="torch")],
+                                  output_dir=tmp_path / "out")
+    events = NanoEventsFactory.from_root({str(source): "Events"}, schemaclass=PFNanoAODSchema, mode="virtual").events()
+    summary = processor.process(events)
+    (output,) = summary["outputs"]
+    written = uproot.open(tmp_path / "out" / output)["Events"].arrays(library="ak")
+    assert len(written) == 5
+    assert ak.num(written["FatJet_weight_demo"]).tolist() == [2, 0, 2, 1, 3]
+    assert ak.num(written["FatJet_lorentznet_score"]).tolist() == [2, 0, 2, 1, 3]
+    per_jet = written["FatJet_weight_demo"]
+    flat = ak.to_numpy(ak.flatten(per_jet))
+    assert np.all((flat >= 0) & (flat <= 4.0))
+    assert flat[2] == 1.0  # the jet without constituents is unscored: weight 1
+    per_event = ak.to_numpy(written["weight_demo"])
+    np.testing.assert_allclose(per_event, [flat[0], 1.0, flat[2], flat[4], flat[5]])
+    # the weights are the odds of the in-process classifier
+    tagged = tag_events(events, {"c": BackendSpec.make("lorentznet", weights=str(weights_path)).create()})
+    f = ak.to_numpy(ak.flatten(tagged.scores["c_score"]))
+    np.testing.assert_allclose(flat, weights_from_probability(f, max_weight=4.0), rtol=1e-5)
+
+
+def test_processor_pickles_and_needs_a_reweighter(tmp_path):
+    import pickle
+
+    from processors.reweight import ReweighterSpec, ReweightProcessor
+
+    weights_path, _ = _saved_reweighter(tmp_path)
+    processor = ReweightProcessor(reweighters=[ReweighterSpec.from_file(weights_path)], output_dir=tmp_path)
+    assert pickle.loads(pickle.dumps(processor)).reweighters[0].name == "demo"
+    with pytest.raises(InvalidInputError, match="at least one reweighter"):
+        ReweightProcessor(reweighters=[], output_dir=tmp_path)
+
+
+def test_triton_spec_names_the_served_model(tmp_path):
+    from processors.reweight import ReweighterSpec
+
+    weights_path, _ = _saved_reweighter(tmp_path, name="fsr")
+    spec = ReweighterSpec.from_file(weights_path, kind="triton", url="localhost:8001")
+    assert (spec.backend.tagger, spec.backend.kind, spec.name) == ("reweight_fsr", "triton", "fsr")
+
+
+def test_plot_closure_writes_a_png(tmp_path):
+    rng = np.random.default_rng(0)
+    values = {"mass": rng.gamma(4, 15, 500), "n_constituents": rng.poisson(40, 500)}
+    result = closure(values, values, np.ones(500))
+    assert result.chi2_ndf_before == 0.0
+    path = plot_closure(result, tmp_path / "closure.png")
+    assert path.stat().st_size > 10_000
+
+
+def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
+    import argparse
+
+    from coffea_lorentz.cli import reweight as cli
+
+    parser = argparse.ArgumentParser()
+    cli.register(parser.add_subparsers())
+    args = parser.parse_args([
+        "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
+        str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
+        "--epochs", "1", "--option", "hidden=8", "--option", "n_layers=2", "--bins", "4", "--threads", "1",
+    ])
+    assert args.func(args) == 0
+    printed = capsys.readouterr().out
+    assert "nominal: 300 jets" in printed
+    assert "chi2/ndf before" in printed and "combined" in printed
+    info = json.loads((tmp_path / "out" / "reweight_t.json").read_text())
+    assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
+    assert info["architecture"] == "lorentznet" and info["config"]["hidden"] == 8
