@@ -41,7 +41,7 @@ class LorentzNetConfig:
     scale_gev: float = 100.0
 
 
-#: ``size`` presets: compact ≈ 32k parameters (CPU), large ≈ the published 72-wide, 6-block net.
+#: ``size`` presets: compact ≈ 27k parameters (CPU), large ≈ the published 72-wide, 6-block net.
 PRESETS: dict[str, dict[str, int]] = {
     "compact": {"hidden": 32, "n_layers": 4},
     "large": {"hidden": 72, "n_layers": 6},
@@ -63,24 +63,28 @@ class LGEB(nn.Module):
         self.edge_from_j = nn.Linear(hidden, hidden, bias=False)
         self.edge_from_invariants = nn.Linear(3 if beam_reference else 2, hidden, bias=False)
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
-        self.edge_weight = nn.Linear(hidden, 1)
+        # φ_m (attention weight, before the sigmoid) and φ_x (coordinate weight) read m_ij with one product
+        self.edge_heads = nn.Linear(hidden, 2)
         self.node_update = MLP(2 * hidden, hidden, hidden)
         self.update_x = update_x
-        self.coordinate = MLP(hidden, hidden, 1, bias_out=False)
         self.coordinate_weight = coordinate_weight
 
     def forward(
         self, h: torch.Tensor, x: torch.Tensor, node_mask: torch.Tensor, edge_mask: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        invariants = pair_invariants(x, self.beam_reference)
-        pre = self.edge_from_i(h).unsqueeze(2) + self.edge_from_j(h).unsqueeze(1) + self.edge_from_invariants(invariants)
-        messages = self.edge_out(pre)  # [B, N, N, hidden]
-        weights = torch.sigmoid(self.edge_weight(messages))
-        aggregated = masked_mean(weights * messages, edge_mask, dim=2)  # [B, N, hidden]
+        # the [B, N, N, hidden] tensors dominate the cost: build them in place, contract them with bmm
+        pre = self.edge_from_invariants(pair_invariants(x, self.beam_reference))
+        pre += self.edge_from_i(h).unsqueeze(2)
+        pre += self.edge_from_j(h).unsqueeze(1)
+        messages = self.edge_out(pre)  # m_ij [B, N, N, hidden]
+        heads = self.edge_heads(messages)  # [B, N, N, 2]
+        zeros = torch.zeros_like(heads[..., 0])
+        weights = torch.where(edge_mask, torch.sigmoid(heads[..., 0]), zeros)
+        n_neighbours = edge_mask.to(h.dtype).sum(-1, keepdim=True).clamp(min=1.0)
+        aggregated = torch.einsum("bij,bijh->bih", weights, messages) / n_neighbours  # [B, N, hidden]
         h = h + self.node_update(torch.cat([h, aggregated], dim=-1))
         if self.update_x:
-            phi_x = self.coordinate(messages).squeeze(-1)  # [B, N, N]
-            phi_x = torch.where(edge_mask, phi_x, torch.zeros_like(phi_x))
+            phi_x = torch.where(edge_mask, heads[..., 1], zeros)  # [B, N, N]
             x = x + self.coordinate_weight * torch.einsum("bij,bjd->bid", phi_x, x)
         h = torch.where(node_mask.unsqueeze(-1), h, torch.zeros_like(h))
         x = torch.where(node_mask.unsqueeze(-1), x, torch.zeros_like(x))
