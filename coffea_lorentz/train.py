@@ -517,7 +517,7 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
         config.tagger,
         test_jets.label,
         test_score,
-        {name: test_jets.observables[name] for name in BASELINE_OBSERVABLES[:1] if name in test_jets.observables},
+        {f"jet {name}": test_jets.observables[name] for name in BASELINE_OBSERVABLES[:1] if name in test_jets.observables},
     )
     result = {
         "tagger": config.tagger,
