@@ -311,12 +311,17 @@ def n_parameters(model: nn.Module) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
-def _subsample(jets: JetSet, n: int | None, seed: int, what: str) -> JetSet:
+#: Independent random streams drawn from one seed (SeedSequence spawn keys).
+_STREAM_N_TRAIN, _STREAM_N_VAL, _STREAM_BATCHES = 1, 2, 3
+
+
+def _subsample(jets: JetSet, n: int | None, seed: int, stream: int, what: str) -> JetSet:
+    """``n`` jets drawn without replacement (kept in file order), or all of them when ``n`` is None."""
     if n is None or n == len(jets):
         return jets
     if n > len(jets):
         raise InvalidInputError(f"{what}: asked for {n} jets but the split holds {len(jets)}")
-    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(7, len(what))))
+    rng = np.random.default_rng(np.random.SeedSequence(seed, spawn_key=(stream,)))
     return jets.take(np.sort(rng.permutation(len(jets))[:n]))
 
 
@@ -360,7 +365,7 @@ def fit(
     optimizer = torch.optim.AdamW(model.parameters(), lr=config.lr, weight_decay=config.weight_decay)
     steps_per_epoch = -(-len(train_jets) // config.batch_size)
     scheduler = _learning_rate_schedule(optimizer, config, steps_per_epoch)
-    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(11,)))
+    rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(_STREAM_BATCHES,)))
     best_auc = -math.inf
     best_state: dict[str, torch.Tensor] = {}
     best_epoch = 0
@@ -502,10 +507,10 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
     output_dir.mkdir(parents=True, exist_ok=True)
     with _thread_count(config.n_threads):
         train_jets = _subsample(
-            load_split(dataset_path, "train", max_constituents=config.max_constituents), config.n_train, config.seed, "n_train"
+            load_split(dataset_path, "train", max_constituents=config.max_constituents), config.n_train, config.seed, _STREAM_N_TRAIN, "n_train"
         )
         val_jets = _subsample(
-            load_split(dataset_path, "val", max_constituents=config.max_constituents), config.n_val, config.seed, "n_val"
+            load_split(dataset_path, "val", max_constituents=config.max_constituents), config.n_val, config.seed, _STREAM_N_VAL, "n_val"
         )
         test_jets = load_split(dataset_path, "test", max_constituents=config.max_constituents)
         model, fit_summary = fit(config, train_jets, val_jets, log=log)
