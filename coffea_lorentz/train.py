@@ -51,6 +51,9 @@ __all__ = [
 #: Training batches whose jets are sorted by length together (larger: less padding, less mixing).
 POOL_BATCHES = 16
 
+#: The splits of a dataset file, in the order they are read.
+SPLITS: tuple[str, ...] = ("train", "val", "test")
+
 #: Jets per batch when scoring (no gradients, so larger than training batches).
 EVAL_BATCH_SIZE = 256
 
@@ -506,13 +509,10 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with _thread_count(config.n_threads):
-        train_jets = _subsample(
-            load_split(dataset_path, "train", max_constituents=config.max_constituents), config.n_train, config.seed, _STREAM_N_TRAIN, "n_train"
-        )
-        val_jets = _subsample(
-            load_split(dataset_path, "val", max_constituents=config.max_constituents), config.n_val, config.seed, _STREAM_N_VAL, "n_val"
-        )
-        test_jets = load_split(dataset_path, "test", max_constituents=config.max_constituents)
+        splits = {name: load_split(dataset_path, name, max_constituents=config.max_constituents) for name in SPLITS}
+        train_jets = _subsample(splits["train"], config.n_train, config.seed, _STREAM_N_TRAIN, "n_train")
+        val_jets = _subsample(splits["val"], config.n_val, config.seed, _STREAM_N_VAL, "n_val")
+        test_jets = splits["test"]
         model, fit_summary = fit(config, train_jets, val_jets, log=log)
         checkpoint = save_checkpoint(model, config, output_dir / f"{config.tagger}.pt")
         model = model.cpu()
