@@ -268,7 +268,7 @@ def _dataset_task(task: Task, jet_config: JetConfig, config: DatasetConfig) -> T
         for batch in generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event)
     ]
     sample = JetSample.concatenate(samples)
-    return TaskOutput(payload=sample, n_events=task.n_events, n_jets=len(sample), elapsed_s=0.0)
+    return TaskOutput(payload=sample, n_events=task.n_events, n_jets=len(sample), cpu_s=0.0)
 
 
 def generate_dataset(
@@ -330,7 +330,7 @@ def generate_dataset(
         n_jets={p: len(s) for p, s in selected.items()},
         n_written={p: len(s) for p, s in per_process.items()},
         wall_s=time.perf_counter() - start,
-        core_s=sum(o.elapsed_s for o in outputs),
+        core_s=sum(o.cpu_s for o in outputs),
         size_bytes=Path(path).stat().st_size,
         workers=workers,
     )

@@ -160,7 +160,7 @@ def write_pfnano(path: str | os.PathLike, chunks: Iterable[dict[str, object]]) -
 def _pfnano_task(task: Task, jet_config: JetConfig) -> TaskOutput:
     batches = list(generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event))
     columns = pfnano_columns(concatenate_batches(batches), jet_config, luminosity_block=task.index + 1)
-    return TaskOutput(payload=columns, n_events=task.n_events, n_jets=int(ak.sum(ak.num(columns["FatJet"]))), elapsed_s=0.0)
+    return TaskOutput(payload=columns, n_events=task.n_events, n_jets=int(ak.sum(ak.num(columns["FatJet"]))), cpu_s=0.0)
 
 
 def generate_pfnano(
@@ -186,7 +186,7 @@ def generate_pfnano(
         n_events={generator.process: sum(o.n_events for o in outputs)},
         n_jets={generator.process: sum(o.n_jets for o in outputs)},
         wall_s=time.perf_counter() - start,
-        core_s=sum(o.elapsed_s for o in outputs),
+        core_s=sum(o.cpu_s for o in outputs),
         size_bytes=Path(path).stat().st_size,
         workers=workers,
     )

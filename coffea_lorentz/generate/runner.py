@@ -33,12 +33,12 @@ class Task:
 
 @dataclass(frozen=True, kw_only=True)
 class TaskOutput:
-    """What a task returns: its payload, how many jets it kept, and the seconds it ran on its core."""
+    """What a task returns: its payload, how many jets it kept, and the CPU seconds it used."""
 
     payload: Any
     n_events: int
     n_jets: int
-    elapsed_s: float
+    cpu_s: float
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -50,7 +50,8 @@ class GenerationSummary:
         n_events: events generated, per process.
         n_jets: jets produced, per process (dataset: in the pT window, matched, before balancing).
         wall_s: wall-clock seconds of the whole run, writing included.
-        core_s: seconds summed over tasks (generation + clustering on the worker cores).
+        core_s: CPU seconds summed over tasks (generation + clustering, measured in the workers,
+            so the per-core rates hold on a shared machine too).
         size_bytes: size of the file written.
         workers: worker processes used.
         n_written: jets written per process where that differs from ``n_jets`` (dataset balancing).
@@ -82,7 +83,7 @@ class GenerationSummary:
                 line += f" ({self.n_written[process]} written)"
             lines.append(line)
         lines.append(
-            f"  {self.wall_s:.1f} s wall, {self.core_s:.1f} core-s on {self.workers} worker(s): "
+            f"  {self.wall_s:.1f} s wall, {self.core_s:.1f} CPU-s on {self.workers} worker(s): "
             f"{self.events_per_s_per_core:.1f} events/s per core, {self.jets_per_s_per_core:.1f} jets/s per core"
         )
         return lines
@@ -113,10 +114,10 @@ def make_tasks(
 
 def _timed(args: tuple[Callable[..., TaskOutput], Task, tuple]) -> TaskOutput:
     function, task, extra = args
-    start = time.perf_counter()
+    start = time.process_time()
     output = function(task, *extra)
     return TaskOutput(
-        payload=output.payload, n_events=output.n_events, n_jets=output.n_jets, elapsed_s=time.perf_counter() - start
+        payload=output.payload, n_events=output.n_events, n_jets=output.n_jets, cpu_s=time.process_time() - start
     )
 
 
