@@ -39,6 +39,7 @@ __all__ = [
     "longitudinal_dot",
     "InvariantEmbedding",
     "resolve_config",
+    "jets_per_chunk",
     "check_inputs",
 ]
 
@@ -84,6 +85,18 @@ def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
         raise InvalidInputError(f"mask: expected dtype torch.bool, got {mask.dtype}")
     if mask.dim() != 2 or mask.shape[0] != p4.shape[0] or mask.shape[1] != p4.shape[1]:
         raise InvalidInputError(f"mask: expected shape {list(p4.shape[:2])} to match p4, got {list(mask.shape)}")
+
+
+def jets_per_chunk(n_jets: int, n_constituents: int, pairs_per_chunk: int) -> int:
+    """How many jets to run at once so one [jets, N, N, C] tensor holds about ``pairs_per_chunk`` pairs.
+
+    Returns ``n_jets`` (no chunking) when ``pairs_per_chunk`` ≤ 0. On a CPU, pair tensors of a few
+    MB stay in the allocator's reused memory, while 100 MB ones are mapped and faulted in afresh on
+    every call, which makes large batches several times slower per jet.
+    """
+    if pairs_per_chunk <= 0:
+        return n_jets
+    return max(1, min(n_jets, pairs_per_chunk // max(1, n_constituents * n_constituents)))
 
 
 # ----------------------------------------------------------------------------- MLPs

@@ -16,7 +16,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, check_inputs, diagonal_mask, longitudinal_dot, masked_count, pair_mask, resolve_config
+from .layers import MLP, jets_per_chunk, check_inputs, diagonal_mask, longitudinal_dot, masked_count, pair_mask, resolve_config
 from .minkowski import masked_p4, pairwise_dot, psi
 
 __all__ = ["PELICAN", "PELICANConfig", "PRESETS", "Equivariant2to2", "equivariant_2to0", "diagonal_entries"]
@@ -28,6 +28,8 @@ class PELICANConfig:
 
     ``scale_gev``: d_ij = ⟨p_i, p_j⟩ / scale_gev² before ψ (100 GeV, about a fat-jet mass).
     ``channels``: width of the rank-2 hidden tensors; ``n_layers``: equivariant blocks.
+    ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many constituent pairs
+    (results are the same; large batches run faster); 0 runs every batch whole, as on a GPU.
     """
 
     n_classes: int = 2
@@ -35,9 +37,10 @@ class PELICANConfig:
     channels: int = 24
     n_layers: int = 4
     scale_gev: float = 100.0
+    pairs_per_chunk: int = 65536
 
 
-#: ``size`` presets: compact ≈ 38k parameters (CPU), large ≈ 300k (GPU).
+#: ``size`` presets: compact ≈ 39k parameters (CPU), large ≈ 300k (GPU).
 PRESETS: dict[str, dict[str, int]] = {
     "compact": {"channels": 24, "n_layers": 4},
     "large": {"channels": 56, "n_layers": 6},
@@ -57,57 +60,59 @@ def diagonal_entries(t: torch.Tensor) -> torch.Tensor:
 class Equivariant2to2(nn.Module):
     """Linear permutation-equivariant map of rank-2 tensors: [B, N, N, n_in] → [B, N, N, n_out].
 
-    ``t`` must be exactly zero outside ``pairs`` = (real i) & (real j); ``mask`` [B, N] bool.
-    The 15 basis maps are applied as five linear layers on low-rank summaries rather than on 15
-    stacked copies of ``t``: the full [B, N, N] cost is two matrix products (``t`` and its transpose).
-    Means are over real constituents: rows/columns divide by n, the total by n², the trace by n.
-    The output is exactly zero outside ``pairs``.
+    ``mask`` [B, N] bool; ``pair_weights`` [B, N, N] in ``t``'s dtype, 1 where i and j are both real
+    and 0 elsewhere. Entries of ``t`` outside real pairs may hold any finite value: every sum
+    weights them by 0, and the output there is finite and never read by a real entry.
+    The 15 basis maps are applied as linear layers on low-rank summaries rather than on 15 stacked
+    copies of ``t``: the full [B, N, N] cost is one matrix product, a transposed add and two masked
+    contractions. Means are over real constituents: rows/columns divide by n, the total by n², the
+    trace by n.
     """
 
     def __init__(self, n_in: int, n_out: int):
         super().__init__()
-        self.from_entry = nn.Linear(n_in, n_out)  # t_ij, with the off-diagonal bias
-        self.from_transpose = nn.Linear(n_in, n_out, bias=False)  # t_ji
+        self.n_out = n_out
+        self.from_entry = nn.Linear(n_in, 2 * n_out)  # t_ij and t_ji, with the off-diagonal bias
         self.rows = nn.Linear(3 * n_in, n_out, bias=False)  # row mean_i, column mean_i, t_ii, broadcast along j
         self.columns = nn.Linear(3 * n_in, n_out, bias=False)  # the same three taken at j, broadcast along i
         self.everywhere = nn.Linear(2 * n_in, n_out, bias=False)  # total mean, trace mean
         self.diagonal = nn.Linear(5 * n_in, n_out)  # t_ii, row mean_i, column mean_i, total, trace, on i = j
 
-    def forward(self, t: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
+    def forward(self, t: torch.Tensor, mask: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
+        n_constituents = t.shape[1]
         n = masked_count(mask, 1, t)  # [B, 1]
         diag = diagonal_entries(t)  # [B, N, C]
-        row_sum = t.sum(2)  # [B, N, C]
-        column_sum = t.sum(1)
+        diag = torch.where(mask.unsqueeze(-1), diag, torch.zeros_like(diag))
+        row_sum = torch.einsum("bij,bijc->bic", pair_weights, t)  # [B, N, C]
+        column_sum = torch.einsum("bij,bijc->bjc", pair_weights, t)
         row_mean = row_sum / n.unsqueeze(-1)
         column_mean = column_sum / n.unsqueeze(-1)
         total_mean = row_sum.sum(1) / (n * n)  # [B, C]
         trace_mean = diag.sum(1) / n
         by_node = torch.cat([row_mean, column_mean, diag], dim=-1)  # [B, N, 3C]
         global_terms = torch.cat([total_mean, trace_mean], dim=-1)  # [B, 2C]
-        n_constituents = t.shape[1]
         diagonal_terms = torch.cat(
             [diag, row_mean, column_mean, global_terms.unsqueeze(1).expand(-1, n_constituents, -1)], dim=-1
         )
-        out = (
-            self.from_entry(t)
-            + self.from_transpose(t).transpose(1, 2)
-            + self.rows(by_node).unsqueeze(2)
-            + self.columns(by_node).unsqueeze(1)
-            + self.everywhere(global_terms)[:, None, None, :]
-        )
-        eye = diagonal_mask(n_constituents, t.device)[None, :, :, None]
-        out = out + torch.where(eye, self.diagonal(diagonal_terms).unsqueeze(2), torch.zeros_like(out))
-        return torch.where(pairs.unsqueeze(-1), out, torch.zeros_like(out))
+        both = self.from_entry(t)
+        out = both[..., : self.n_out] + both[..., self.n_out :].transpose(1, 2)
+        out += (self.rows(by_node) + self.everywhere(global_terms).unsqueeze(1)).unsqueeze(2)
+        out += self.columns(by_node).unsqueeze(1)
+        eye = diagonal_mask(n_constituents, t.device).unsqueeze(-1)  # [N, N, 1]
+        return torch.where(eye, out + self.diagonal(diagonal_terms).unsqueeze(2), out)
 
 
-def equivariant_2to0(t: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+def equivariant_2to0(t: torch.Tensor, mask: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
     """The two permutation-invariant linear maps of rank-2 tensors, as masked means.
 
-    ``t`` [B, N, N, C], zero outside real pairs → [B, 2C]: (total mean over n², trace mean over n).
+    ``t`` [B, N, N, C], ``pair_weights`` as in :class:`Equivariant2to2` → [B, 2C]:
+    (total mean over n², trace mean over n).
     """
     n = masked_count(mask, 1, t)  # [B, 1]
     diag = diagonal_entries(t)
-    return torch.cat([t.sum(2).sum(1) / (n * n), diag.sum(1) / n], dim=-1)
+    trace = torch.where(mask.unsqueeze(-1), diag, torch.zeros_like(diag)).sum(1)
+    total = torch.einsum("bij,bijc->bc", pair_weights, t)
+    return torch.cat([total / (n * n), trace / n], dim=-1)
 
 
 class PELICANBlock(nn.Module):
@@ -118,10 +123,8 @@ class PELICANBlock(nn.Module):
         self.message = nn.Sequential(nn.Linear(channels, channels), nn.SiLU())
         self.aggregate = Equivariant2to2(channels, channels)
 
-    def forward(self, t: torch.Tensor, mask: torch.Tensor, pairs: torch.Tensor) -> torch.Tensor:
-        messages = self.message(t)
-        messages = torch.where(pairs.unsqueeze(-1), messages, torch.zeros_like(messages))
-        return t + self.aggregate(messages, mask, pairs)
+    def forward(self, t: torch.Tensor, mask: torch.Tensor, pair_weights: torch.Tensor) -> torch.Tensor:
+        return t + self.aggregate(self.message(t), mask, pair_weights)
 
 
 class PELICAN(nn.Module):
@@ -146,6 +149,7 @@ class PELICAN(nn.Module):
         self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
         self.beam_reference = beam_reference
         self.scale_gev = float(config.scale_gev)
+        self.pairs_per_chunk = int(config.pairs_per_chunk)
         n_inputs = 2 if beam_reference else 1
         self.embed = Equivariant2to2(n_inputs, config.channels)
         self.blocks = nn.ModuleList([PELICANBlock(config.channels) for _ in range(config.n_layers)])
@@ -153,14 +157,23 @@ class PELICAN(nn.Module):
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)
+        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
+        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
+        if n_jets_chunk < p4.shape[0]:
+            p4_chunks = torch.split(p4, n_jets_chunk)
+            mask_chunks = torch.split(mask, n_jets_chunk)
+            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
+        return self.logits(p4, mask)
+
+    def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""
         x = masked_p4(p4, mask) / self.scale_gev
-        pairs = pair_mask(mask, True)
+        pair_weights = pair_mask(mask, True).to(x.dtype)
         channels = [psi(pairwise_dot(x))]
         if self.beam_reference:
             channels.append(psi(longitudinal_dot(x.unsqueeze(2), x.unsqueeze(1))))
-        t = torch.stack(channels, dim=-1)
-        t = torch.where(pairs.unsqueeze(-1), t, torch.zeros_like(t))
-        t = self.embed(t, mask, pairs)
+        t = torch.stack(channels, dim=-1)  # finite everywhere: x is exactly 0 for padded constituents
+        t = self.embed(t, mask, pair_weights)
         for block in self.blocks:
-            t = block(t, mask, pairs)
-        return self.decoder(equivariant_2to0(t, mask))
+            t = block(t, mask, pair_weights)
+        return self.decoder(equivariant_2to0(t, mask, pair_weights))

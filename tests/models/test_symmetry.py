@@ -239,3 +239,16 @@ def test_contract_rejects_unknown_size_and_option(name):
         models.build(name, size="gigantic")
     with pytest.raises((InvalidInputError, TypeError)):
         models.build(name, no_such_option=1)
+
+
+@pytest.mark.parametrize("name", TAGGERS)
+def test_chunked_batches_match_whole_batches(name):
+    build_tagger(name)  # skips when the module is absent
+    try:
+        whole = build_tagger(name, pairs_per_chunk=0)
+        chunked = build_tagger(name, pairs_per_chunk=2 * N_CONSTITUENTS**2)
+    except (InvalidInputError, TypeError) as err:
+        pytest.skip(f"{name} has no pairs_per_chunk option ({err})")
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=21, pad_value=math.nan)
+    with torch.no_grad():
+        assert symmetry.relative_change(whole(p4, mask), chunked(p4, mask)) <= 1e-6
