@@ -8,6 +8,8 @@ event and jet counts and the generation rate per core.
 from __future__ import annotations
 
 import argparse
+import sys
+import time
 
 __all__ = ["register"]
 
@@ -26,13 +28,16 @@ def _common_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
                         help="user seed; every task derives its own Pythia seed from it (default: 1)")
     parser.add_argument("--workers", "-j", type=int, default=1, metavar="W",
                         help="worker processes; the output does not depend on it (default: 1)")
-    parser.add_argument("--output", "-o", required=True, metavar="PATH", help="file to write (replaced atomically)")
+    parser.add_argument("--output", "-o", required=True, metavar="PATH",
+                        help="file to write (replaced atomically)")
     parser.add_argument("--alternative", action="store_true",
                         help="use the alternative shower configuration (TimeShower:alphaSvalue = 0.120)")
     parser.add_argument("--pthat-min", type=float, default=None, metavar="GeV",
-                        help=f"PhaseSpace:pTHatMin in GeV (default: ttbar {defaults['ttbar']:g}, qcd {defaults['qcd']:g})")
+                        help=f"PhaseSpace:pTHatMin in GeV "
+                             f"(default: ttbar {defaults['ttbar']:g}, qcd {defaults['qcd']:g})")
     parser.add_argument("--events-per-task", type=int, default=500, metavar="N",
                         help="events per task, each task with its own seed (default: 500)")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress line per task on stderr")
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -63,7 +68,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "dataset",
         help="write an HDF5 top-tagging dataset (550 < pT < 650 GeV, |eta| < 2, train/val/test)",
         description=(
-            "Write a top-tagging dataset: the two leading jets of each event with 550 < pT < 650 GeV and |eta| < 2, "
+            "Write a top-tagging dataset: the two leading jets of each event with 550 < pT < 650 GeV "
+            "and |eta| < 2, "
             "top jets truth-matched (top and its three decay quarks within dR < 0.8), up to 200 constituents "
             "as (E, px, py, pz), split 60/20/20 by a seeded shuffle. With both processes the classes are balanced."
         ),
@@ -75,6 +81,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                          help="constituents stored per jet (default: 200)")
     dataset.add_argument("--no-balance", action="store_true", help="keep every selected jet of each process")
     dataset.set_defaults(func=_main_dataset)
+
+
+def _progress_printer(quiet: bool):
+    """A ``progress(done, total)`` callback printing one line per task to stderr, or None when quiet."""
+    if quiet:
+        return None
+    start = time.perf_counter()
+
+    def progress(done: int, total: int) -> None:
+        print(f"task {done}/{total} done after {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
+
+    return progress
 
 
 def _pthat(args: argparse.Namespace, kind: str, process: str) -> float:
@@ -94,6 +112,7 @@ def _main_pfnano(args: argparse.Namespace) -> int:
         workers=args.workers,
         jet_config=JetConfig(min_pt_gev=args.jet_pt_min),
         events_per_task=args.events_per_task,
+        progress=_progress_printer(args.quiet),
     )
     print("\n".join(summary.lines()))
     return 0
@@ -115,6 +134,7 @@ def _main_dataset(args: argparse.Namespace) -> int:
         workers=args.workers,
         config=DatasetConfig(max_constituents=args.max_constituents, balance=not args.no_balance),
         events_per_task=args.events_per_task,
+        progress=_progress_printer(args.quiet),
     )
     print("\n".join(summary.lines()))
     return 0

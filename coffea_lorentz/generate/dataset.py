@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -100,11 +100,13 @@ class JetSample:
     """Selected jets.
 
     Attributes:
-        p4: float32 [n_jets, max_constituents, 4] constituents as (E, px, py, pz) in GeV, pT-descending, zero-padded.
+        p4: float32 [n_jets, max_constituents, 4] constituents as (E, px, py, pz) in GeV,
+            pT-descending, zero-padded.
         n_constituents: int32 [n_jets] stored constituents per jet.
         label: int8 [n_jets] 1 = top, 0 = QCD.
         event: uint64 [n_jets] event number.
-        observables: float32/int32 [n_jets] arrays from :func:`~coffea_lorentz.generate.clustering.jet_observables`.
+        observables: float32/int32 [n_jets] arrays from
+            :func:`~coffea_lorentz.generate.clustering.jet_observables`.
     """
 
     p4: np.ndarray
@@ -213,7 +215,8 @@ def write_dataset(
                     compression_opts=4,
                     shuffle=True,
                 )
-                for name, values in (("n_constituents", part.n_constituents), ("label", part.label), ("event", part.event)):
+                columns = {"n_constituents": part.n_constituents, "label": part.label, "event": part.event}
+                for name, values in columns.items():
                     group.create_dataset(name, data=values, compression="gzip", shuffle=True)
                 observables = group.create_group("observables")
                 for name, values in part.observables.items():
@@ -248,7 +251,8 @@ def load_dataset(
         raise InputFileError(str(path), f"not an HDF5 file ({err})") from err
     with handle:
         if handle.attrs.get("format") != FORMAT:
-            raise InputFileError(str(path), f"format attribute expected {FORMAT!r}, got {handle.attrs.get('format')!r}")
+            found = handle.attrs.get("format")
+            raise InputFileError(str(path), f"format attribute expected {FORMAT!r}, got {found!r}")
         group = handle[split]
         p4 = np.asarray(group["p4"][...], dtype=np.float32)
         n_constituents = np.asarray(group["n_constituents"][...])
@@ -263,10 +267,8 @@ def _settings_without_seed(generator: GeneratorConfig) -> list[str]:
 
 
 def _dataset_task(task: Task, jet_config: JetConfig, config: DatasetConfig) -> TaskOutput:
-    samples = [
-        select_jets(batch, jet_config, config, process=task.generator.process)
-        for batch in generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event)
-    ]
+    events = generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event)
+    samples = [select_jets(batch, jet_config, config, process=task.generator.process) for batch in events]
     sample = JetSample.concatenate(samples)
     return TaskOutput(payload=sample, n_events=task.n_events, n_jets=len(sample), cpu_s=0.0)
 
@@ -281,11 +283,13 @@ def generate_dataset(
     jet_config: JetConfig = JetConfig(),
     config: DatasetConfig = DatasetConfig(),
     events_per_task: int = 500,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GenerationSummary:
     """Generate ``n_events`` events of each of ``generators``, select jets and write the dataset ``path``.
 
     All generators must share one variation (all nominal or all alternative). The output depends
-    on ``seed`` and ``events_per_task`` only, not on ``workers``.
+    on ``seed`` and ``events_per_task`` only, not on ``workers``. ``progress(done, total)`` is
+    called after each task.
     """
     if not generators:
         raise InvalidInputError("generate_dataset: expected at least one generator configuration, got none")
@@ -294,16 +298,20 @@ def generate_dataset(
         raise InvalidInputError(f"generate_dataset: each process at most once, got {processes}")
     variations = {g.variation for g in generators}
     if len(variations) != 1:
-        raise InvalidInputError(f"generate_dataset: generators mix variations {sorted(variations)}; write one file each")
+        raise InvalidInputError(
+            f"generate_dataset: generators mix variations {sorted(variations)}; write one file per variation"
+        )
     start = time.perf_counter()
     tasks = [
         task
         for generator in generators
         for task in make_tasks(generator, n_events=n_events, seed=seed, events_per_task=events_per_task)
     ]
-    outputs = run_tasks(_dataset_task, tasks, workers=workers, extra=(jet_config, config))
+    outputs = run_tasks(_dataset_task, tasks, workers=workers, extra=(jet_config, config), progress=progress)
     selected = {
-        g.process: JetSample.concatenate([o.payload for o, t in zip(outputs, tasks) if t.generator.process == g.process])
+        g.process: JetSample.concatenate(
+            [output.payload for output, task in zip(outputs, tasks) if task.generator.process == g.process]
+        )
         for g in generators
     }
     per_process = dict(selected)

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from pathlib import Path
 
 import awkward as ak
@@ -158,9 +158,10 @@ def write_pfnano(path: str | os.PathLike, chunks: Iterable[dict[str, object]]) -
 
 
 def _pfnano_task(task: Task, jet_config: JetConfig) -> TaskOutput:
-    batches = list(generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event))
-    columns = pfnano_columns(concatenate_batches(batches), jet_config, luminosity_block=task.index + 1)
-    return TaskOutput(payload=columns, n_events=task.n_events, n_jets=int(ak.sum(ak.num(columns["FatJet"]))), cpu_s=0.0)
+    events = generate_events(task.generator, n_events=task.n_events, seed=task.seed, first_event=task.first_event)
+    columns = pfnano_columns(concatenate_batches(list(events)), jet_config, luminosity_block=task.index + 1)
+    n_jets = int(ak.sum(ak.num(columns["FatJet"])))
+    return TaskOutput(payload=columns, n_events=task.n_events, n_jets=n_jets, cpu_s=0.0)
 
 
 def generate_pfnano(
@@ -172,14 +173,16 @@ def generate_pfnano(
     workers: int = 1,
     jet_config: JetConfig = JetConfig(),
     events_per_task: int = 500,
+    progress: Callable[[int, int], None] | None = None,
 ) -> GenerationSummary:
     """Generate ``n_events`` events of ``generator`` and write them to the PFNano file ``path``.
 
     The output depends on ``seed`` and ``events_per_task`` only, not on ``workers``.
+    ``progress(done, total)`` is called after each task.
     """
     start = time.perf_counter()
     tasks = make_tasks(generator, n_events=n_events, seed=seed, events_per_task=events_per_task)
-    outputs = run_tasks(_pfnano_task, tasks, workers=workers, extra=(jet_config,))
+    outputs = run_tasks(_pfnano_task, tasks, workers=workers, extra=(jet_config,), progress=progress)
     write_pfnano(path, (output.payload for output in outputs))
     return GenerationSummary(
         path=str(path),

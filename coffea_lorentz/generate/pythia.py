@@ -58,6 +58,9 @@ _PROCESS_SETTINGS: dict[str, tuple[str, ...]] = {
 #: Largest seed Pythia accepts (``Random:seed`` range is 0 … 900 000 000; 0 means "default seed").
 _MAX_PYTHIA_SEED = 900_000_000
 
+#: Attempts to replace events Pythia failed to generate before giving up on a batch.
+_MAX_TOP_UPS = 100
+
 _NEUTRINO_IDS = (12, 14, 16)
 
 # GenPart_statusFlags bits (NanoAOD convention).
@@ -222,8 +225,15 @@ def generate_events(
     while done < n_events:
         size = min(batch_size, n_events - done)
         record = pythia.nextBatch(size, "skip")
-        while len(record) < size:  # failed events were skipped: top up
+        top_ups = 0
+        while len(record) < size:  # failed events were skipped: replace them
+            if top_ups == _MAX_TOP_UPS:
+                raise InvalidInputError(
+                    f"Pythia produced {len(record)} of {size} events after {_MAX_TOP_UPS} retries "
+                    f"(process {config.process!r}, seed {seed}); check the settings"
+                )
             record = ak.concatenate([record, pythia.nextBatch(size - len(record), "skip")])
+            top_ups += 1
         event = np.arange(first_event + done, first_event + done + size, dtype=np.uint64)
         yield _reduce(record, config, event, pythia.particleData, charges)
         done += size

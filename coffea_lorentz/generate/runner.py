@@ -122,19 +122,35 @@ def _timed(args: tuple[Callable[..., TaskOutput], Task, tuple]) -> TaskOutput:
 
 
 def run_tasks(
-    function: Callable[..., TaskOutput], tasks: Sequence[Task], *, workers: int, extra: tuple = ()
+    function: Callable[..., TaskOutput],
+    tasks: Sequence[Task],
+    *,
+    workers: int,
+    extra: tuple = (),
+    progress: Callable[[int, int], None] | None = None,
 ) -> list[TaskOutput]:
     """``function(task, *extra)`` for every task, on ``workers`` processes; results in task order.
 
     ``function`` must be a module-level function (it is pickled to spawned workers). With
-    ``workers == 1`` everything runs in this process.
+    ``workers == 1`` everything runs in this process. ``progress(done, total)`` is called after
+    each task.
     """
     if workers < 1:
         raise InvalidInputError(f"workers: expected >= 1, got {workers}")
     jobs = [(function, task, extra) for task in tasks]
     workers = max(1, min(workers, len(jobs)))
+    outputs: list[TaskOutput] = []
     if workers == 1:
-        return [_timed(job) for job in jobs]
+        results = map(_timed, jobs)
+        for output in results:
+            outputs.append(output)
+            if progress is not None:
+                progress(len(outputs), len(jobs))
+        return outputs
     context = multiprocessing.get_context("spawn")
     with context.Pool(processes=workers) as pool:
-        return list(pool.imap(_timed, jobs, chunksize=1))
+        for output in pool.imap(_timed, jobs, chunksize=1):
+            outputs.append(output)
+            if progress is not None:
+                progress(len(outputs), len(jobs))
+    return outputs

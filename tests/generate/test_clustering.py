@@ -81,3 +81,17 @@ def test_top_matched_needs_all_four_partons_inside_the_jet():
     one_outside = _massless([350, 100, 100, 100], [1.0, 1.2, 0.9, 2.5], [3.0, 3.1, 2.9, 3.0])
     tops = ak.Array([[ak.to_list(ak.zip(inside)), ak.to_list(ak.zip(one_outside))]])
     assert top_matched(jets, tops, 0.8).to_list() == [[True, False]]
+
+
+@requires_generator
+def test_empty_events_and_single_particle_jets_are_handled():
+    lone = _massless([300.0], [0.0], [0.0])
+    particles = ak.Array([ak.to_list(ak.zip(lone)), [], ak.to_list(ak.zip(_massless([1.0], [0.0], [0.0])))])
+    jets = cluster_jets(particles, JetConfig())
+    assert ak.num(jets.p4).to_list() == [1, 0, 0]
+    observables = jet_observables(gather_constituents(particles, jets.constituent_index), JetConfig())
+    assert observables["n_constituents"].tolist() == [1]
+    assert observables["msoftdrop"][0] == pytest.approx(0.0, abs=1e-3)
+    assert observables["tau21"][0] == 0.0 and observables["tau32"][0] == 0.0
+    empty = jet_observables(gather_constituents(particles[1:2], jets.constituent_index[1:2]), JetConfig())
+    assert all(len(v) == 0 for v in empty.values())
