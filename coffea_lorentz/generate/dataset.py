@@ -32,7 +32,7 @@ import numpy as np
 
 from ..errors import InputFileError, InvalidInputError
 from .clustering import JetConfig, cluster_jets, gather_constituents, jet_observables, top_matched
-from .pythia import GeneratorConfig, concatenate_batches, generate_events, pythia_settings
+from .pythia import EventBatch, GeneratorConfig, generate_events, pythia_settings
 from .runner import GenerationSummary, Task, TaskOutput, make_tasks, run_tasks
 
 __all__ = [
@@ -140,7 +140,7 @@ class JetSample:
         )
 
 
-def select_jets(batch, jet_config: JetConfig, config: DatasetConfig, *, process: str) -> JetSample:
+def select_jets(batch: EventBatch, jet_config: JetConfig, config: DatasetConfig, *, process: str) -> JetSample:
     """The jets of an :class:`~coffea_lorentz.generate.pythia.EventBatch` that enter the dataset."""
     if process not in LABELS:
         raise InvalidInputError(f"select_jets: process expected one of {tuple(LABELS)}, got {process!r}")

@@ -31,7 +31,7 @@ import numpy as np
 
 from ..errors import InputFileError
 from .clustering import JetConfig, cluster_jets, gather_constituents, jet_observables, top_matched
-from .pythia import GeneratorConfig, concatenate_batches, generate_events, pf_pdg_id
+from .pythia import EventBatch, GeneratorConfig, concatenate_batches, generate_events, pf_pdg_id
 from .runner import GenerationSummary, Task, TaskOutput, make_tasks, run_tasks
 
 __all__ = ["pfnano_columns", "write_pfnano", "generate_pfnano", "TREE_NAME"]
@@ -48,7 +48,9 @@ def _kinematics(px, py, pz, energy) -> tuple[np.ndarray, np.ndarray, np.ndarray,
     return pt, eta, phi, mass
 
 
-def pfnano_columns(batch, jet_config: JetConfig, *, luminosity_block: int = 1) -> dict[str, object]:
+def pfnano_columns(
+    batch: EventBatch, jet_config: JetConfig, *, luminosity_block: int = 1
+) -> dict[str, object]:
     """One chunk of the ``Events`` tree from an :class:`~coffea_lorentz.generate.pythia.EventBatch`.
 
     Returns a dict for ``uproot``: ``run``/``luminosityBlock``/``event`` numpy arrays [n_events]
