@@ -91,7 +91,7 @@ def _cg(a, b, c) -> torch.Tensor:
 
 def _product(cg: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """Channel-wise CG product: ``left`` [..., C, da] ⊗ ``right`` [..., C, db] → [..., C, dc]."""
-    return torch.einsum("gab,...ca,...cb->...cg", cg, left, right)
+    return torch.einsum("gab,...ca,...cb->...cg", cg.to(left.dtype), left, right)
 
 
 class ChannelMix(nn.Module):
@@ -115,12 +115,13 @@ class CGTables(nn.Module):
 
     def __init__(self):
         super().__init__()
-        self.register_buffer("vv_s", _cg(VECTOR, VECTOR, SCALAR))
-        self.register_buffer("vv_t", _cg(VECTOR, VECTOR, TENSOR))
-        self.register_buffer("vt_v", _cg(VECTOR, TENSOR, VECTOR))
-        self.register_buffer("tt_s", _cg(TENSOR, TENSOR, SCALAR))
-        self.register_buffer("tt_t", _cg(TENSOR, TENSOR, TENSOR))
-        self.register_buffer("tensor_basis", TENSOR.basis.clone())
+        dtype = torch.get_default_dtype()
+        self.register_buffer("vv_s", _cg(VECTOR, VECTOR, SCALAR).to(dtype))
+        self.register_buffer("vv_t", _cg(VECTOR, VECTOR, TENSOR).to(dtype))
+        self.register_buffer("vt_v", _cg(VECTOR, TENSOR, VECTOR).to(dtype))
+        self.register_buffer("tt_s", _cg(TENSOR, TENSOR, SCALAR).to(dtype))
+        self.register_buffer("tt_t", _cg(TENSOR, TENSOR, TENSOR).to(dtype))
+        self.register_buffer("tensor_basis", TENSOR.basis.to(dtype))
 
 
 
@@ -198,8 +199,7 @@ class LGNLayer(nn.Module):
         v_new = v + self.mix_v(v_in) * torch.sigmoid(self.gate_v(s_new)).unsqueeze(-1)
         t_new = t + self.mix_t(t_in) * torch.sigmoid(self.gate_t(s_new)).unsqueeze(-1)
 
-        v_new = v_new / torch.sqrt(1.0 + _vector_norm2(v_new, metric_h).mean(-1, keepdim=True)).unsqueeze(-1)
-        t_new = t_new / torch.sqrt(1.0 + _tensor_norm2(t_new, metric_h, cg.tensor_basis).mean(-1, keepdim=True)).unsqueeze(-1)
+        v_new, t_new = _normalise(v_new, t_new, metric_h, cg.tensor_basis)
         keep = mask.unsqueeze(-1)
         s_new = torch.where(keep, s_new, torch.zeros_like(s_new))
         v_new = torch.where(keep.unsqueeze(-1), v_new, torch.zeros_like(v_new))
@@ -214,9 +214,18 @@ def _vector_norm2(v: torch.Tensor, metric_h: torch.Tensor) -> torch.Tensor:
 
 def _tensor_norm2(t: torch.Tensor, metric_h: torch.Tensor, basis: torch.Tensor) -> torch.Tensor:
     """|T^{μν} T^{ρσ} h_μρ h_νσ| for (2,2) coordinates t [B, N, C, 9] → [B, N, C]."""
-    tensor = (t @ basis).reshape(t.shape[0], t.shape[1], t.shape[2], 4, 4)
+    tensor = (t @ basis.to(t.dtype)).reshape(t.shape[0], t.shape[1], t.shape[2], 4, 4)
     lowered = torch.einsum("bij,bncjk,bkl->bncil", metric_h, tensor, metric_h)
     return (tensor * lowered).sum((-1, -2)).abs()
+
+
+def _normalise(
+    v: torch.Tensor, t: torch.Tensor, metric_h: torch.Tensor, basis: torch.Tensor
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Divide each irrep of each constituent by √(1 + mean over channels of its jet-frame norm²)."""
+    v = v / torch.sqrt(1.0 + _vector_norm2(v, metric_h).mean(-1, keepdim=True)).unsqueeze(-1)
+    t = t / torch.sqrt(1.0 + _tensor_norm2(t, metric_h, basis).mean(-1, keepdim=True)).unsqueeze(-1)
+    return v, t
 
 
 def _completed_timelike(v: torch.Tensor, min_mass2: float) -> torch.Tensor:
@@ -315,13 +324,13 @@ class LGN(nn.Module):
             _product(cg.vv_t, x.unsqueeze(-2), jet.to(dtype).unsqueeze(1).unsqueeze(-2).expand_as(x.unsqueeze(-2))),
         ]
         if self.beam_reference:
-            tensors.append(self._beam_tensor(boost, signs).to(dtype).unsqueeze(1).unsqueeze(1).expand(x.shape[0], x.shape[1], 1, 9))
+            beam_tensor = self._beam_tensor(boost, signs).to(dtype)  # [B, 9]
+            tensors.append(beam_tensor.unsqueeze(1).unsqueeze(1).expand(x.shape[0], x.shape[1], 1, 9))
         s = self.embed_s(torch.stack(scalars, dim=-1).to(dtype))
         v = self.embed_v(torch.stack(vectors, dim=-2).to(dtype))
         t = self.embed_t(torch.cat(tensors, dim=-2))
         metric_h = metric_h.to(dtype)
-        v = v / torch.sqrt(1.0 + _vector_norm2(v, metric_h).mean(-1, keepdim=True)).unsqueeze(-1)
-        t = t / torch.sqrt(1.0 + _tensor_norm2(t, metric_h, cg.tensor_basis).mean(-1, keepdim=True)).unsqueeze(-1)
+        v, t = _normalise(v, t, metric_h, cg.tensor_basis)
         keep = mask.unsqueeze(-1)
         s = torch.where(keep, s, torch.zeros_like(s))
         v = torch.where(keep.unsqueeze(-1), v, torch.zeros_like(v))

@@ -38,7 +38,7 @@ import torch
 from torch import nn
 
 from .layers import MLP, resolve_config
-from .minkowski import masked_p4, minkowski_dot, pairwise_diff_norm2, pairwise_dot, psi
+from .minkowski import masked_p4, minkowski_dot, psi
 
 __all__ = [
     "LLoCaConfig",
@@ -125,7 +125,9 @@ def _timelike(v0: torch.Tensor, min_mass2: float) -> torch.Tensor:
     return torch.where(good.unsqueeze(-1), v0, completed)
 
 
-def _pick_direction(candidate: torch.Tensor, reference: torch.Tensor, fallback: torch.Tensor, eps: float) -> torch.Tensor:
+def _pick_direction(
+    candidate: torch.Tensor, reference: torch.Tensor, fallback: torch.Tensor, eps: float
+) -> torch.Tensor:
     """Unit 3-vector: ``candidate`` [..., 3] normalised if its norm exceeds ``eps``·``reference`` [...],
     else the longest of the ``fallback`` rows [..., 3, 3], normalised (first one on ties)."""
     norm = torch.linalg.vector_norm(candidate, dim=-1)
@@ -192,8 +194,9 @@ class FramePredictor(nn.Module):
       x_i in angle in the jet rest frame, so v2 leaves the plane of v0 and v1 from the start,
 
     with w = softmax over real candidates of an MLP of invariants of x = p4 / ``scale_gev``. The
-    angle is regulated by μ⁴, μ² = ``regulator_mass2`` (dimensionless), for nearly massless jets. Candidates c are the constituents, plus the spurion
-    images X∥, K X, R X of the jet momentum with ``beam_reference``.
+    angle is regulated by μ⁴, μ² = ``regulator_mass2`` (dimensionless), for nearly massless jets.
+    Candidates c are the constituents, plus the spurion images X∥, K X, R X of the jet momentum
+    with ``beam_reference``.
     """
 
     def __init__(self, n_hidden: int, beam_reference: bool, regulator_mass2: float):
@@ -372,7 +375,9 @@ class LLoCaTransformer(nn.Module):
     def _geometry_dtype(self, p4: torch.Tensor) -> torch.dtype:
         return torch.float64 if self.invariants_float64 else p4.dtype
 
-    def _frames(self, x: torch.Tensor, mask: torch.Tensor, network_dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
+    def _frames(
+        self, x: torch.Tensor, mask: torch.Tensor, network_dtype: torch.dtype
+    ) -> tuple[torch.Tensor, torch.Tensor]:
         """Frames Λ [B, N, 4, 4] and their trust gate [B, N] = (m0² / (m0² + μ²))², m0² = v0² ≥ 0."""
         v0, v1, v2 = self.frame_predictor(x, mask, network_dtype)
         frames = local_frames(v0, v1, v2, min_mass2=self.min_mass2, eps=self.frame_eps)

@@ -105,7 +105,9 @@ class Irrep:
 
     def __post_init__(self):
         if self.k != self.n or self.k not in (0, 1, 2):
-            raise InvalidInputError(f"Irrep: only real irreps (0, 0), (1, 1), (2, 2) are built; got ({self.k}, {self.n})")
+            raise InvalidInputError(
+                f"Irrep: only real irreps (0, 0), (1, 1), (2, 2) are built; got ({self.k}, {self.n})"
+            )
         if self.k == 0:
             basis = torch.ones(1, 1, dtype=torch.float64)
         elif self.k == 1:

@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, pairwise_diff_norm2, pairwise_dot, psi
+from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, pairwise_dot, psi
 
 __all__ = ["LorentzTransformerConfig", "LorentzTransformer", "preset", "beam_plane_projection", "pair_invariants"]
 
@@ -96,7 +96,8 @@ def pair_invariants(x: torch.Tensor, beam_reference: bool) -> torch.Tensor:
 
     F = 2: ψ(⟨x_i − x_j⟩²), ψ(⟨x_i, x_j⟩); F = 3 with ``beam_reference``: also ψ(⟨x_i∥, x_j∥⟩).
     """
-    features = [psi(pairwise_diff_norm2(x)), psi(pairwise_dot(x))]
+    diff = x.unsqueeze(2) - x.unsqueeze(1)  # from the difference itself: no m² + m² − 2⟨⟩ cancellation
+    features = [psi(minkowski_dot(diff, diff)), psi(pairwise_dot(x))]
     if beam_reference:
         features.append(psi(pairwise_dot(beam_plane_projection(x))))
     return torch.stack(features, dim=-1)
