@@ -40,12 +40,19 @@ def _example_inputs(batch_size: int, n_constituents: int, dtype: torch.dtype) ->
     return p4, mask
 
 
-def export_torchscript(tagger: nn.Module, path: str | Path, *, softmax: bool = True) -> torch.jit.ScriptModule:
+def export_torchscript(
+    tagger: nn.Module,
+    path: str | Path,
+    *,
+    softmax: bool = True,
+    parity_shapes: tuple[tuple[int, int], ...] | None = None,
+) -> torch.jit.ScriptModule:
     """Script ``tagger`` (wrapped in :class:`ScoredTagger` when ``softmax``) and save it to ``path``.
 
     Scripting keeps the batch size B and the length N dynamic. A tagger that cannot be scripted is
     traced instead, and the trace is checked against eager outputs at other (B, N) so a shape baked
-    into the trace fails here rather than on the server.
+    into the trace fails here rather than on the server. ``parity_shapes`` overrides the (B, N) of
+    that check (default: those of :func:`check_parity`).
     """
     module = ScoredTagger(tagger) if softmax else tagger
     module = module.eval()
@@ -60,7 +67,10 @@ def export_torchscript(tagger: nn.Module, path: str | Path, *, softmax: bool = T
     tmp = path.with_name(path.name + ".tmp")
     exported.save(str(tmp))
     tmp.replace(path)
-    check_parity(module, exported)
+    if parity_shapes is None:
+        check_parity(module, exported)
+    else:
+        check_parity(module, exported, shapes=parity_shapes)
     return exported
 
 

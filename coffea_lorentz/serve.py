@@ -46,6 +46,7 @@ _SOURCE_ROOT = Path(__file__).resolve().parent.parent
 _MODEL_CONTROL_MODES = ("none", "poll", "explicit")
 _LOG_TAIL_LINES = 40
 _POLL_INTERVAL_S = 0.1
+_PORT_ATTEMPTS = 3
 
 
 def find_server_env(server_env: str | Path | None = None) -> Path:
@@ -192,13 +193,27 @@ class TritonServer:
         self.stop()
 
     def start(self) -> TritonServer:
-        """Launch the server and wait until it and all its models are ready."""
+        """Launch the server and wait until it and all its models are ready.
+
+        When a port picked free here was taken by another process before the server bound it,
+        the start is retried with new ports (up to ``_PORT_ATTEMPTS`` times).
+        """
         if self.process is not None:
             return self
         config = self.config
         if not config.repository.is_dir():
             raise ServerStartError(f"model repository {config.repository} is not a directory")
         directory = server_directory(config.server_env)
+        auto_ports = not (config.http_port and config.grpc_port and config.metrics_port)
+        for attempt in range(1, _PORT_ATTEMPTS + 1):
+            try:
+                return self._launch(directory)
+            except ServerStartError:
+                if not (auto_ports and attempt < _PORT_ATTEMPTS and _port_taken(self.log_path)):
+                    raise
+
+    def _launch(self, directory: Path) -> TritonServer:
+        config = self.config
         self.http_port = config.http_port or free_port(config.host)
         self.grpc_port = config.grpc_port or _distinct_free_port(config.host, {self.http_port})
         self.metrics_port = config.metrics_port or _distinct_free_port(config.host, {self.http_port, self.grpc_port})
@@ -332,6 +347,14 @@ def _distinct_free_port(host: str, taken: set[int]) -> int:
         if port not in taken:
             return port
     raise ServerStartError(f"no free TCP port found on {host}")
+
+
+def _port_taken(log_path: Path | None) -> bool:
+    """Whether the server log says a port was already in use."""
+    if log_path is None or not log_path.is_file():
+        return False
+    text = log_path.read_text(errors="replace")
+    return "already in use" in text or "Address already in use" in text
 
 
 def _default_log_path(repository: Path, grpc_port: int) -> Path:

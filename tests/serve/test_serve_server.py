@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import socket
 import threading
 
 import numpy as np
@@ -193,3 +194,17 @@ def test_server_env_from_environment_variable(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV_VARIABLE, str(tmp_path / "custom"))
     assert find_server_env() == (tmp_path / "custom").resolve()
     assert find_server_env(tmp_path / "explicit") == (tmp_path / "explicit").resolve()
+
+
+@needs_server
+@pytest.mark.slow
+def test_taken_fixed_port_fails_with_reason(tmp_path):
+    (tmp_path / "empty_repository").mkdir()
+    with socket.socket() as blocker:
+        blocker.bind(("127.0.0.1", 0))
+        blocker.listen()
+        port = blocker.getsockname()[1]
+        server = TritonServer(ServerConfig(repository=tmp_path / "empty_repository", grpc_port=port))
+        with pytest.raises(ServerStartError, match="already in use"):
+            server.start()
+    assert server.pid is None
