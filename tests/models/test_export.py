@@ -46,6 +46,7 @@ def jets(batch_size: int, n_constituents: int) -> tuple[torch.Tensor, torch.Tens
     )
 
 
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # TorchScript is what Triton's libtorch backend serves
 @pytest.mark.parametrize("beam_reference", [False, True], ids=["no_beam", "beam"])
 @pytest.mark.parametrize("name", models.available())
 def test_torchscript_matches_eager(name, beam_reference, tmp_path: Path):
@@ -64,6 +65,8 @@ def test_torchscript_matches_eager(name, beam_reference, tmp_path: Path):
             assert (loaded(p4, mask) - eager(p4, mask)).abs().max() <= 1e-5, (batch_size, n_constituents)
 
 
+@pytest.mark.filterwarnings("ignore::torch.jit.TracerWarning")  # the legacy exporter traces; B and N stay dynamic axes
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # torch marks the TorchScript-based exporter deprecated
 @pytest.mark.parametrize("name", models.available())
 def test_onnx_matches_eager(name, tmp_path: Path):
     pytest.importorskip("onnx", reason="onnx is not installed (pip install onnx==1.23.2)")
