@@ -11,8 +11,10 @@ exposes as a config field: a dot product ⟨p_i, p_j⟩ in GeV² enters a networ
 Beam reference. The time t = (1, 0, 0, 0) and beam z = (0, 0, 0, 1) spurions enter only through
 the longitudinal metric t tᵀ − z zᵀ, i.e. through L(a, b) = ⟨a, t⟩⟨b, t⟩ − ⟨a, z⟩⟨b, z⟩ = a⁰b⁰ − a³b³.
 L is invariant under boosts along z and rotations about z (the group the beams leave alone),
-whereas ⟨p, t⟩ = E and ⟨p, z⟩ = −pz alone are not invariant under z-boosts. A tagger given L as an
-extra invariant is exactly invariant under that subgroup, and no longer under the full group.
+whereas ⟨p, t⟩ = E and ⟨p, z⟩ = −pz alone are not invariant under z-boosts. So is the transverse
+part T(a, b) = L(a, b) − ⟨a, b⟩ = a¹b¹ + a²b². A tagger given L and T in place of ⟨a, b⟩ is exactly
+invariant under that subgroup, no longer under the full group, and better conditioned in float32:
+a z-boost leaves px, py and so T untouched, while ⟨a, b⟩ of a collinear pair is a small difference.
 """
 
 from __future__ import annotations
@@ -37,6 +39,7 @@ __all__ = [
     "jet_p4",
     "pair_invariants",
     "longitudinal_dot",
+    "transverse_dot",
     "InvariantEmbedding",
     "resolve_config",
     "jets_per_chunk",
@@ -195,28 +198,48 @@ def longitudinal_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return a[..., 0] * b[..., 0] - a[..., 3] * b[..., 3]
 
 
-def pair_invariants(x: torch.Tensor, beam_reference: bool = False) -> torch.Tensor:
-    """Pairwise invariants of dimensionless vectors ``x`` [B, N, 4] → [B, N, N, 2] (or 3).
+def transverse_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+    """T(a, b) = a¹b¹ + a²b² = L(a, b) − ⟨a, b⟩ over the last axis: [..., 4] × [..., 4] → [...].
 
-    Channels: ψ(⟨x_i − x_j⟩²), ψ(⟨x_i, x_j⟩) and, when ``beam_reference``, ψ(L(x_i, x_j)) with
-    L from :func:`longitudinal_dot`. The squared difference is taken from the difference vector
-    itself, which loses less precision than m_i² + m_j² − 2⟨x_i, x_j⟩ for nearly collinear,
-    nearly massless pairs.
+    Invariant under z-boosts and z-rotations only. With beam reference, (L, T) carry the same
+    information as (L, ⟨a, b⟩) but are better conditioned: a z-boost leaves px, py untouched, so
+    T of float32 inputs is exact, while ⟨a, b⟩ = L − T of a collinear pair cancels and inherits
+    L's rounding at large rapidity.
     """
-    diff = x.unsqueeze(2) - x.unsqueeze(1)
-    channels = [psi(minkowski_norm2(diff)), psi(pairwise_dot(x))]
+    return a[..., 1] * b[..., 1] + a[..., 2] * b[..., 2]
+
+
+def pair_invariants(x: torch.Tensor, beam_reference: bool = False) -> torch.Tensor:
+    """Pairwise invariants of dimensionless vectors ``x`` [B, N, 4] → [B, N, N, 2] (or 4).
+
+    Without beam reference: ψ(⟨x_i − x_j⟩²), ψ(⟨x_i, x_j⟩). With it, each Minkowski product is
+    split into its longitudinal and transverse parts (⟨a, b⟩ = L − T, see :func:`transverse_dot`):
+    ψ(L(Δ, Δ)), ψ(T(Δ, Δ)), ψ(L(x_i, x_j)), ψ(T(x_i, x_j)) with Δ = x_i − x_j. The squared
+    difference is taken from the difference vector itself, which loses less precision than
+    m_i² + m_j² − 2⟨x_i, x_j⟩ for nearly collinear, nearly massless pairs.
+    """
+    x_i, x_j = x.unsqueeze(2), x.unsqueeze(1)
+    diff = x_i - x_j
     if beam_reference:
-        channels.append(psi(longitudinal_dot(x.unsqueeze(2), x.unsqueeze(1))))
-    return torch.stack(channels, dim=-1)
+        channels = [
+            longitudinal_dot(diff, diff),
+            transverse_dot(diff, diff),
+            longitudinal_dot(x_i, x_j),
+            transverse_dot(x_i, x_j),
+        ]
+    else:
+        channels = [minkowski_norm2(diff), pairwise_dot(x)]
+    return psi(torch.stack(channels, dim=-1))
 
 
 class InvariantEmbedding(nn.Module):
     """Per-constituent Lorentz-invariant features, no trainable weights.
 
     ``forward(p4 [B, N, 4] GeV, mask [B, N])`` → [B, N, n_features] with, in order:
-    ψ(m_i² / s²), ψ(⟨p_i, J⟩ / s²) with J the jet four-momentum, and, when ``beam_reference``,
-    ψ(L(p_i, p_i) / s²) = ψ(m_T,i² / s²) and ψ(L(p_i, J) / s²) (see :func:`longitudinal_dot`);
-    ``s`` = ``scale_gev``.
+    ψ(m_i² / s²), ψ(⟨p_i, J⟩ / s²) with J the jet four-momentum; when ``beam_reference``, each
+    product is split into longitudinal and transverse parts instead (:func:`transverse_dot`):
+    ψ(L(p_i, p_i) / s²) = ψ(m_T,i² / s²), ψ(T(p_i, p_i) / s²) = ψ(pT,i² / s²), ψ(L(p_i, J) / s²),
+    ψ(T(p_i, J) / s²); ``s`` = ``scale_gev``.
     Padded rows are exactly 0.
     """
 
@@ -231,9 +254,9 @@ class InvariantEmbedding(nn.Module):
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         x = masked_p4(p4, mask) / self.scale_gev
         jet = jet_p4(x, mask).unsqueeze(1)
-        features = [psi(minkowski_norm2(x)), psi(minkowski_dot(x, jet))]
         if self.beam_reference:
-            features.append(psi(longitudinal_dot(x, x)))
-            features.append(psi(longitudinal_dot(x, jet)))
-        out = torch.stack(features, dim=-1)
+            features = [longitudinal_dot(x, x), transverse_dot(x, x), longitudinal_dot(x, jet), transverse_dot(x, jet)]
+        else:
+            features = [minkowski_norm2(x), minkowski_dot(x, jet)]
+        out = psi(torch.stack(features, dim=-1))
         return torch.where(mask.unsqueeze(-1), out, torch.zeros_like(out))

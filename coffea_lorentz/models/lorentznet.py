@@ -64,7 +64,7 @@ class LGEB(nn.Module):
         # φ_e's first linear layer on cat(h_i, h_j, invariants), split so the [B, N, N, 2h+2] concat is never built
         self.edge_from_i = nn.Linear(hidden, hidden)
         self.edge_from_j = nn.Linear(hidden, hidden, bias=False)
-        self.edge_from_invariants = nn.Linear(3 if beam_reference else 2, hidden, bias=False)
+        self.edge_from_invariants = nn.Linear(4 if beam_reference else 2, hidden, bias=False)
         self.edge_out = nn.Sequential(nn.SiLU(), nn.Linear(hidden, hidden), nn.SiLU())
         # φ_m (attention weight, before the sigmoid) and φ_x (coordinate weight) read m_ij with one product
         self.edge_heads = nn.Linear(hidden, 2)
@@ -98,10 +98,10 @@ class LorentzNet(nn.Module):
     """LorentzNet tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Node scalars start from ψ(m_i²/s²) and ψ(⟨p_i, J⟩/s²) (J = jet four-momentum, s = ``scale_gev``).
-    With ``beam_reference=True`` the time (1,0,0,0) and beam (0,0,0,1) spurions enter through the
-    longitudinal products L(a, b) = a⁰b⁰ − a³b³ (:func:`.layers.longitudinal_dot`): ψ(L(p_i, p_i)/s²)
-    and ψ(L(p_i, J)/s²) as node scalars and ψ(L(x_i, x_j)) as an edge invariant in every block,
-    so the logits stay exactly invariant under z-boosts and z-rotations.
+    With ``beam_reference=True`` the time (1,0,0,0) and beam (0,0,0,1) spurions enter by splitting
+    every Minkowski product into its longitudinal part L(a, b) = a⁰b⁰ − a³b³ and transverse part
+    T(a, b) = a¹b¹ + a²b² (:func:`.layers.transverse_dot`), in the node scalars and in every block's
+    edge invariants, so the logits are exactly invariant under z-boosts and z-rotations only.
 
     >>> import torch
     >>> model = LorentzNet()

@@ -16,7 +16,7 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, jets_per_chunk, check_inputs, diagonal_mask, longitudinal_dot, masked_count, pair_mask, resolve_config
+from .layers import MLP, jets_per_chunk, check_inputs, diagonal_mask, longitudinal_dot, masked_count, transverse_dot, pair_mask, resolve_config
 from .minkowski import masked_p4, pairwise_dot, psi
 
 __all__ = ["PELICAN", "PELICANConfig", "PRESETS", "Equivariant2to2", "equivariant_2to0", "diagonal_entries"]
@@ -130,9 +130,11 @@ class PELICANBlock(nn.Module):
 class PELICAN(nn.Module):
     """PELICAN tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
-    Input channels per pair: ψ(⟨p_i, p_j⟩ / s²) and, with ``beam_reference=True``,
-    ψ(L(p_i, p_j) / s²) where L(a, b) = a⁰b⁰ − a³b³ carries the time and beam spurions in the one
-    combination that z-boosts and z-rotations leave unchanged (:func:`.layers.longitudinal_dot`).
+    Input channel per pair: ψ(⟨p_i, p_j⟩ / s²). With ``beam_reference=True`` the time and beam
+    spurions enter through the split ⟨p_i, p_j⟩ = L − T into its longitudinal part
+    L = E_i E_j − pz_i pz_j and transverse part T = px_i px_j + py_i py_j, each invariant under
+    z-boosts and z-rotations only; the channels are ψ(L / s²) and ψ(T / s²), which hold ⟨p_i, p_j⟩
+    without its cancellation for collinear pairs (:func:`.layers.transverse_dot`).
 
     >>> import torch
     >>> model = PELICAN()
@@ -169,9 +171,11 @@ class PELICAN(nn.Module):
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""
         x = masked_p4(p4, mask) / self.scale_gev
         pair_weights = pair_mask(mask, True).to(x.dtype)
-        channels = [psi(pairwise_dot(x))]
         if self.beam_reference:
-            channels.append(psi(longitudinal_dot(x.unsqueeze(2), x.unsqueeze(1))))
+            x_i, x_j = x.unsqueeze(2), x.unsqueeze(1)
+            channels = [psi(longitudinal_dot(x_i, x_j)), psi(transverse_dot(x_i, x_j))]
+        else:
+            channels = [psi(pairwise_dot(x))]
         t = torch.stack(channels, dim=-1)  # finite everywhere: x is exactly 0 for padded constituents
         t = self.embed(t, mask, pair_weights)
         for block in self.blocks:
