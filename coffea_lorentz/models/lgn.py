@@ -8,17 +8,19 @@ tensors (2,2) ``t`` [B, N, C2, 9]. A layer maps F_i to
     W · (F_i ⊕ CG(F_i ⊗ F_i) ⊕ Σ_j f(p_ij²) CG(p_ij ⊗ F_j)),     p_ij = x_i − x_j,
 
 where CG are the Clebsch–Gordan maps computed in :mod:`.lorentz_cg` (products of all irrep pairs,
-decomposed back into the three irreps kept), W mixes channels within each irrep only (no bias
-off scalars, Schur's lemma), and f is a small MLP of invariants. Only scalars pass through
+decomposed back into the three irreps kept; the products act channel by channel on
+``product_channels`` learned mixes of each irrep, and F_j is mixed down to as many channels
+before the sum over j), W mixes channels within each irrep only (no bias off scalars, Schur's
+lemma), and f is a small MLP of ψ(p_ij²) and ψ(⟨x_i, x_j⟩). Only scalars pass through
 nonlinearities; vectors and tensors are gated by sigmoids of scalars. The logits come from the
 (0,0) channels averaged over constituents.
 
 Numerics. Products of rank-k tensors lose ~γ^(2k) of relative precision when the jet is boosted
 by γ, so the network runs on the momenta boosted to the jet rest frame (``jet_rest_frame``; with
-``beam_reference``, the frame where the jet has pz = 0).
-That boost is itself a Lorentz transformation, so the exactly equivariant layers and the
-invariant output do not depend on it (for a massless jet its completion is arbitrary but still
-harmless); it only keeps tensor components O(1). After every layer each irrep is divided by
+``beam_reference``, the frame where the jet has pz = 0); the boost is done in float64. That
+boost is itself a Lorentz transformation, so the exactly equivariant layers and the invariant
+output do not depend on it (for a massless jet its completion is arbitrary but still harmless);
+it only keeps tensor components O(1). After every layer each irrep is divided by
 √(1 + mean_c ‖F_c‖²) with ‖·‖ the Euclidean norm in the jet rest frame, an invariant built from the
 metric h = 2 X̂X̂ − g (X̂ the jet direction in time), so magnitudes stay bounded as the polynomial
 degree grows.
@@ -36,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import MLP, resolve_config
+from .layers import MLP, jets_per_chunk, resolve_config
 from .lloca import rest_frame_boost
 from .lorentz_cg import SCALAR, TENSOR, VECTOR, clebsch_gordan
 from .minkowski import masked_p4, minkowski_dot, pairwise_dot, psi
@@ -49,22 +51,26 @@ class LGNConfig:
     """Hyper-parameters of :class:`LGN`.
 
     Channels per irrep: ``scalar_channels`` (0,0), ``vector_channels`` (1,1), ``tensor_channels``
-    (2,2); ``product_channels`` channels of each irrep enter the CG self-products.
+    (2,2); ``product_channels`` channels of each irrep enter the CG self-products and the pair
+    messages.
     ``scale_gev`` divides every four-vector. ``norm_mass_gev`` regulates the jet direction X̂ =
     X / √(M² + μ²) of the normalisation for nearly massless jets; ``min_frame_mass_gev``: a jet
     lighter than this is boosted with a completed (non-covariant, harmless) rest frame.
+    ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many constituent pairs
+    (results are the same; large batches run faster); 0 runs every batch whole, as on a GPU.
     """
 
-    scalar_channels: int = 32
-    vector_channels: int = 8
-    tensor_channels: int = 4
-    product_channels: int = 4
+    scalar_channels: int = 48
+    vector_channels: int = 12
+    tensor_channels: int = 6
+    product_channels: int = 6
     n_layers: int = 3
     pair_hidden: int = 16
     scale_gev: float = 100.0
     norm_mass_gev: float = 1.0
     min_frame_mass_gev: float = 0.01
     jet_rest_frame: bool = True
+    pairs_per_chunk: int = 65536
 
 
 PRESETS = types.MappingProxyType(
@@ -91,7 +97,9 @@ def _cg(a, b, c) -> torch.Tensor:
 
 def _product(cg: torch.Tensor, left: torch.Tensor, right: torch.Tensor) -> torch.Tensor:
     """Channel-wise CG product: ``left`` [..., C, da] ⊗ ``right`` [..., C, db] → [..., C, dc]."""
-    return torch.einsum("gab,...ca,...cb->...cg", cg.to(left.dtype), left, right)
+    outer = (left.unsqueeze(-1) * right.unsqueeze(-2)).flatten(-2)  # [..., C, da·db]
+    # a fixed contraction order (a 3-operand einsum may reorder with the batch size)
+    return torch.matmul(outer, cg.to(left.dtype).flatten(1).T)
 
 
 class ChannelMix(nn.Module):
@@ -125,11 +133,32 @@ class CGTables(nn.Module):
 
 
 
+class PairMLP(nn.Module):
+    """One-hidden-layer MLP over pair features in channel-first layout, [B, F, N, N] → [B, C, N, N].
+
+    Channel-first matmuls avoid permuting the large [B, N, N, C] pair tensors.
+    """
+
+    def __init__(self, n_in: int, n_hidden: int, n_out: int):
+        super().__init__()
+        self.hidden = nn.Linear(n_in, n_hidden)
+        self.out = nn.Linear(n_hidden, n_out)
+
+    def forward(self, features: torch.Tensor) -> torch.Tensor:
+        n_batch, n_in, n, _ = features.shape
+        flat = features.reshape(n_batch, n_in, n * n)
+        w_hidden = self.hidden.weight.unsqueeze(0).expand(n_batch, -1, -1)
+        w_out = self.out.weight.unsqueeze(0).expand(n_batch, -1, -1)
+        hidden = torch.bmm(w_hidden, flat).add_(self.hidden.bias.unsqueeze(-1))
+        out = torch.bmm(w_out, torch.nn.functional.silu(hidden)).add_(self.out.bias.unsqueeze(-1))
+        return out.reshape(n_batch, -1, n, n)
+
+
 class LGNLayer(nn.Module):
     """One LGN layer on (s, v, t) with pair interactions.
 
     ``s`` [B, N, C0], ``v`` [B, N, C1, 4], ``t`` [B, N, C2, 9]; ``x`` [B, N, 4] dimensionless
-    momenta; ``pair_features`` [B, N, N, 2] invariants; ``metric_h`` [B, 4, 4] the jet-frame
+    momenta; ``pair_features`` [B, 2, N, N] invariants; ``metric_h`` [B, 4, 4] the jet-frame
     Euclidean metric (lower indices); ``mask`` [B, N] → (s, v, t) of the same shapes, normalised.
     """
 
@@ -139,11 +168,15 @@ class LGNLayer(nn.Module):
         self.left_s, self.right_s = nn.Linear(c0, tau), nn.Linear(c0, tau)
         self.left_v, self.right_v = ChannelMix(c1, tau), ChannelMix(c1, tau)
         self.left_t, self.right_t = ChannelMix(c2, tau), ChannelMix(c2, tau)
-        self.pair_mlp = MLP(2, pair_hidden, c0 + c1 + c2)
-        self.scalar_mlp = MLP(c0 + 3 * tau + c1, c0, c0)
+        self.tau = tau
+        # pair messages carry tau channels of each irrep: F_j is mixed down before the sum over j
+        self.message_s = nn.Linear(c0, tau)
+        self.message_v, self.message_t = ChannelMix(c1, tau), ChannelMix(c2, tau)
+        self.pair_mlp = PairMLP(2, pair_hidden, 3 * tau)
+        self.scalar_mlp = MLP(c0 + 4 * tau, c0, c0)
         self.norm_s = nn.LayerNorm(c0)
-        self.mix_v = ChannelMix(c1 + 2 * tau + c0 + c2, c1)
-        self.mix_t = ChannelMix(c2 + 3 * tau + c1, c2)
+        self.mix_v = ChannelMix(c1 + 4 * tau, c1)
+        self.mix_t = ChannelMix(c2 + 4 * tau, c2)
         self.gate_v = nn.Linear(c0, c1)
         self.gate_t = nn.Linear(c0, c2)
         self.cg = CGTables()
@@ -168,28 +201,26 @@ class LGNLayer(nn.Module):
         to_t = [s_l.unsqueeze(-1) * t_r, _product(cg.vv_t, v_l, v_r), _product(cg.tt_t, t_l, t_r)]
 
         # --- pair terms Σ_j f(p_ij) CG((x_i − x_j) ⊗ F_j) = CG(x_i ⊗ Σ_j f F_j) − Σ_j f CG(x_j ⊗ F_j)
-        weights = self.pair_mlp(pair_features)  # [B, N, N, C0 + C1 + C2]
-        pair_mask = (mask.unsqueeze(1) & mask.unsqueeze(2)).unsqueeze(-1)
-        weights = torch.where(pair_mask, weights, torch.zeros_like(weights))
-        f_s, f_v, f_t = weights.split([self.c0, self.c1, self.c2], dim=-1)
+        # padded j hold F_j = 0 and x_j = 0, so they add nothing whatever their (finite) weights
+        weights = self.pair_mlp(pair_features)  # [B, 3 tau, N, N]
+        f_s, f_v, f_t = weights.split([self.tau, self.tau, self.tau], dim=1)
+        m_s, m_v, m_t = self.message_s(s), self.message_v(v), self.message_t(t)  # tau channels each
+        m_s = torch.where(mask.unsqueeze(-1), m_s, torch.zeros_like(m_s))  # the bias would reach padding
         x_c = x.unsqueeze(-2)  # [B, N, 1, 4]
-        from_s = torch.cat([s.unsqueeze(-1), s.unsqueeze(-1) * x_c], dim=-1)  # [B, N, C0, 1 + 4]
-        from_v = torch.cat(
-            [v, _product(cg.vv_s, x_c.expand_as(v), v), _product(cg.vv_t, x_c.expand_as(v), v)], dim=-1
-        )  # [B, N, C1, 4 + 1 + 9]
-        x_t = x_c.expand(t.shape[0], t.shape[1], t.shape[2], 4)
-        from_t = torch.cat([t, _product(cg.vt_v, x_t, t)], dim=-1)  # [B, N, C2, 9 + 4]
-        sum_s = torch.einsum("bijc,bjcd->bicd", f_s, from_s)
-        sum_v = torch.einsum("bijc,bjcd->bicd", f_v, from_v)
-        sum_t = torch.einsum("bijc,bjcd->bicd", f_t, from_t)
+        from_s = torch.cat([m_s.unsqueeze(-1), m_s.unsqueeze(-1) * x_c], dim=-1)  # [B, N, tau, 1 + 4]
+        x_m = x_c.expand_as(m_v)
+        from_v = torch.cat([m_v, _product(cg.vv_s, x_m, m_v), _product(cg.vv_t, x_m, m_v)], dim=-1)  # 4 + 1 + 9
+        from_t = torch.cat([m_t, _product(cg.vt_v, x_m, m_t)], dim=-1)  # [B, N, tau, 9 + 4]
+        sum_s = torch.matmul(f_s, from_s.transpose(1, 2)).transpose(1, 2)  # [B, N, C0, 5]
+        sum_v = torch.matmul(f_v, from_v.transpose(1, 2)).transpose(1, 2)
+        sum_t = torch.matmul(f_t, from_t.transpose(1, 2)).transpose(1, 2)
         a_s, b_s = sum_s[..., 0], sum_s[..., 1:]
         a_v, b_v_s, b_v_t = sum_v[..., :4], sum_v[..., 4:5], sum_v[..., 5:]
         a_t, b_t_v = sum_t[..., :9], sum_t[..., 9:]
-        pair_v_from_s = a_s.unsqueeze(-1) * x_c - b_s  # [B, N, C0, 4]
-        pair_s_from_v = _product(cg.vv_s, x_c.expand_as(a_v), a_v) - b_v_s  # [B, N, C1, 1]
-        pair_t_from_v = _product(cg.vv_t, x_c.expand_as(a_v), a_v) - b_v_t  # [B, N, C1, 9]
-        x_t2 = x_c.expand(a_t.shape[0], a_t.shape[1], a_t.shape[2], 4)
-        pair_v_from_t = _product(cg.vt_v, x_t2, a_t) - b_t_v  # [B, N, C2, 4]
+        pair_v_from_s = a_s.unsqueeze(-1) * x_c - b_s  # [B, N, tau, 4]
+        pair_s_from_v = _product(cg.vv_s, x_m, a_v) - b_v_s  # [B, N, tau, 1]
+        pair_t_from_v = _product(cg.vv_t, x_m, a_v) - b_v_t  # [B, N, tau, 9]
+        pair_v_from_t = _product(cg.vt_v, x_m, a_t) - b_t_v  # [B, N, tau, 4]
 
         # --- mix within each irrep, scalars through an MLP, vectors/tensors gated by scalars
         s_new = s + self.scalar_mlp(torch.cat([s] + to_s + [pair_s_from_v.squeeze(-1)], dim=-1))
@@ -253,6 +284,7 @@ class LGN(nn.Module):
         self.norm_mass2 = float((config.norm_mass_gev / config.scale_gev) ** 2)
         self.min_mass2 = float((config.min_frame_mass_gev / config.scale_gev) ** 2)
         self.jet_rest_frame = bool(config.jet_rest_frame)
+        self.pairs_per_chunk = int(config.pairs_per_chunk)
         c0, c1, c2 = config.scalar_channels, config.vector_channels, config.tensor_channels
         self.cg = CGTables()
         # inputs: scalars ψ(x²), ψ⟨x, X⟩ (+ ∥ partners); vectors x, X (+ x∥, X∥);
@@ -264,7 +296,8 @@ class LGN(nn.Module):
         self.layers = nn.ModuleList(
             [LGNLayer(c0, c1, c2, config.product_channels, config.pair_hidden) for _ in range(config.n_layers)]
         )
-        self.head = MLP(c0 + 1, c0, n_classes)
+        self.head_hidden = nn.Linear(c0 + 1, c0)
+        self.head_out = nn.Linear(c0, n_classes)
 
     def _to_working_frame(self, x: torch.Tensor, jet: torch.Tensor) -> torch.Tensor:
         """[B, 4, 4] Lorentz matrix to the frame the network runs in (the identity when not
@@ -296,7 +329,17 @@ class LGN(nn.Module):
         return rest_frame_boost(velocity)
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes]."""
+        """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes] (chunked on a CPU)."""
+        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
+        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
+        if n_jets_chunk < p4.shape[0]:
+            p4_chunks = torch.split(p4, n_jets_chunk)
+            mask_chunks = torch.split(mask, n_jets_chunk)
+            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
+        return self.logits(p4, mask)
+
+    def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""
         dtype = p4.dtype
         x64 = masked_p4(p4, mask).to(torch.float64) / self.scale_gev  # [B, N, 4]
         jet64 = x64.sum(dim=1)  # [B, 4]
@@ -337,14 +380,23 @@ class LGN(nn.Module):
         t = torch.where(keep.unsqueeze(-1), t, torch.zeros_like(t))
 
         diff = x.unsqueeze(2) - x.unsqueeze(1)
-        pair_features = torch.stack([psi(minkowski_dot(diff, diff)), psi(pairwise_dot(x))], dim=-1)
+        pair_features = torch.stack([psi(minkowski_dot(diff, diff)), psi(pairwise_dot(x))], dim=1)  # [B, 2, N, N]
         for layer in self.layers:
             s, v, t = layer(s, v, t, x, pair_features, metric_h, mask)
 
         weight = mask.to(dtype).unsqueeze(-1)
         pooled = (s * weight).sum(dim=1) / weight.sum(dim=1).clamp(min=1.0)
         jet_mass2 = psi(minkowski_dot(jet, jet)).to(dtype).unsqueeze(-1)
-        return self.head(torch.cat([pooled, jet_mass2], dim=-1))
+        return self._head(torch.cat([pooled, jet_mass2], dim=-1))
+
+    def _head(self, features: torch.Tensor) -> torch.Tensor:
+        """[B, C0 + 1] → logits [B, n_classes], in float64: a float32 GEMM may round differently
+        for different batch sizes, and the tagger must not depend on how jets are batched."""
+        f64 = torch.float64
+        hidden_weight, hidden_bias = self.head_hidden.weight.to(f64), self.head_hidden.bias.to(f64)
+        out_weight, out_bias = self.head_out.weight.to(f64), self.head_out.bias.to(f64)
+        hidden = nn.functional.silu(nn.functional.linear(features.to(f64), hidden_weight, hidden_bias))
+        return nn.functional.linear(hidden, out_weight, out_bias).to(features.dtype)
 
     def _jet_metric(self, jet: torch.Tensor, signs: torch.Tensor) -> torch.Tensor:
         """h_μν = 2 X̂_μ X̂_ν − g_μν with X̂ = X / √(M² + μ²): [B, 4] → [B, 4, 4] (lower indices)."""
