@@ -112,11 +112,16 @@ def load_tagger(name: str, *, checkpoint: str | Path | None = None, seed: int = 
     Weights come from ``checkpoint`` (a state_dict file) when given, else from
     ``coffea_lorentz/weights/<name>.pt`` when that file exists, else from a fixed torch ``seed``
     (untrained, but the same on every call). The global torch random state is left unchanged.
+
+    A ``name`` that is not a registry name (e.g. a reweighter ``reweight_<name>``) is built from
+    the JSON beside its weights file, which names the registry ``"architecture"`` and its build
+    keywords ``"config"`` (see :func:`coffea_lorentz.reweight.save_reweighter`).
     """
+    path = Path(checkpoint) if checkpoint is not None else _PACKAGE_DIR / "weights" / f"{name}.pt"
+    architecture, config = _architecture(name, path.with_suffix(".json"), config)
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        tagger = models.build(name, **config)
-    path = Path(checkpoint) if checkpoint is not None else _PACKAGE_DIR / "weights" / f"{name}.pt"
+        tagger = models.build(architecture, **config)
     if checkpoint is not None and not path.is_file():
         raise InvalidInputError(f"checkpoint for tagger {name!r} not found: {path}")
     if path.is_file():
@@ -128,6 +133,17 @@ def load_tagger(name: str, *, checkpoint: str | Path | None = None, seed: int = 
         except RuntimeError as err:
             raise ModelMismatchError(f"{path}: weights do not fit tagger {name!r} ({err})") from err
     return tagger.eval()
+
+
+def _architecture(name: str, info_path: Path, config: dict) -> tuple[str, dict]:
+    """Registry name and build keywords of model ``name``: ``name`` itself when registered, else the
+    ``"architecture"`` and ``"config"`` (overridden by ``config``) of the JSON file ``info_path``."""
+    if name in models.available() or not info_path.is_file():
+        return name, config
+    info = json.loads(info_path.read_text())
+    if "architecture" not in info:
+        return name, config
+    return info["architecture"], {**info.get("config", {}), **config}
 
 
 def python_backend_source() -> Path:
