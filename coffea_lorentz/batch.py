@@ -44,7 +44,7 @@ class BatchConfig:
 
     max_constituents: int = 128
     buckets: tuple[int, ...] = (16, 32, 64, 96, 128)
-    max_batch_size: int = 512
+    max_batch_size: int = 256
 
     def __post_init__(self) -> None:
         if self.max_constituents < 1:

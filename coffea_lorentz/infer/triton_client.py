@@ -70,7 +70,7 @@ class TritonBackend(Backend):
         *,
         model_version: str = "",
         max_in_flight: int = 4,
-        timeout_s: float = 60.0,
+        timeout_s: float = 300.0,
         retries: int = 3,
         backoff_ms: float = 200.0,
         jitter_ms: float = 100.0,
