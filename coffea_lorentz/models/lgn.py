@@ -114,23 +114,30 @@ class ChannelMix(nn.Module):
 
 
 class CGTables(nn.Module):
-    """The Clebsch–Gordan maps the network uses, as buffers (cast with the module's dtype).
+    """The Clebsch–Gordan maps the network uses, as float64 buffers.
 
     ``vv_s`` [1, 4, 4], ``vv_t`` [9, 4, 4], ``vt_v`` [4, 4, 9], ``tt_s`` [1, 9, 9], ``tt_t`` [9, 9, 9],
-    and ``tensor_basis`` [9, 16] embedding (2,2) coordinates into T^{μν}. Each layer holds its own
-    (small) copy so that TorchScript sees plain attributes.
+    and ``tensor_basis`` [9, 16] embedding (2,2) coordinates into T^{μν}. They are not persistent
+    (rebuilt from :mod:`.lorentz_cg`, not stored in checkpoints) and stay float64 whatever the
+    model dtype, so ``model.float().double()`` does not round them; users cast them per call.
+    Each layer holds its own small copy so that TorchScript sees plain attributes.
     """
 
     def __init__(self):
         super().__init__()
-        dtype = torch.get_default_dtype()
-        self.register_buffer("vv_s", _cg(VECTOR, VECTOR, SCALAR).to(dtype))
-        self.register_buffer("vv_t", _cg(VECTOR, VECTOR, TENSOR).to(dtype))
-        self.register_buffer("vt_v", _cg(VECTOR, TENSOR, VECTOR).to(dtype))
-        self.register_buffer("tt_s", _cg(TENSOR, TENSOR, SCALAR).to(dtype))
-        self.register_buffer("tt_t", _cg(TENSOR, TENSOR, TENSOR).to(dtype))
-        self.register_buffer("tensor_basis", TENSOR.basis.to(dtype))
+        self.register_buffer("vv_s", _cg(VECTOR, VECTOR, SCALAR), persistent=False)
+        self.register_buffer("vv_t", _cg(VECTOR, VECTOR, TENSOR), persistent=False)
+        self.register_buffer("vt_v", _cg(VECTOR, TENSOR, VECTOR), persistent=False)
+        self.register_buffer("tt_s", _cg(TENSOR, TENSOR, SCALAR), persistent=False)
+        self.register_buffer("tt_t", _cg(TENSOR, TENSOR, TENSOR), persistent=False)
+        self.register_buffer("tensor_basis", TENSOR.basis.clone(), persistent=False)
 
+    def _apply(self, fn, recurse=True):
+        # follow device moves, ignore dtype casts: keep the float64 coefficients exact
+        for name, buffer in self._buffers.items():
+            if buffer is not None:
+                self._buffers[name] = buffer.to(fn(buffer).device)
+        return self
 
 
 class PairMLP(nn.Module):
