@@ -20,7 +20,11 @@ Degenerate frames (one or two constituents, collinear or massless ones) are comp
 deterministically, never with noise: a v0 that is not timelike by ``min_frame_mass_gev`` is
 replaced by (|v⃗0| + μ, v⃗0), and a direction that vanishes after orthogonalisation by the lab axis
 with the largest orthogonal remainder. That remainder is the same lab vector for every
-constituent, so for one or two constituents the tagger stays invariant.
+constituent, so for one or two constituents the tagger stays invariant. Frame-dependent inputs and
+four-vector messages of constituent i are scaled by a gate (m0²/(m0² + μ²))², m0² = v0_i², that
+fades out nearly massless frames (a lone photon, collinear massless constituents), whose boosts
+are undefined or amplify rounding. Frames, local coordinates and four-vector channels are
+computed in float64 (``invariants_float64``) whatever the model dtype.
 
 With ``beam_reference=True`` the frame vectors may also use the spurion-built images of the jet
 momentum X: X∥ = ⟨X, t⟩t − ⟨X, z⟩z, K X = ⟨X, t⟩z − ⟨X, z⟩t (the z-boost generator applied to X)
