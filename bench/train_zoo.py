@@ -4,7 +4,7 @@ Usage (what produced build/results/zoo.md is recorded in its header)::
 
     python bench/train_zoo.py --data build/train/jets.h5 --output build/results \
         --n-train 4000 --n-val 1000 --epochs 6 --max-constituents 32 \
-        --efficiency-sizes 500 2000 --efficiency-taggers lorentznet baseline
+        --efficiency-sizes 1000 6058 --efficiency-taggers lorentznet baseline --efficiency-epochs both
 
 Each run lands in ``OUTPUT/runs/<tagger>_n<n_train>/`` (checkpoint, metrics.json, plots). A run
 whose metrics.json already holds the same training configuration is not repeated, so several
@@ -49,15 +49,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--efficiency-sizes", type=int, nargs="*", default=(), help="extra n_train values to study")
     parser.add_argument("--efficiency-taggers", nargs="*", default=EFFICIENCY_TAGGERS)
+    parser.add_argument(
+        "--efficiency-epochs",
+        choices=("fixed", "equal-steps", "both"),
+        default="fixed",
+        help="fixed: every size trains --epochs epochs; equal-steps: sizes below --n-train train more epochs so "
+        "they take as many optimizer steps as the zoo runs; both: run and tabulate both (default: fixed)",
+    )
     parser.add_argument("--table-only", action="store_true", help="only collect finished runs into the tables")
     return parser.parse_args(argv)
 
 
-def run_config(args: argparse.Namespace, tagger: str, n_train: int | None) -> TrainConfig:
+def run_config(args: argparse.Namespace, tagger: str, n_train: int | None, *, epochs: int | None = None) -> TrainConfig:
     return TrainConfig(
         tagger=tagger,
         size=args.size,
-        epochs=args.epochs,
+        epochs=epochs or args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
         patience=args.patience,
@@ -69,13 +76,22 @@ def run_config(args: argparse.Namespace, tagger: str, n_train: int | None) -> Tr
     )
 
 
-def run_dir(output: Path, config: TrainConfig) -> Path:
-    return output / "runs" / f"{config.tagger}_n{config.n_train or 'all'}"
+def run_dir(output: Path, config: TrainConfig, default_epochs: int) -> Path:
+    suffix = f"_e{config.epochs}" if config.epochs != default_epochs else ""
+    return output / "runs" / f"{config.tagger}_n{config.n_train or 'all'}{suffix}"
 
 
-def run_or_reuse(config: TrainConfig, data: str, output: Path, *, table_only: bool) -> dict | None:
+def equal_step_epochs(args: argparse.Namespace, n_train: int) -> int:
+    """Epochs that give ``n_train`` jets as many optimizer steps as the zoo runs (never fewer than --epochs)."""
+    if args.n_train is None or n_train >= args.n_train:
+        return args.epochs
+    steps_per_epoch = -(-args.n_train // args.batch_size)
+    return max(args.epochs, round(args.epochs * steps_per_epoch / -(-n_train // args.batch_size)))
+
+
+def run_or_reuse(config: TrainConfig, data: str, output: Path, *, default_epochs: int, table_only: bool) -> dict | None:
     """The metrics of ``config`` on ``data``: read back when already done, else trained now (unless ``table_only``)."""
-    folder = run_dir(output, config)
+    folder = run_dir(output, config, default_epochs)
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         recorded = json.loads(metrics_path.read_text())
@@ -116,18 +132,21 @@ def zoo_table(results: list[dict]) -> list[str]:
     return lines
 
 
-def efficiency_table(results: list[dict]) -> list[str]:
-    sizes = sorted({r["n_train"] for r in results})
-    taggers = list(dict.fromkeys(r["tagger"] for r in results))
-    by_key = {(r["tagger"], r["n_train"]): r for r in results}
-    header = "| tagger | " + " | ".join(f"n_train = {n:,}: AUC, 1/ε_B@0.3" for n in sizes) + " |"
+def efficiency_table(results: list[tuple[str, dict]]) -> list[str]:
+    """Rows: (tagger, epoch policy); columns: n_train; cells: test AUC, 1/ε_B at ε_S = 0.3, epochs."""
+    sizes = sorted({r["n_train"] for _, r in results})
+    rows = list(dict.fromkeys(f"{r['tagger']} ({policy})" for policy, r in results))
+    by_key = {(f"{r['tagger']} ({policy})", r["n_train"]): r for policy, r in results}
+    header = "| tagger (epochs) | " + " | ".join(f"n_train = {n:,}: AUC, 1/ε_B@0.3 [epochs]" for n in sizes) + " |"
     lines = [header, "|---|" + "--:|" * len(sizes)]
-    for tagger in taggers:
+    for row in rows:
         cells = []
         for n in sizes:
-            r = by_key.get((tagger, n))
-            cells.append(f"{r['test']['auc']:.4f}, {_number(r['test']['rejection_at_0.3'])}" if r else "—")
-        lines.append(f"| {tagger} | " + " | ".join(cells) + " |")
+            r = by_key.get((row, n))
+            cells.append(
+                f"{r['test']['auc']:.4f}, {_number(r['test']['rejection_at_0.3'])} [{r['epochs_run']}]" if r else "—"
+            )
+        lines.append(f"| {row} | " + " | ".join(cells) + " |")
     return lines
 
 
@@ -138,22 +157,29 @@ def main(argv: list[str] | None = None) -> int:
     taggers = args.taggers if args.taggers is not None else [t for t in models.available() if t not in SKIP]
     start = time.perf_counter()
     zoo: list[dict] = []
+    reuse = {"default_epochs": args.epochs, "table_only": args.table_only}
     for tagger in taggers:
         try:
-            result = run_or_reuse(run_config(args, tagger, args.n_train), args.data, output, table_only=args.table_only)
+            result = run_or_reuse(run_config(args, tagger, args.n_train), args.data, output, **reuse)
         except (ImportError, ModuleNotFoundError) as err:
             print(f"--- skipping {tagger}: {err}", flush=True)
             continue
         if result is not None:
             zoo.append(result)
-    efficiency: list[dict] = [r for r in zoo if r["tagger"] in args.efficiency_taggers]
-    for n_train in args.efficiency_sizes:
-        for tagger in args.efficiency_taggers:
-            if args.taggers is not None and tagger not in taggers:
-                continue
-            result = run_or_reuse(run_config(args, tagger, n_train), args.data, output, table_only=args.table_only)
-            if result is not None:
-                efficiency.append(result)
+    policies = ("fixed", "equal-steps") if args.efficiency_epochs == "both" else (args.efficiency_epochs,)
+    efficiency: list[tuple[str, dict]] = [
+        (policy, r) for policy in policies for r in zoo if r["tagger"] in args.efficiency_taggers
+    ]
+    for policy in policies:
+        for n_train in args.efficiency_sizes:
+            epochs = equal_step_epochs(args, n_train) if policy == "equal-steps" else args.epochs
+            for tagger in args.efficiency_taggers:
+                if args.taggers is not None and tagger not in taggers:
+                    continue
+                config = run_config(args, tagger, n_train, epochs=epochs)
+                result = run_or_reuse(config, args.data, output, **reuse)
+                if result is not None:
+                    efficiency.append((policy, result))
     command = "python " + " ".join(shlex.quote(a) for a in [sys.argv[0], *(argv if argv is not None else sys.argv[1:])])
     setup = (
         f"dataset `{args.data}`, ≤ {args.max_constituents} leading-pT constituents, {args.size} size, "
@@ -181,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
                 "command": command,
                 "setup": setup,
                 "zoo": [{k: v for k, v in r.items() if k != "history"} for r in zoo],
-                "efficiency": [{k: v for k, v in r.items() if k != "history"} for r in efficiency],
+                "efficiency": [
+                    {"epoch_policy": policy, **{k: v for k, v in r.items() if k != "history"}} for policy, r in efficiency
+                ],
             },
             indent=2,
         )
