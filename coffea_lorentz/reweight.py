@@ -9,8 +9,11 @@ The likelihood ratio is then
 
 and nominal jets weighted by w are distributed like alternative ones (the "classifier trick";
 e.g. Andreassen & Nachman, DCTR, arXiv:1907.08209). The classifier is one of the zoo's
-Lorentz-invariant taggers (LorentzNet by default, ``beam_reference=False``): it sees only the
-constituent four-vectors, never the jet-level observables used for the closure test.
+Lorentz-invariant taggers (PELICAN by default, ``beam_reference=False``): it sees only the
+constituent four-vectors, never the jet-level observables used for the closure test. PELICAN is
+the default because, on a parton-shower variation at a few thousand jets, it ranked jets better
+than a LorentzNet of similar cost (validation AUC 0.55 against 0.51, where the constituent
+multiplicity alone gives 0.57).
 
 Clipping (:func:`weights_from_probability`): f is clipped to [ε, 1 − ε] before the ratio, so a
 jet the classifier is certain about cannot produce 0 or ∞; the weight is then clipped to
@@ -27,7 +30,8 @@ Pieces:
 - :class:`ReweightConfig` — classifier, training and clipping settings;
 - :class:`JetSample` — padded constituents and jet observables of one sample
   (:meth:`JetSample.from_dataset` reads the generator's HDF5 datasets);
-- :func:`train_classifier` — the nominal-vs-alternative classifier with early stopping;
+- :func:`train_classifier` — the nominal-vs-alternative classifier with early stopping and a
+  logistic calibration of its log-odds folded into the output layer (:func:`fit_calibration`);
 - :func:`predict_probability`, :func:`weights_from_probability`, :func:`event_weights`;
 - :func:`closure`, :func:`plot_closure` — histograms of nominal, reweighted nominal and
   alternative jets with χ²/ndf before and after;
@@ -66,6 +70,9 @@ __all__ = [
     "reweighter_name",
     "train_classifier",
     "predict_probability",
+    "logit_difference",
+    "fit_calibration",
+    "fold_calibration",
     "closure",
     "plot_closure",
     "save_reweighter",
@@ -115,22 +122,27 @@ class ReweightConfig:
         patience: stop after this many epochs without a better validation AUC (0: never).
         validation_fraction: share of the training jets held out for early stopping.
         max_constituents: leading-pT constituents kept per jet (the scoring pipeline keeps 128).
+        calibrate: fit a logistic calibration σ(a·z + b) of the log-odds z on the validation jets
+            and fold it into the output layer. A small classifier trained briefly on a subtle
+            difference ranks jets well long before its log-odds reach the right scale; the
+            weights need the scale, which this 2-parameter fit restores.
         epsilon: f is clipped to [ε, 1 − ε] before w = f / (1 − f), so w ∈ [ε/(1−ε), (1−ε)/ε].
         max_weight: weights are finally clipped to [0, max_weight].
         seed: seeds the initial parameters and the batch order.
         n_threads: torch CPU threads during training (None leaves torch's setting).
     """
 
-    tagger: str = "lorentznet"
+    tagger: str = "pelican"
     size: str = "compact"
     tagger_options: tuple[tuple[str, object], ...] = ()
     epochs: int = 20
-    batch_size: int = 64
-    lr: float = 1e-3
+    batch_size: int = 32
+    lr: float = 5e-3
     weight_decay: float = 1e-2
     patience: int = 5
     validation_fraction: float = 0.25
     max_constituents: int = 128
+    calibrate: bool = True
     epsilon: float = 1e-3
     max_weight: float = 10.0
     seed: int = 0
@@ -346,10 +358,14 @@ def split_sample(sample: JetSample, fractions: Sequence[float], *, seed: int) ->
 
 @dataclass(frozen=True)
 class TrainHistory:
-    """Per-epoch losses (cross-entropy, nats per jet) and validation AUC, the epoch kept, and the prior ratio.
+    """Per-epoch losses (cross-entropy, nats per jet) and validation AUC, the epoch kept, the prior
+    ratio and the calibration.
 
-    ``prior_ratio`` = N_nominal / N_alternative of the training jets: the classifier is trained
-    without class weights, so w = prior_ratio · f / (1 − f) is the density ratio.
+    ``prior_ratio`` = N_nominal / N_alternative of the jets that set the output's scale (the
+    validation jets when calibrated, else the training jets): the classifier is trained without
+    class weights, so w = prior_ratio · f / (1 − f) is the density ratio.
+    ``calibration`` = (slope a, intercept b) of the logistic calibration folded into the output
+    layer (see :func:`fit_calibration`); (1, 0) without calibration.
     """
 
     train_loss: tuple[float, ...]
@@ -357,6 +373,7 @@ class TrainHistory:
     val_auc: tuple[float, ...]
     best_epoch: int
     prior_ratio: float
+    calibration: tuple[float, float]
     wall_s: float
 
 
@@ -390,6 +407,75 @@ def train_config(config: ReweightConfig):
     )
 
 
+def logit_difference(model: nn.Module, sample: JetSample, *, max_constituents: int = 128) -> np.ndarray:
+    """Raw log-odds l₁ − l₀ of the classifier, float64 [n_jets] (jets must have constituents)."""
+    from .train import JetSet, predict, truncate
+
+    p4, mask = truncate(sample.p4, sample.mask, max_constituents)
+    logits, _ = predict(model, JetSet(p4=p4, mask=mask, label=np.zeros(len(sample), np.int64)))
+    return logits[:, 1].astype(np.float64) - logits[:, 0].astype(np.float64)
+
+
+def fit_calibration(z_nominal: np.ndarray, z_alternative: np.ndarray, *, n_iterations: int = 50) -> tuple[float, float]:
+    """Logistic (Platt) calibration: (a, b) maximising the likelihood of P(alternative | z) = σ(a·z + b).
+
+    ``z_nominal`` and ``z_alternative`` are raw log-odds [n] of held-out jets of each class.
+    Newton's method on the standardised z; returns the slope and intercept for the raw z.
+    """
+    z = np.concatenate([z_nominal, z_alternative]).astype(np.float64)
+    y = np.concatenate([np.zeros(len(z_nominal)), np.ones(len(z_alternative))])
+    center, spread = float(z.mean()), float(z.std())
+    if not np.isfinite(spread) or spread == 0.0:
+        return 0.0, float(np.log(len(z_alternative) / max(len(z_nominal), 1)))
+    u = (z - center) / spread
+    design = np.stack([u, np.ones_like(u)], axis=1)
+    theta = np.zeros(2)
+    for _ in range(n_iterations):
+        p = 1.0 / (1.0 + np.exp(-(design @ theta)))
+        gradient = design.T @ (y - p)
+        hessian = (design * (p * (1 - p))[:, None]).T @ design + 1e-9 * np.eye(2)
+        step = np.linalg.solve(hessian, gradient)
+        theta += step
+        if np.max(np.abs(step)) < 1e-10:
+            break
+    slope = theta[0] / spread
+    return float(slope), float(theta[1] - slope * center)
+
+
+def _output_layer(model: nn.Module, n_classes: int = 2) -> nn.Linear:
+    layers = [m for m in model.modules() if isinstance(m, nn.Linear) and m.out_features == n_classes]
+    if not layers:
+        raise ModelMismatchError(f"{type(model).__name__}: no Linear layer with {n_classes} outputs to calibrate")
+    return layers[-1]
+
+
+def fold_calibration(model: nn.Module, slope: float, intercept: float, probe: JetSample) -> nn.Module:
+    """Make ``model``'s log-odds a·(l₁ − l₀) + b by rescaling its output layer in place.
+
+    The last ``Linear`` with two outputs is multiplied by ``slope`` and ``intercept`` is added to
+    the class-1 bias, so the architecture and the state-dict keys stay the same (the calibrated
+    classifier is served like any tagger). Checked on the jets of ``probe``: raises
+    :class:`~coffea_lorentz.errors.ModelMismatchError` when that layer does not produce the logits.
+    """
+    before = logit_difference(model, probe)
+    layer = _output_layer(model)
+    with torch.no_grad():
+        layer.weight.mul_(slope)
+        if layer.bias is None:
+            raise ModelMismatchError(f"{type(model).__name__}: the output layer has no bias to calibrate")
+        layer.bias.mul_(slope)
+        layer.bias[1] += intercept
+    after = logit_difference(model, probe)
+    expected = slope * before + intercept
+    # float32 logits: the raw log-odds carry ~1e-7 absolute error, multiplied by the slope
+    if not np.allclose(after, expected, rtol=0.0, atol=1e-2 * max(1.0, float(np.abs(expected).max()))):
+        raise ModelMismatchError(
+            f"{type(model).__name__}: calibration could not be folded into the output layer "
+            f"(max deviation {float(np.abs(after - expected).max()):.3g})"
+        )
+    return model
+
+
 def train_classifier(
     nominal: JetSample,
     alternative: JetSample,
@@ -399,10 +485,12 @@ def train_classifier(
 ) -> tuple[nn.Module, TrainHistory]:
     """Train ``config.tagger`` to separate ``alternative`` (class 1) from ``nominal`` (class 0) jets.
 
-    A ``config.validation_fraction`` share of each sample is held out for model selection;
-    training is :func:`coffea_lorentz.train.fit` (AdamW, cosine schedule, plain cross-entropy,
-    the epoch with the best validation AUC kept). The model is returned in eval mode with the
-    history, whose ``prior_ratio`` corrects the weights for unequal class sizes.
+    A ``config.validation_fraction`` share of each sample is held out; training is
+    :func:`coffea_lorentz.train.fit` (AdamW, cosine schedule, plain cross-entropy, the epoch with
+    the best validation AUC kept). With ``config.calibrate`` the log-odds are then calibrated on
+    the validation jets (:func:`fit_calibration`) and the calibration is folded into the output
+    layer (:func:`fold_calibration`). The model is returned in eval mode with the history, whose
+    ``prior_ratio`` corrects the weights for unequal class sizes.
     ``log(str)`` receives one line per epoch when given.
     """
     from .train import _thread_count, fit
@@ -419,16 +507,29 @@ def train_classifier(
     val_jets = _jet_set(nom_val, alt_val, config.max_constituents)
     with _thread_count(config.n_threads):
         model, summary = fit(train_config(config), train_jets, val_jets, log=log)
+        model = model.cpu().eval()
+        calibration = (1.0, 0.0)
+        if config.calibrate:
+            nom_val, alt_val = (s.subset(np.flatnonzero(s.n_constituents > 0)) for s in (nom_val, alt_val))
+            calibration = fit_calibration(
+                logit_difference(model, nom_val, max_constituents=config.max_constituents),
+                logit_difference(model, alt_val, max_constituents=config.max_constituents),
+            )
+            fold_calibration(model, *calibration, alt_val.subset(np.arange(min(len(alt_val), 64))))
+            if log is not None:
+                log(f"calibration on {len(nom_val) + len(alt_val)} validation jets: log-odds → "
+                    f"{calibration[0]:.4g} · log-odds + {calibration[1]:.4g}")
     rows = summary["history"]
     history = TrainHistory(
         train_loss=tuple(float(r["train_loss"]) for r in rows),
         val_loss=tuple(float(r["val_loss"]) for r in rows),
         val_auc=tuple(float(r["val_auc"]) for r in rows),
         best_epoch=int(summary["best_epoch"]),
-        prior_ratio=len(nom_train) / len(alt_train),
+        prior_ratio=len(nom_val) / len(alt_val) if config.calibrate else len(nom_train) / len(alt_train),
+        calibration=calibration,
         wall_s=time.perf_counter() - start,
     )
-    return model.cpu().eval(), history
+    return model, history
 
 
 def predict_probability(model: nn.Module, sample: JetSample, *, max_constituents: int = 128) -> np.ndarray:
@@ -794,6 +895,7 @@ def run_reweighting(
                 "val_loss": history.val_loss,
                 "val_auc": history.val_auc,
                 "best_epoch": history.best_epoch,
+                "calibration": {"slope": history.calibration[0], "intercept": history.calibration[1]},
                 "wall_s": history.wall_s,
             },
         }

@@ -15,7 +15,10 @@ from coffea_lorentz.reweight import (
     ReweightConfig,
     closure,
     event_weights,
+    fit_calibration,
+    fold_calibration,
     load_reweighter,
+    logit_difference,
     plot_closure,
     predict_probability,
     run_reweighting,
@@ -123,8 +126,34 @@ def test_closure_rejects_weights_of_wrong_length():
         closure({"mass": np.ones(5)}, {"mass": np.ones(4)}, np.ones(4))
 
 
+# ----------------------------------------------------------------------------- calibration
+
+
+def test_fit_calibration_recovers_a_logistic_law():
+    """Labels drawn from P(1 | z) = σ(a z + b) with a = 300, b = −0.2 and z of spread 1e-3 (a badly scaled score)."""
+    rng = np.random.default_rng(8)
+    z = rng.normal(0.01, 1e-3, 40_000)
+    label = rng.random(z.size) < 1 / (1 + np.exp(-(300.0 * (z - 0.01) - 0.2)))
+    slope, intercept = fit_calibration(z[~label], z[label])
+    assert slope == pytest.approx(300.0, rel=0.1)
+    assert slope * 0.01 + intercept == pytest.approx(-0.2, abs=0.05)
+
+
+@pytest.mark.parametrize(("tagger", "options"), [("pelican", (("channels", 4), ("n_layers", 1))),
+                                                 ("lorentznet", (("hidden", 8), ("n_layers", 1)))])
+def test_fold_calibration_rescales_the_log_odds(tagger, options):
+    from coffea_lorentz import models
+
+    model = models.build(tagger, **ReweightConfig(tagger=tagger, tagger_options=options).model_config).eval()
+    jets = _toy_jets(16, 3)
+    before = logit_difference(model, jets)
+    fold_calibration(model, 7.0, -0.5, jets)
+    np.testing.assert_allclose(logit_difference(model, jets), 7.0 * before - 0.5, rtol=1e-4, atol=1e-4)
+
+
 # ----------------------------------------------------------------------------- generated samples
 
+SMALL_PELICAN = (("channels", 8), ("n_layers", 2))
 N_EVENTS = 2000  # per configuration; QCD dijets, ≈ 1 jet per event in the pT window
 PT_WINDOW_GEV = (300.0, 450.0)
 
@@ -156,7 +185,7 @@ def generated(generated_paths) -> dict[str, JetSample]:
 
 def test_closure_on_generated_shower_variation(generated, tmp_path):
     torch.set_num_threads(1)
-    config = ReweightConfig(epochs=8, patience=0, tagger_options=(("hidden", 16), ("n_layers", 2)), n_threads=1)
+    config = ReweightConfig(epochs=3, patience=0, tagger_options=SMALL_PELICAN, n_threads=1)
     result = run_reweighting(generated["nominal"], generated["alternative"], config, test_fraction=0.4,
                              output_dir=tmp_path, name="fsr", n_bins=8)
     multiplicity = result.closure.observables["n_constituents"]
@@ -194,7 +223,7 @@ def test_split_sample_is_disjoint_and_complete():
 
 
 def test_save_and_load_round_trip(tmp_path):
-    config = ReweightConfig(tagger_options=(("hidden", 8), ("n_layers", 2)))
+    config = ReweightConfig(tagger="lorentznet", tagger_options=(("hidden", 8), ("n_layers", 2)))
     with torch.random.fork_rng():
         torch.manual_seed(5)
         from coffea_lorentz import models
@@ -211,7 +240,7 @@ def test_save_and_load_round_trip(tmp_path):
 
 
 def _saved_reweighter(folder, name="demo"):
-    config = ReweightConfig(tagger_options=(("hidden", 8), ("n_layers", 2)), max_weight=4.0)
+    config = ReweightConfig(tagger="lorentznet", tagger_options=(("hidden", 8), ("n_layers", 2)), max_weight=4.0)
     from coffea_lorentz import models
 
     with torch.random.fork_rng():
@@ -293,7 +322,7 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     args = parser.parse_args([
         "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
         str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
-        "--epochs", "1", "--option", "hidden=8", "--option", "n_layers=2", "--bins", "4", "--threads", "1",
+        "--epochs", "1", "--option", "channels=4", "--option", "n_layers=1", "--bins", "4", "--threads", "1",
     ])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
@@ -301,4 +330,25 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     assert "chi2/ndf before" in printed and "combined" in printed
     info = json.loads((tmp_path / "out" / "reweight_t.json").read_text())
     assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
-    assert info["architecture"] == "lorentznet" and info["config"]["hidden"] == 8
+    assert info["architecture"] == "pelican" and info["config"]["channels"] == 4
+    assert info["training"]["calibration"]["slope"] != 1.0
+
+
+def test_cli_defaults_match_the_config():
+    from coffea_lorentz.cli.reweight import DEFAULTS
+
+    config = ReweightConfig()
+    for name in ("tagger", "epochs", "patience", "batch_size", "lr", "epsilon", "max_weight"):
+        assert getattr(DEFAULTS, name) == getattr(config, name), name
+
+
+def test_reweighter_is_served_by_its_own_name(tmp_path):
+    """``load_tagger("reweight_<name>")`` builds the architecture named in the JSON; the repository serves it."""
+    from coffea_lorentz.repository import build_repository, load_tagger, read_repository_info
+
+    weights_path, model = _saved_reweighter(tmp_path, name="fsr")
+    served = load_tagger("reweight_fsr", checkpoint=weights_path)
+    jets = _toy_jets(8, 4)
+    np.testing.assert_allclose(predict_probability(served, jets), predict_probability(model, jets), atol=1e-6)
+    repository = build_repository(tmp_path / "repo", {"reweight_fsr": served})
+    assert read_repository_info(repository)["taggers"] == ["reweight_fsr"]

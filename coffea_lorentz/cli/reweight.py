@@ -16,7 +16,23 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["register", "main", "load_sample"]
+__all__ = ["register", "main", "load_sample", "DEFAULTS"]
+
+
+class _Defaults:
+    """The defaults of :class:`coffea_lorentz.reweight.ReweightConfig`, restated so that building the
+    parser does not import torch (a test checks that they agree)."""
+
+    tagger = "pelican"
+    epochs = 20
+    patience = 5
+    batch_size = 32
+    lr = 5e-3
+    epsilon = 1e-3
+    max_weight = 10.0
+
+
+DEFAULTS = _Defaults
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -35,18 +51,24 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--alternative", required=True, type=Path, help="alternative jets: HDF5 dataset (.h5) or .npz")
     parser.add_argument("--output", "-o", required=True, type=Path, help="folder for the reweighter and the plot")
     parser.add_argument("--name", default="alternative", help="reweighter name: files reweight_<name>.* (default: alternative)")
-    parser.add_argument("--tagger", default="lorentznet", help="classifier architecture (default: lorentznet)")
-    parser.add_argument("--size", default="compact", choices=("compact", "large"), help="tagger size preset")
+    parser.add_argument("--tagger", default=DEFAULTS.tagger, help=f"classifier architecture (default: {DEFAULTS.tagger})")
+    parser.add_argument("--size", default="compact", choices=("compact", "large"), help="tagger size preset (default: compact)")
     parser.add_argument("--option", action="append", default=[], metavar="KEY=VALUE",
                         help="tagger option, VALUE parsed as JSON (repeatable), e.g. --option hidden=16")
     parser.add_argument("--label", type=int, help="keep only jets with this truth label in both samples (e.g. 0)")
     parser.add_argument("--max-jets", type=int, help="use at most this many jets per sample")
-    parser.add_argument("--epochs", type=int, default=20, help="training epochs (default: 20)")
-    parser.add_argument("--batch-size", type=int, default=128, help="jets per step (default: 128)")
-    parser.add_argument("--lr", type=float, default=2e-3, help="learning rate (default: 2e-3)")
+    parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"most epochs (default: {DEFAULTS.epochs})")
+    parser.add_argument("--patience", type=int, default=DEFAULTS.patience,
+                        help=f"stop after this many epochs without better validation AUC (default: {DEFAULTS.patience})")
+    parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
+                        help=f"jets per step (default: {DEFAULTS.batch_size})")
+    parser.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak learning rate (default: {DEFAULTS.lr:g})")
+    parser.add_argument("--no-calibration", action="store_true", help="skip the logistic calibration of the log-odds")
     parser.add_argument("--max-constituents", type=int, default=128, help="leading constituents per jet (default: 128)")
-    parser.add_argument("--epsilon", type=float, default=1e-3, help="f clipped to [eps, 1-eps] (default: 1e-3)")
-    parser.add_argument("--max-weight", type=float, default=10.0, help="weights clipped to [0, w_max] (default: 10)")
+    parser.add_argument("--epsilon", type=float, default=DEFAULTS.epsilon,
+                        help=f"f clipped to [eps, 1-eps] (default: {DEFAULTS.epsilon:g})")
+    parser.add_argument("--max-weight", type=float, default=DEFAULTS.max_weight,
+                        help=f"weights clipped to [0, w_max] (default: {DEFAULTS.max_weight:g})")
     parser.add_argument("--test-fraction", type=float, default=0.3, help="held-out share for the closure (default: 0.3)")
     parser.add_argument("--bins", type=int, default=12, help="closure histogram bins (default: 12)")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
@@ -90,13 +112,15 @@ def load_sample(path: Path, *, label: int | None, max_jets: int | None, max_cons
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..reweight import ReweightConfig, run_reweighting
+    from ..reweight import run_reweighting
 
     config = ReweightConfig(
         tagger=args.tagger,
         size=args.size,
         tagger_options=_options(args.option),
         epochs=args.epochs,
+        patience=args.patience,
+        calibrate=not args.no_calibration,
         batch_size=args.batch_size,
         lr=args.lr,
         max_constituents=args.max_constituents,
