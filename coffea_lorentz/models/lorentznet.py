@@ -18,7 +18,16 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, jets_per_chunk, InvariantEmbedding, check_inputs, masked_mean, pair_invariants, pair_mask, resolve_config
+from .layers import (
+    MLP,
+    InvariantEmbedding,
+    check_inputs,
+    jets_per_chunk,
+    masked_mean,
+    pair_invariants,
+    pair_mask,
+    resolve_config,
+)
 from .minkowski import masked_p4
 
 __all__ = ["LorentzNet", "LorentzNetConfig", "PRESETS"]
@@ -29,7 +38,7 @@ class LorentzNetConfig:
     """LorentzNet hyper-parameters.
 
     ``scale_gev``: four-momenta enter as x = p4 / scale_gev, so invariants are in units of scale_gev²;
-    100 GeV (about a fat-jet mass) keeps float32 rounding of near-lightlike invariants below 1e-4 of the logits.
+    100 GeV (about a fat-jet mass) keeps the float32 rounding of near-lightlike invariants small.
     ``coordinate_weight``: c in the x update. ``hidden``: width of h and of the messages.
     ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many constituent pairs
     (results are the same; large batches run faster); 0 runs every batch whole, as on a GPU.
@@ -112,7 +121,13 @@ class LorentzNet(nn.Module):
     def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
         super().__init__()
         config = resolve_config(
-            LorentzNetConfig, PRESETS, size=size, where="lorentznet", n_classes=n_classes, beam_reference=beam_reference, **options
+            LorentzNetConfig,
+            PRESETS,
+            size=size,
+            where="lorentznet",
+            n_classes=n_classes,
+            beam_reference=beam_reference,
+            **options,
         )
         self.config = config
         self.invariance = "z_boost_rotation" if beam_reference else "lorentz"

@@ -16,7 +16,17 @@ import dataclasses
 import torch
 from torch import nn
 
-from .layers import MLP, jets_per_chunk, check_inputs, diagonal_mask, longitudinal_dot, masked_count, transverse_dot, pair_mask, resolve_config
+from .layers import (
+    MLP,
+    check_inputs,
+    diagonal_mask,
+    jets_per_chunk,
+    longitudinal_dot,
+    masked_count,
+    pair_mask,
+    resolve_config,
+    transverse_dot,
+)
 from .minkowski import masked_p4, pairwise_dot, psi
 
 __all__ = ["PELICAN", "PELICANConfig", "PRESETS", "Equivariant2to2", "equivariant_2to0", "diagonal_entries"]
@@ -145,7 +155,13 @@ class PELICAN(nn.Module):
     def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
         super().__init__()
         config = resolve_config(
-            PELICANConfig, PRESETS, size=size, where="pelican", n_classes=n_classes, beam_reference=beam_reference, **options
+            PELICANConfig,
+            PRESETS,
+            size=size,
+            where="pelican",
+            n_classes=n_classes,
+            beam_reference=beam_reference,
+            **options,
         )
         self.config = config
         self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
