@@ -352,6 +352,7 @@ class LLoCaTransformer(nn.Module):
         self.config = config
         self.n_classes = n_classes
         self.beam_reference = beam_reference
+        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
         self.scale_gev = float(config.scale_gev)
         self.min_mass2 = float((config.min_frame_mass_gev / config.scale_gev) ** 2)
         self.gate_mass2 = float((config.frame_gate_mass_gev / config.scale_gev) ** 2)

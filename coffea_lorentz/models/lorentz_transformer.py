@@ -168,6 +168,7 @@ class LorentzTransformer(nn.Module):
         self.config = _configure(size, options)
         self.n_classes = n_classes
         self.beam_reference = beam_reference
+        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
         self.scale_gev = float(self.config.scale_gev)
         self.invariants_float64 = bool(self.config.invariants_float64)
         self.pairs_per_chunk = int(self.config.pairs_per_chunk)
