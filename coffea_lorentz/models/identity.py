@@ -18,6 +18,7 @@ class Identity(nn.Module):
     def __init__(self, n_classes: int = 2, size: str = "compact", beam_reference: bool = False):
         super().__init__()
         self.n_classes = n_classes
+        self.invariance = "z_rotation"  # the mean energy changes under any boost
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes]."""

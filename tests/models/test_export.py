@@ -29,15 +29,9 @@ def _one_thread():
 
 
 def build_tagger(name: str, **config) -> torch.nn.Module:
-    """``models.build`` in eval mode; skips only when the tagger's own module is absent."""
-    module_name = models._REGISTRY[name].split(":")[0]
+    """``models.build`` seeded, in eval mode."""
     torch.manual_seed(0)
-    try:
-        return models.build(name, **config).eval()
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            pytest.skip(f"{name}: module not yet present ({module_name})")
-        raise
+    return models.build(name, **config).eval()
 
 
 def jets(batch_size: int, n_constituents: int) -> tuple[torch.Tensor, torch.Tensor]:

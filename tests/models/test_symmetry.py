@@ -17,8 +17,6 @@ from coffea_lorentz.errors import InvalidInputError
 N_JETS = 12
 N_CONSTITUENTS = 20
 
-#: Taggers that do not carry an ``invariance`` attribute but are not Lorentz invariant by design.
-DECLARED_INVARIANCE = {"identity": "z_rotation"}
 
 
 @pytest.fixture(autouse=True)
@@ -30,22 +28,13 @@ def _one_thread():
 
 
 def build_tagger(name: str, dtype: torch.dtype = torch.float32, **config) -> torch.nn.Module:
-    """``models.build(name, **config)`` in eval mode and ``dtype``; skips only when the tagger's own module is absent."""
-    module_name = models._REGISTRY[name].split(":")[0]
+    """``models.build(name, **config)`` seeded, in eval mode and ``dtype``."""
     torch.manual_seed(0)
-    try:
-        model = models.build(name, **config)
-    except ModuleNotFoundError as err:
-        if err.name == module_name:
-            pytest.skip(f"{name}: module not yet present ({module_name})")
-        raise
-    return model.to(dtype).eval()
+    return models.build(name, **config).to(dtype).eval()
 
 
 def invariance_of(name: str, model: torch.nn.Module, beam_reference: bool) -> str:
     """The group the tagger claims: "lorentz", "z_boost_rotation", "z_rotation" or "none"."""
-    if name in DECLARED_INVARIANCE:
-        return DECLARED_INVARIANCE[name]
     return symmetry.declared_invariance(model, beam_reference=beam_reference)
 
 
