@@ -49,19 +49,17 @@ def export_torchscript(
 ) -> torch.jit.ScriptModule:
     """Script ``tagger`` (wrapped in :class:`ScoredTagger` when ``softmax``) and save it to ``path``.
 
-    Scripting keeps the batch size B and the length N dynamic. A tagger that cannot be scripted is
-    traced instead, and the trace is checked against eager outputs at other (B, N) so a shape baked
-    into the trace fails here rather than on the server. ``parity_shapes`` overrides the (B, N) of
-    that check (default: those of :func:`check_parity`).
+    Scripting keeps the batch size B and the length N dynamic; a tagger that cannot be scripted
+    raises :class:`InvalidInputError` (a trace would silently bake in shapes). The saved file is
+    then checked against eager outputs at several (B, N); ``parity_shapes`` overrides those (default:
+    those of :func:`check_parity`).
     """
     module = ScoredTagger(tagger) if softmax else tagger
     module = module.eval()
     try:
         exported = torch.jit.script(module)
-    except Exception:  # noqa: BLE001 - any scripting failure falls back to tracing
-        example = _example_inputs(3, 17, torch.float32)
-        with torch.no_grad():
-            exported = torch.jit.trace(module, example, check_trace=False)
+    except Exception as err:  # noqa: BLE001 - TorchScript raises several types
+        raise InvalidInputError(f"{type(tagger).__name__} cannot be exported to TorchScript: {err}") from err
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")

@@ -44,6 +44,7 @@ __all__ = [
     "resolve_config",
     "jets_per_chunk",
     "check_inputs",
+    "PairTagger",
 ]
 
 ConfigT = TypeVar("ConfigT")
@@ -100,6 +101,27 @@ def jets_per_chunk(n_jets: int, n_constituents: int, pairs_per_chunk: int) -> in
     if pairs_per_chunk <= 0:
         return n_jets
     return max(1, min(n_jets, pairs_per_chunk // max(1, n_constituents * n_constituents)))
+
+
+class PairTagger(nn.Module):
+    """Base of taggers whose cost is dominated by [B, N, N, C] pair tensors.
+
+    :meth:`forward` checks ``p4`` [B, N, 4] GeV and ``mask`` [B, N] bool, then calls the subclass's
+    ``logits(p4, mask) → [B, n_classes]`` on slices of at most :func:`jets_per_chunk` jets when
+    running on a CPU (``pairs_per_chunk`` ≤ 0 or a CUDA tensor: the whole batch at once). Each jet
+    is computed on its own, so slicing never changes a result. Subclasses set the int attribute
+    ``pairs_per_chunk``.
+    """
+
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        check_inputs(p4, mask)
+        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
+        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
+        if n_jets_chunk < p4.shape[0]:
+            p4_chunks = torch.split(p4, n_jets_chunk)
+            mask_chunks = torch.split(mask, n_jets_chunk)
+            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
+        return self.logits(p4, mask)
 
 
 # ----------------------------------------------------------------------------- MLPs

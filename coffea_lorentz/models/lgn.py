@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import MLP, jets_per_chunk, resolve_config
+from .layers import MLP, PairTagger, resolve_config
 from .lloca import rest_frame_boost
 from .lorentz_cg import SCALAR, TENSOR, VECTOR, clebsch_gordan
 from .minkowski import masked_p4, minkowski_dot, pairwise_dot, psi
@@ -274,7 +274,7 @@ def _completed_timelike(v: torch.Tensor, min_mass2: float) -> torch.Tensor:
     return torch.where(good.unsqueeze(-1), v, completed)
 
 
-class LGN(nn.Module):
+class LGN(PairTagger):
     """Lorentz Group Network tagger.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
@@ -335,16 +335,6 @@ class LGN(nn.Module):
         timelike = _completed_timelike(jet, self.min_mass2)
         velocity = timelike / torch.sqrt(minkowski_dot(timelike, timelike)).unsqueeze(-1)
         return rest_frame_boost(velocity)
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes] (chunked on a CPU)."""
-        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
-        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
-        if n_jets_chunk < p4.shape[0]:
-            p4_chunks = torch.split(p4, n_jets_chunk)
-            mask_chunks = torch.split(mask, n_jets_chunk)
-            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
-        return self.logits(p4, mask)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""

@@ -41,7 +41,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import MLP, jets_per_chunk, resolve_config
+from .layers import MLP, PairTagger, resolve_config
 from .minkowski import masked_p4, minkowski_dot, psi
 
 __all__ = [
@@ -338,7 +338,7 @@ class TensorialAttentionBlock(nn.Module):
         return torch.where(mask.unsqueeze(-1), h, torch.zeros_like(h))
 
 
-class LLoCaTransformer(nn.Module):
+class LLoCaTransformer(PairTagger):
     """Transformer made Lorentz-invariant by local canonicalisation.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
@@ -395,16 +395,6 @@ class LLoCaTransformer(nn.Module):
         mass2 = minkowski_dot(v0, v0).clamp(min=0.0)
         gate = (mass2 / (mass2 + self.gate_mass2)) ** 2
         return frames, torch.where(mask, gate, torch.zeros_like(gate))
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes] (chunked on a CPU)."""
-        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
-        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
-        if n_jets_chunk < p4.shape[0]:
-            p4_chunks = torch.split(p4, n_jets_chunk)
-            mask_chunks = torch.split(mask, n_jets_chunk)
-            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
-        return self.logits(p4, mask)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""

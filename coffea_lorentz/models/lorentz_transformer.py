@@ -26,7 +26,7 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .layers import jets_per_chunk
+from .layers import PairTagger
 from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, pairwise_dot, psi
 
 __all__ = ["LorentzTransformerConfig", "LorentzTransformer", "preset", "beam_plane_projection", "pair_invariants"]
@@ -155,7 +155,7 @@ class InvariantAttentionBlock(nn.Module):
         return h, x
 
 
-class LorentzTransformer(nn.Module):
+class LorentzTransformer(PairTagger):
     """Invariant-attention transformer tagger.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
@@ -186,16 +186,6 @@ class LorentzTransformer(nn.Module):
         )
         self.norm_out = nn.LayerNorm(hidden)
         self.head = _mlp(hidden + n_features // 2, hidden, n_classes)
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes] (chunked on a CPU)."""
-        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
-        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
-        if n_jets_chunk < p4.shape[0]:
-            p4_chunks = torch.split(p4, n_jets_chunk)
-            mask_chunks = torch.split(mask, n_jets_chunk)
-            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
-        return self.logits(p4, mask)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""

@@ -19,10 +19,9 @@ import torch
 from torch import nn
 
 from .layers import (
+    PairTagger,
     MLP,
     InvariantEmbedding,
-    check_inputs,
-    jets_per_chunk,
     masked_mean,
     pair_invariants,
     pair_mask,
@@ -103,7 +102,7 @@ class LGEB(nn.Module):
         return h, x
 
 
-class LorentzNet(nn.Module):
+class LorentzNet(PairTagger):
     """LorentzNet tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Node scalars start from ψ(m_i²/s²) and ψ(⟨p_i, J⟩/s²) (J = jet four-momentum, s = ``scale_gev``).
@@ -148,16 +147,6 @@ class LorentzNet(nn.Module):
             ]
         )
         self.decoder = MLP(config.hidden, config.hidden, n_classes)
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(p4, mask)
-        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
-        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
-        if n_jets_chunk < p4.shape[0]:
-            p4_chunks = torch.split(p4, n_jets_chunk)
-            mask_chunks = torch.split(mask, n_jets_chunk)
-            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
-        return self.logits(p4, mask)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""

@@ -17,10 +17,9 @@ import torch
 from torch import nn
 
 from .layers import (
+    PairTagger,
     MLP,
-    check_inputs,
     diagonal_mask,
-    jets_per_chunk,
     longitudinal_dot,
     masked_count,
     pair_mask,
@@ -137,7 +136,7 @@ class PELICANBlock(nn.Module):
         return t + self.aggregate(self.message(t), mask, pair_weights)
 
 
-class PELICAN(nn.Module):
+class PELICAN(PairTagger):
     """PELICAN tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Input channel per pair: ψ(⟨p_i, p_j⟩ / s²). With ``beam_reference=True`` the time and beam
@@ -172,16 +171,6 @@ class PELICAN(nn.Module):
         self.embed = Equivariant2to2(n_inputs, config.channels)
         self.blocks = nn.ModuleList([PELICANBlock(config.channels) for _ in range(config.n_layers)])
         self.decoder = MLP(2 * config.channels, config.channels, n_classes)
-
-    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        check_inputs(p4, mask)
-        chunk = self.pairs_per_chunk if not p4.is_cuda else 0
-        n_jets_chunk = jets_per_chunk(p4.shape[0], p4.shape[1], chunk)
-        if n_jets_chunk < p4.shape[0]:
-            p4_chunks = torch.split(p4, n_jets_chunk)
-            mask_chunks = torch.split(mask, n_jets_chunk)
-            return torch.cat([self.logits(p4_chunks[index], mask_chunks[index]) for index in range(len(p4_chunks))])
-        return self.logits(p4, mask)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""
