@@ -740,11 +740,12 @@ def plot_closure(result: ClosureResult, path: str | Path, *, title: str = "") ->
     n_cols = min(3, len(items))
     n_rows = math.ceil(len(items) / n_cols)
     figure = plt.figure(figsize=(8 * n_cols, 8 * n_rows))
-    grid = figure.add_gridspec(2 * n_rows, n_cols, height_ratios=[3, 1] * n_rows, hspace=0.05, wspace=0.3)
+    grid = figure.add_gridspec(n_rows, n_cols, hspace=0.25, wspace=0.3)
     for k, o in enumerate(items):
         row, col = divmod(k, n_cols)
-        top = figure.add_subplot(grid[2 * row, col])
-        bottom = figure.add_subplot(grid[2 * row + 1, col], sharex=top)
+        panels = grid[row, col].subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
+        top = figure.add_subplot(panels[0])
+        bottom = figure.add_subplot(panels[1], sharex=top)
         widths = np.diff(o.edges)
         for values, errors, label, style in (
             (o.nominal, o.nominal_error, f"nominal ($\\chi^2$/ndf {o.chi2_ndf_before:.2f})", {"color": "tab:blue"}),
@@ -765,6 +766,10 @@ def plot_closure(result: ClosureResult, path: str | Path, *, title: str = "") ->
         bottom.set_ylim(0.7, 1.3)
         bottom.set_ylabel("/ alt.")
         bottom.set_xlabel(_LABELS.get(o.name, o.name))
+        if len(o.edges) > 3:  # the outer quantile bins reach the extreme values: show them only in part
+            inner = o.edges[1:-1]
+            step = (inner[-1] - inner[0]) / max(len(inner) - 1, 1)
+            bottom.set_xlim(max(o.edges[0], inner[0] - 2 * step), min(o.edges[-1], inner[-1] + 2 * step))
     if title:
         figure.suptitle(title, fontsize=16)
     path = Path(path)
