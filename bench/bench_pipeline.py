@@ -29,6 +29,7 @@ from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 from coffea_lorentz.batch import BatchConfig, make_batches  # noqa: E402
 from coffea_lorentz.infer import BackendSpec  # noqa: E402
 from coffea_lorentz.read import REQUIRED_BRANCHES, jet_constituents  # noqa: E402
+from coffea_lorentz.runner import default_max_constituents  # noqa: E402
 from processors.tagger import TaggerProcessor  # noqa: E402
 
 
@@ -63,7 +64,8 @@ def main() -> None:
     parser.add_argument("file", nargs="?", type=Path, help="PFNano file (default: generated ttbar events)")
     parser.add_argument("--tagger", default="lorentznet")
     parser.add_argument("--repeat", type=int, default=3, help="timed repetitions of the fast stages (best kept)")
-    parser.add_argument("--max-constituents", type=int, default=128)
+    parser.add_argument("--max-constituents", type=int, default=None,
+                        help="constituents kept per jet (default: what the tagger was trained on, as in a run)")
     args = parser.parse_args()
     path = args.file or default_input()
 
@@ -77,7 +79,7 @@ def main() -> None:
         with uproot.open(path) as file:
             file["Events"].arrays(branches, library="ak")
 
-    config = BatchConfig(max_constituents=args.max_constituents)
+    config = BatchConfig(max_constituents=args.max_constituents or default_max_constituents((args.tagger,)))
 
     def read_batch():
         make_batches(jet_constituents(open_events(path, n_events), source=str(path)), config)
@@ -99,7 +101,8 @@ def main() -> None:
                 rows.append((f"e2e {tagger} ({kind})", best_of(repeat, lambda: proc.process(open_events(path, n_events)))))
 
     reference = dict(rows)["read+batch"]
-    print(f"file: {path}  events: {n_events}  fat jets: {n_jets}  best of {args.repeat}")
+    print(f"file: {path}  events: {n_events}  fat jets: {n_jets}  constituents kept: {config.max_constituents}  "
+          f"best of {args.repeat} (taggers: 1)")
     print(f"{'stage':<28}{'events/s':>12}{'jets/s':>12}{'÷ read+batch':>14}")
     for name, seconds in rows:
         print(f"{name:<28}{n_events / seconds:>12,.0f}{n_jets / seconds:>12,.0f}{reference / seconds:>14.2f}")

@@ -46,7 +46,6 @@ __all__ = [
     "REPOSITORY_INFO",
     "ServingOptions",
     "build_repository",
-    "load_tagger",
     "model_config_text",
     "python_backend_source",
     "read_repository_info",
@@ -104,46 +103,6 @@ class ServingOptions:
             raise InvalidInputError(f"backend must be one of {', '.join(_BACKENDS)}, got {self.backend!r}")
         if self.intra_op_threads < 0:
             raise InvalidInputError(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
-
-
-def load_tagger(name: str, *, checkpoint: str | Path | None = None, seed: int = 0, **config) -> nn.Module:
-    """Tagger ``name`` from the registry with its default weights, in eval mode.
-
-    Weights come from ``checkpoint`` (a state_dict file) when given, else from
-    ``coffea_lorentz/weights/<name>.pt`` when that file exists, else from a fixed torch ``seed``
-    (untrained, but the same on every call). The global torch random state is left unchanged.
-
-    A ``name`` that is not a registry name (e.g. a reweighter ``reweight_<name>``) is built from
-    the JSON beside its weights file, which names the registry ``"architecture"`` and its build
-    keywords ``"config"`` (see :func:`coffea_lorentz.reweight.save_reweighter`).
-    """
-    path = Path(checkpoint) if checkpoint is not None else _PACKAGE_DIR / "weights" / f"{name}.pt"
-    architecture, config = _architecture(name, path.with_suffix(".json"), config)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        tagger = models.build(architecture, **config)
-    if checkpoint is not None and not path.is_file():
-        raise InvalidInputError(f"checkpoint for tagger {name!r} not found: {path}")
-    if path.is_file():
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, Mapping) and "state_dict" in state:
-            state = state["state_dict"]
-        try:
-            tagger.load_state_dict(state)
-        except RuntimeError as err:
-            raise ModelMismatchError(f"{path}: weights do not fit tagger {name!r} ({err})") from err
-    return tagger.eval()
-
-
-def _architecture(name: str, info_path: Path, config: dict) -> tuple[str, dict]:
-    """Registry name and build keywords of model ``name``: ``name`` itself when registered, else the
-    ``"architecture"`` and ``"config"`` (overridden by ``config``) of the JSON file ``info_path``."""
-    if name in models.available() or not info_path.is_file():
-        return name, config
-    info = json.loads(info_path.read_text())
-    if "architecture" not in info:
-        return name, config
-    return info["architecture"], {**info.get("config", {}), **config}
 
 
 def python_backend_source() -> Path:
@@ -265,7 +224,7 @@ def build_repository(
 
     ``taggers`` maps a model name to a tagger module (exported here, softmax added) or to the path
     of a ``model.pt`` already exported by :func:`coffea_lorentz.export.export_torchscript`. Use
-    :func:`load_tagger` for registry taggers with their default weights. The repository is built
+    :func:`coffea_lorentz.models.pretrained` for registry taggers with their default weights. The repository is built
     in a temporary directory beside ``path`` and moved into place at the end, so ``path`` never
     holds a half-written repository; an existing repository at ``path`` is replaced, any other
     non-empty directory is refused.

@@ -13,7 +13,7 @@ import json
 import tempfile
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 from .batch import BatchConfig
@@ -21,7 +21,7 @@ from .errors import CoffeaLorentzError, InputFileError, InvalidInputError, Missi
 from .infer import BackendSpec
 from .read import REQUIRED_BRANCHES
 
-__all__ = ["RunConfig", "RunSummary", "load_fileset", "check_inputs", "run_tagging"]
+__all__ = ["RunConfig", "RunSummary", "load_fileset", "check_inputs", "run_tagging", "default_max_constituents"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -35,7 +35,8 @@ class RunConfig:
         scheduler: address of an existing Dask scheduler ``tcp://HOST:PORT``; None starts a LocalCluster.
         n_workers: LocalCluster worker processes; 0 runs the iterative executor in this process.
         chunksize: events per chunk (one output file each).
-        batch_config: truncation, buckets and batch size.
+        batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
+            the taggers' shipped weights were trained on (:func:`default_max_constituents`).
         client_options: Triton client options (``timeout_s``, ``retries``, ``backoff_ms``, …).
         progress: show a progress bar.
     """
@@ -46,7 +47,7 @@ class RunConfig:
     scheduler: str | None = None
     n_workers: int = 2
     chunksize: int = 100_000
-    batch_config: BatchConfig = field(default_factory=BatchConfig)
+    batch_config: BatchConfig | None = None
     client_options: tuple[tuple[str, object], ...] = ()
     progress: bool = True
 
@@ -69,6 +70,18 @@ class RunSummary:
     @property
     def jets_per_s(self) -> float:
         return self.jets / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int:
+    """Constituents to keep per jet: the fewest any tagger's shipped weights were trained on, else ``fallback``.
+
+    A tagger is evaluated on what it was trained on; sum-aggregating taggers change their output
+    when given soft constituents they never saw.
+    """
+    from .models import trained_max_constituents
+
+    trained = [n for n in (trained_max_constituents(name) for name in taggers) if n is not None]
+    return min(trained) if trained else fallback
 
 
 def load_fileset(inputs: Sequence[str | Path]) -> dict[str, dict]:
@@ -198,7 +211,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output_dir: str | Path, con
     with _triton_url(config) as url, OutputStage(output_dir) as stage:
         specs = [BackendSpec(tagger=name, kind=config.backend, url=url, options=config.client_options)
                  for name in config.taggers]
-        proc = TaggerProcessor(backends=specs, output_dir=stage.path, batch_config=config.batch_config)
+        batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
+        proc = TaggerProcessor(backends=specs, output_dir=stage.path, batch_config=batch_config)
         with _executor(config) as executor:
             runner = processor.Runner(executor=executor, schema=PFNanoAODSchema, chunksize=config.chunksize)
             try:

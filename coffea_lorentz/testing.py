@@ -49,7 +49,7 @@ def triton_server_fixture(
 ):
     """A pytest fixture yielding a running :class:`TritonServer`.
 
-    ``taggers`` is a sequence of registry names (served with :func:`repository.load_tagger`
+    ``taggers`` is a sequence of registry names (served with :func:`coffea_lorentz.models.pretrained`
     weights) or a callable returning the ``{name: module or model.pt path}`` mapping for
     :func:`repository.build_repository` (called when the fixture is first used, not at import).
     ``repository_options`` go to :func:`repository.build_repository`; ``intra_op_threads``
@@ -59,14 +59,15 @@ def triton_server_fixture(
 
     @pytest.fixture(scope=scope, name=name)
     def _triton_server(tmp_path_factory) -> Iterator[TritonServer]:
-        from .repository import build_repository, load_tagger
+        from .models import pretrained
+        from .repository import build_repository
 
         reason = server_unavailable_reason(server_env)
         if reason is not None:
             if skip_if_unavailable:
                 pytest.skip(f"no local Triton server: {reason}")
             pytest.fail(f"no local Triton server: {reason}")
-        mapping = taggers() if callable(taggers) else {tagger: load_tagger(tagger) for tagger in taggers}
+        mapping = taggers() if callable(taggers) else {tagger: pretrained(tagger) for tagger in taggers}
         repository = build_repository(
             tmp_path_factory.mktemp("triton") / "model_repository",
             mapping,

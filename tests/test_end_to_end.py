@@ -8,10 +8,11 @@ import pytest
 import uproot
 from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
+from coffea_lorentz.batch import BatchConfig
 from coffea_lorentz.errors import ServerError
 from coffea_lorentz.infer import TorchBackend
 from coffea_lorentz.pipeline import tag_events
-from coffea_lorentz.runner import RunConfig, run_tagging
+from coffea_lorentz.runner import RunConfig, default_max_constituents, run_tagging
 from coffea_lorentz.testing import triton_server_fixture
 from conftest import require_triton
 
@@ -27,7 +28,8 @@ def read_outputs(summary) -> ak.Array:
 
 def torch_scores(path) -> np.ndarray:
     events = NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode="virtual").events()
-    tagged = tag_events(events, {TAGGER: TorchBackend(TAGGER)}, source=str(path))
+    config = BatchConfig(max_constituents=default_max_constituents((TAGGER,)))  # what the run uses
+    tagged = tag_events(events, {TAGGER: TorchBackend(TAGGER)}, batch_config=config, source=str(path))
     return ak.to_numpy(ak.flatten(tagged.scores[f"{TAGGER}_score"]))
 
 

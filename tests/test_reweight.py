@@ -354,11 +354,12 @@ def test_cli_defaults_match_the_config():
 
 
 def test_reweighter_is_served_by_its_own_name(tmp_path):
-    """``load_tagger("reweight_<name>")`` builds the architecture named in the JSON; the repository serves it."""
-    from coffea_lorentz.repository import build_repository, load_tagger, read_repository_info
+    """``models.pretrained("reweight_<name>")`` builds the architecture named in the JSON; the repository serves it."""
+    from coffea_lorentz.models import pretrained
+    from coffea_lorentz.repository import build_repository, read_repository_info
 
     weights_path, model = _saved_reweighter(tmp_path, name="fsr")
-    served = load_tagger("reweight_fsr", checkpoint=weights_path)
+    served = pretrained("reweight_fsr", weights=weights_path)
     jets = _toy_jets(8, 4)
     np.testing.assert_allclose(predict_probability(served, jets), predict_probability(model, jets), atol=1e-6)
     repository = build_repository(tmp_path / "repo", {"reweight_fsr": served})

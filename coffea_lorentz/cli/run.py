@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..batch import BatchConfig
-from ..runner import RunConfig, RunSummary, run_tagging
+from ..runner import RunConfig, RunSummary, default_max_constituents, run_tagging
 
 __all__ = ["register", "print_summary"]
 
@@ -31,7 +31,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     cluster.add_argument("--workers", type=int, default=2, metavar="N",
                          help="LocalCluster worker processes (default: 2; 0 runs the iterative executor in-process)")
     parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk and output file (default: 100000)")
-    parser.add_argument("--max-constituents", type=int, default=128, help="leading-pT constituents kept per jet (default: 128)")
+    parser.add_argument("--max-constituents", type=int, default=None,
+                        help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
     parser.add_argument("--batch-size", type=int, default=256, help="most jets per inference request (default: 256)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout in seconds (default: 300)")
     parser.add_argument("--retries", type=int, default=3, help="retries of a failed request (default: 3)")
@@ -59,14 +60,16 @@ def print_summary(summary: RunSummary, output: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     client_options = (("retries", args.retries), ("timeout_s", args.timeout_s))
+    taggers = tuple(args.taggers or ("lorentznet",))
+    max_constituents = args.max_constituents or default_max_constituents(taggers)
     config = RunConfig(
-        taggers=tuple(args.taggers or ("lorentznet",)),
+        taggers=taggers,
         backend=args.backend,
         server_url=args.server,
         scheduler=args.scheduler,
         n_workers=args.workers,
         chunksize=args.chunksize,
-        batch_config=BatchConfig(max_constituents=args.max_constituents, max_batch_size=args.batch_size),
+        batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
         client_options=client_options if args.backend == "triton" else (),
         progress=not args.no_progress,
     )

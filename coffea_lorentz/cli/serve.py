@@ -1,7 +1,7 @@
 """``coffea-lorentz serve``: run a local Triton server until Ctrl-C or SIGTERM.
 
 Without ``--repository`` a repository is built first (into ``build/model_repository``) from the
-``--tagger`` names, with their default weights (see :func:`coffea_lorentz.repository.load_tagger`).
+``--tagger`` names, with their default weights (see :func:`coffea_lorentz.models.pretrained`).
 """
 
 from __future__ import annotations
@@ -90,10 +90,11 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _build(args: argparse.Namespace) -> Path:
-    from ..repository import build_repository, load_tagger
+    from ..models import pretrained
+    from ..repository import build_repository
 
     names = args.tagger or ["identity", "lorentznet"]
-    taggers = {name: load_tagger(name) for name in names}
+    taggers = {name: pretrained(name) for name in names}
     print(f"building model repository {args.output} ({', '.join(names)})", file=sys.stderr)
     return build_repository(
         args.output,

@@ -19,11 +19,12 @@ True
 from __future__ import annotations
 
 import importlib
+import json
 from pathlib import Path
 
 import torch
 
-__all__ = ["available", "build", "register", "pretrained", "shipped_weights"]
+__all__ = ["available", "build", "register", "pretrained", "shipped_weights", "weights_info", "trained_max_constituents"]
 
 #: name → "module:Class"; the module is imported only when the tagger is built.
 _REGISTRY: dict[str, str] = {
@@ -62,35 +63,62 @@ def build(name: str, **config) -> torch.nn.Module:
     return cls(**config)
 
 
-#: Where trained weights ship: ``<name>.pt`` (a state dict) and ``<name>.json`` (how they were made).
+#: Where trained weights ship: ``<name>.pt`` (a state dict, or a dict holding ``"state_dict"`` and the
+#: build keywords ``"config"``) and ``<name>.json`` (how they were made; for a model that is not a
+#: registry name, such as a reweighter, also its registry ``"architecture"`` and ``"config"``).
 WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def shipped_weights(name: str) -> Path | None:
-    """The state-dict file shipped for tagger ``name``, or None when it ships untrained."""
+    """The state-dict file shipped for model ``name``, or None when it ships untrained."""
     path = WEIGHTS_DIR / f"{name}.pt"
     return path if path.is_file() else None
 
 
-def pretrained(name: str, *, weights: str | Path | None = None, seed: int = 0, **config) -> torch.nn.Module:
-    """Tagger ``name`` in eval mode with ``weights`` (default: the shipped ones, if any).
+def weights_info(name: str, weights: str | Path | None = None) -> dict:
+    """The JSON record beside ``weights`` (default: the shipped weights of ``name``); {} if none."""
+    path = Path(weights) if weights is not None else shipped_weights(name)
+    info_path = path.with_suffix(".json") if path is not None else None
+    if info_path is None or not info_path.is_file():
+        return {}
+    return json.loads(info_path.read_text())
 
-    Without weights the parameters are initialised from ``seed``, so every process that builds
-    the same untrained tagger (the in-process backend, the Triton model repository) gets the same
-    numbers. The global torch random state is left untouched.
+
+def trained_max_constituents(name: str) -> int | None:
+    """How many leading-pT constituents the shipped weights of ``name`` were trained on, if recorded."""
+    value = weights_info(name).get("train_config", {}).get("max_constituents")
+    return int(value) if value is not None else None
+
+
+def pretrained(name: str, *, weights: str | Path | None = None, seed: int = 0, **config) -> torch.nn.Module:
+    """Model ``name`` in eval mode with ``weights`` (default: the shipped ones, if any).
+
+    ``name`` is a registry name, or the name of shipped weights whose JSON record names the registry
+    ``"architecture"`` (a reweighter ``reweight_<name>``, say). Build keywords come from ``config``,
+    else from the checkpoint's ``"config"``, else from the record's ``"config"``. Without weights
+    the parameters are initialised from ``seed``, so every process that builds the same untrained
+    tagger (the in-process backend, the Triton model repository) gets the same numbers. The global
+    torch random state is left untouched.
     """
+    from ..errors import InvalidInputError, ModelMismatchError
+
+    path = Path(weights) if weights is not None else shipped_weights(name)
+    if path is not None and not path.is_file():
+        raise InvalidInputError(f"weights for model {name!r} not found: {path}")
+    info = weights_info(name, path)
+    architecture = name if name in _REGISTRY else info.get("architecture", name)
+    state = torch.load(path, map_location="cpu", weights_only=True) if path is not None else None
+    if isinstance(state, dict) and "state_dict" in state:
+        config = config or dict(state.get("config") or {})
+        state = state["state_dict"]
+    if not config and architecture != name:
+        config = dict(info.get("config") or {})
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)
-        model = build(name, **config)
-    path = Path(weights) if weights is not None else shipped_weights(name)
-    if path is not None:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-        if isinstance(state, dict) and "state_dict" in state:
-            config_saved = state.get("config", {})
-            if config_saved and not config:
-                with torch.random.fork_rng(devices=[]):
-                    torch.manual_seed(seed)
-                    model = build(name, **config_saved)
-            state = state["state_dict"]
-        model.load_state_dict(state)
+        model = build(architecture, **config)
+    if state is not None:
+        try:
+            model.load_state_dict(state)
+        except RuntimeError as err:
+            raise ModelMismatchError(f"{path}: weights do not fit model {name!r} ({err})") from err
     return model.eval()

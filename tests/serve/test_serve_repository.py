@@ -2,31 +2,26 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 
 import pytest
 import torch
 
 from coffea_lorentz.errors import InvalidInputError, ModelMismatchError
+from coffea_lorentz.models import pretrained
 from coffea_lorentz.export import ScoredTagger, export_torchscript, load_torchscript
 from coffea_lorentz.repository import (
     REPOSITORY_INFO,
     ServingOptions,
     build_repository,
-    load_tagger,
     model_config_text,
     read_repository_info,
 )
 
 
-def _has(name: str) -> bool:
-    return importlib.util.find_spec(f"coffea_lorentz.models.{name}") is not None
-
-
 @pytest.fixture(scope="module")
 def identity():
-    return load_tagger("identity")
+    return pretrained("identity")
 
 
 @pytest.mark.parametrize(
@@ -71,7 +66,7 @@ def test_repository_layout_and_config(tmp_path, identity, backend, header, model
 
 def test_served_model_matches_eager_and_has_forward_argument_names(tmp_path):
     """The libtorch backend maps inputs to forward arguments by name: they must be p4, mask."""
-    tagger = load_tagger("identity")
+    tagger = pretrained("identity")
     path = build_repository(tmp_path / "repo", {"tagger": tagger})
     exported = load_torchscript(path / "tagger" / "1" / "model.pt")
     assert [argument.name for argument in exported.forward.schema.arguments[1:]] == ["p4", "mask"]
@@ -155,29 +150,27 @@ def test_threads_parameter_only_in_python_backend():
     assert "dims: [ 3 ]" in python and "dims: [ 3 ]" in libtorch
 
 
-def test_load_tagger_is_deterministic_and_keeps_global_rng():
+def test_untrained_tagger_is_deterministic_and_keeps_global_rng():
     torch.manual_seed(123)
     expected_next = torch.rand(1)
     torch.manual_seed(123)
-    name = "lorentznet" if _has("lorentznet") else "identity"
-    first = load_tagger(name)
+    name = "pelican"  # ships no weights: parameters come from the fixed seed
+    first = pretrained(name)
     assert torch.equal(torch.rand(1), expected_next)
-    second = load_tagger(name)
+    second = pretrained(name)
     for (key, a), (_, b) in zip(first.state_dict().items(), second.state_dict().items(), strict=True):
         assert torch.equal(a, b), key
 
 
-def test_load_tagger_reads_checkpoint(tmp_path):
-    if not _has("lorentznet"):
-        pytest.skip("checkpoint loading needs a tagger with weights; coffea_lorentz.models.lorentznet is absent")
-    name = "lorentznet"
-    tagger = load_tagger(name, seed=1)
+def test_pretrained_reads_checkpoint(tmp_path):
+    name = "pelican"
+    tagger = pretrained(name, seed=1)
     torch.save(tagger.state_dict(), tmp_path / "weights.pt")
-    loaded = load_tagger(name, seed=2, checkpoint=tmp_path / "weights.pt")
+    loaded = pretrained(name, seed=2, weights=tmp_path / "weights.pt")
     for (key, a), (_, b) in zip(tagger.state_dict().items(), loaded.state_dict().items(), strict=True):
         assert torch.equal(a, b), key
     with pytest.raises(InvalidInputError, match="not found"):
-        load_tagger(name, checkpoint=tmp_path / "absent.pt")
+        pretrained(name, weights=tmp_path / "absent.pt")
 
 
 def test_repository_info_errors(tmp_path):

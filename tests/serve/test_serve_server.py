@@ -14,7 +14,8 @@ import torch
 
 from coffea_lorentz.errors import InvalidInputError, ServerStartError
 from coffea_lorentz.export import ScoredTagger
-from coffea_lorentz.repository import build_repository, load_tagger, read_repository_info
+from coffea_lorentz.models import pretrained
+from coffea_lorentz.repository import build_repository, read_repository_info
 from coffea_lorentz.serve import ServerConfig, TritonServer
 from coffea_lorentz.testing import server_unavailable_reason
 
@@ -47,7 +48,7 @@ def _inputs(p4: np.ndarray, mask: np.ndarray) -> list:
 
 def _eager_scores(name: str, p4: np.ndarray, mask: np.ndarray) -> np.ndarray:
     with torch.no_grad():
-        return ScoredTagger(load_tagger(name))(torch.from_numpy(p4), torch.from_numpy(mask)).numpy()
+        return ScoredTagger(pretrained(name))(torch.from_numpy(p4), torch.from_numpy(mask)).numpy()
 
 
 @needs_server
@@ -122,7 +123,7 @@ def test_server_reports_urls_and_ready_models(triton_server):
 @pytest.fixture(scope="module")
 def identity_repository(tmp_path_factory):
     return build_repository(
-        tmp_path_factory.mktemp("stop") / "repo", {"identity": load_tagger("identity")}, intra_op_threads=1
+        tmp_path_factory.mktemp("stop") / "repo", {"identity": pretrained("identity")}, intra_op_threads=1
     )
 
 
