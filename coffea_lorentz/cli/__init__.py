@@ -15,7 +15,7 @@ from ..errors import CoffeaLorentzError
 
 __all__ = ["main", "SUBCOMMANDS"]
 
-SUBCOMMANDS: tuple[str, ...] = ("run", "serve", "demo", "models")
+SUBCOMMANDS: tuple[str, ...] = ("run", "serve", "demo", "generate", "train", "reweight", "models")
 
 
 def build_parser() -> argparse.ArgumentParser:
