@@ -112,7 +112,7 @@ def load_sample(path: Path, *, label: int | None, max_jets: int | None, max_cons
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..reweight import run_reweighting
+    from ..reweight import ReweightConfig, run_reweighting
 
     config = ReweightConfig(
         tagger=args.tagger,
