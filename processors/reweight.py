@@ -10,7 +10,8 @@ and backends are created lazily on each worker.
 
 The classifier is served like any tagger: in-process torch from the ``reweight_NAME.pt`` file, or
 Triton under the model name ``reweight_NAME``. The weight w = f / (1 − f) and its clipping are
-computed here from the served probability f, with the ε and w_max saved beside the classifier.
+computed here from the served probability f, with the ε, w_max and class-size ratio saved beside
+the classifier.
 
 Usage::
 
@@ -60,12 +61,15 @@ class ReweighterSpec:
         backend: where the classifier runs (its probability of class 1 = alternative is used).
         epsilon: f is clipped to [ε, 1 − ε] before w = f / (1 − f).
         max_weight: w is clipped to [0, max_weight].
+        prior_ratio: N_nominal / N_alternative correction of the classifier's odds (see
+            :func:`coffea_lorentz.reweight.weights_from_probability`).
     """
 
     name: str
     backend: BackendSpec
     epsilon: float = 1e-3
     max_weight: float = 10.0
+    prior_ratio: float = 1.0
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -90,7 +94,8 @@ class ReweighterSpec:
             backend = BackendSpec.make(info["architecture"], kind="torch", weights=str(path.with_suffix(".pt")), **options)
         else:
             backend = BackendSpec.make(reweighter_name(served), kind=kind, url=url, **options)
-        return cls(name=short, backend=backend, epsilon=float(info["epsilon"]), max_weight=float(info["max_weight"]))
+        return cls(name=short, backend=backend, epsilon=float(info["epsilon"]), max_weight=float(info["max_weight"]),
+                   prior_ratio=float(info.get("prior_ratio", 1.0)))
 
 
 class ReweightProcessor(processor.ProcessorABC):
@@ -128,7 +133,8 @@ class ReweightProcessor(processor.ProcessorABC):
         for spec in self.reweighters:
             probability = tagged.scores[score_branch(_backend_key(spec.name))]
             flat = weights_from_probability(
-                ak.to_numpy(ak.flatten(probability)), epsilon=spec.epsilon, max_weight=spec.max_weight
+                ak.to_numpy(ak.flatten(probability)), epsilon=spec.epsilon, max_weight=spec.max_weight,
+                prior_ratio=spec.prior_ratio,
             ).astype(np.float32)
             per_jet = ak.unflatten(flat, tagged.jets.n_jets)
             jet_branches[jet_weight_branch(spec.name)] = per_jet

@@ -257,7 +257,7 @@ def _saved_reweighter(folder, name="demo"):
     with torch.random.fork_rng():
         torch.manual_seed(9)
         model = models.build(config.tagger, **config.model_config).eval()
-    return save_reweighter(folder, name, model, config), model
+    return save_reweighter(folder, name, model, config, prior_ratio=1.1), model
 
 
 def test_processor_writes_weights_one_row_per_event(tmp_path):
@@ -272,7 +272,7 @@ def test_processor_writes_weights_one_row_per_event(tmp_path):
     source = write_small_pfnano(tmp_path / "small.root")
     weights_path, _ = _saved_reweighter(tmp_path / "rw")
     spec = ReweighterSpec.from_file(weights_path)
-    assert spec.name == "demo" and spec.max_weight == 4.0
+    assert (spec.name, spec.max_weight, spec.prior_ratio) == ("demo", 4.0, 1.1)
     processor = ReweightProcessor(reweighters=[spec], taggers=[BackendSpec.make("lorentznet", kind="torch")],
                                   output_dir=tmp_path / "out")
     events = NanoEventsFactory.from_root({str(source): "Events"}, schemaclass=PFNanoAODSchema, mode="virtual").events()
@@ -291,7 +291,7 @@ def test_processor_writes_weights_one_row_per_event(tmp_path):
     # the weights are the odds of the in-process classifier
     tagged = tag_events(events, {"c": BackendSpec.make("lorentznet", weights=str(weights_path)).create()})
     f = ak.to_numpy(ak.flatten(tagged.scores["c_score"]))
-    np.testing.assert_allclose(flat, weights_from_probability(f, max_weight=4.0), rtol=1e-5)
+    np.testing.assert_allclose(flat, weights_from_probability(f, max_weight=4.0, prior_ratio=1.1), rtol=1e-5)
 
 
 def test_processor_pickles_and_needs_a_reweighter(tmp_path):
