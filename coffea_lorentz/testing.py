@@ -1,4 +1,4 @@
-"""Test helpers: a pytest fixture factory for a real local Triton server.
+"""Test helpers: a pytest fixture factory for a real local Triton server, and small PFNano files.
 
 In a ``conftest.py``::
 
@@ -18,13 +18,14 @@ set up, tests using it are skipped with the reason (or fail, with ``skip_if_unav
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 
 from .errors import ServerStartError
 from .serve import ServerConfig, TritonServer, server_directory
 
-__all__ = ["server_unavailable_reason", "triton_server_fixture"]
+__all__ = ["server_unavailable_reason", "triton_server_fixture", "require_triton", "write_small_pfnano"]
 
 
 def server_unavailable_reason(server_env: str | Path | None = None) -> str | None:
@@ -79,3 +80,76 @@ def triton_server_fixture(
             yield server
 
     return _triton_server
+
+
+def require_triton() -> bool:
+    """True where a missing Triton server must fail the tests instead of skipping them (``make test``)."""
+    return os.environ.get("COFFEA_LORENTZ_REQUIRE_TRITON") == "1"
+
+
+def write_small_pfnano(path: Path, *, seed: int = 7, layout: str = "new") -> Path:
+    """Write a small PFNano-layout file with the awkward cases batching must survive.
+
+    Five events: one with no FatJet, one jet with no constituents, one jet with 150 constituents
+    (more than the default 128 kept), and jets of mixed lengths. ``layout="new"`` writes
+    ``FatJet_nConstituents`` and stores constituents jet after jet; ``layout="old"`` writes only
+    ``FatJetPFCands_jetIdx`` with the constituents of different jets interleaved.
+    """
+    import awkward as ak
+    import numpy as np
+    import uproot
+
+    rng = np.random.default_rng(seed)
+    constituents_per_jet = [[12, 40], [], [0, 5], [150], [3, 70, 1]]
+    run, lumi, event = [], [], []
+    fatjet, pfcands, links = [], [], []
+    for i, jets in enumerate(constituents_per_jet):
+        n_pf = sum(jets) + 10
+        pf = {
+            "pt": rng.exponential(20.0, n_pf).astype(np.float32) + 0.5,
+            "eta": rng.normal(0.0, 1.0, n_pf).astype(np.float32),
+            "phi": rng.uniform(-np.pi, np.pi, n_pf).astype(np.float32),
+            "mass": np.where(rng.random(n_pf) < 0.6, 0.1396, 0.0).astype(np.float32),
+            "pdgId": np.where(rng.random(n_pf) < 0.6, 211, 22).astype(np.int32),
+            "charge": np.where(rng.random(n_pf) < 0.6, 1, 0).astype(np.int32),
+        }
+        pf_index = rng.permutation(n_pf)[: sum(jets)].astype(np.int32)
+        jet_index = np.repeat(np.arange(len(jets), dtype=np.int32), jets)
+        if layout == "old":
+            order = np.random.default_rng(seed + 1000 + i).permutation(len(jet_index))
+            pf_index, jet_index = pf_index[order], jet_index[order]
+        fatjet.append({
+            "pt": (np.sort(rng.uniform(200, 900, len(jets)))[::-1]).astype(np.float32),
+            "eta": rng.normal(0, 1, len(jets)).astype(np.float32),
+            "phi": rng.uniform(-np.pi, np.pi, len(jets)).astype(np.float32),
+            "mass": rng.uniform(10, 200, len(jets)).astype(np.float32),
+            "nConstituents": np.asarray(jets, dtype=np.uint8 if max(jets, default=0) < 256 else np.int32),
+        })
+        pfcands.append(pf)
+        links.append({"jetIdx": jet_index, "pFCandsIdx": pf_index})
+        run.append(1)
+        lumi.append(100 + i)
+        event.append(5000 + 17 * i)
+
+    def jagged(records: list[dict], field: str):
+        return ak.Array([r[field] for r in records])
+
+    fatjet_fields = ["pt", "eta", "phi", "mass"] + (["nConstituents"] if layout == "new" else [])
+    link_fields = ["pFCandsIdx"] + (["jetIdx"] if layout == "old" else [])
+    tree = {
+        "run": np.asarray(run, dtype=np.uint32),
+        "luminosityBlock": np.asarray(lumi, dtype=np.uint32),
+        "event": np.asarray(event, dtype=np.uint64),
+        "FatJet": ak.zip({f: jagged(fatjet, f) for f in fatjet_fields}),
+        "PFCands": ak.zip({f: jagged(pfcands, f) for f in pfcands[0]}),
+        "FatJetPFCands": ak.zip({f: jagged(links, f) for f in link_fields}),
+    }
+    with uproot.recreate(path) as file:
+        events = file.mktree(
+            "Events",
+            {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in tree.items()},
+            field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
+            counter_name=lambda counted: f"n{counted}",
+        )
+        events.extend(tree)
+    return path

@@ -10,6 +10,7 @@ from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 from coffea_lorentz.errors import InputFileError, MissingBranchError
 from coffea_lorentz.read import jet_constituents, p4_from_ptetaphim
 from coffea_lorentz.runner import check_inputs, load_fileset
+from coffea_lorentz.testing import write_small_pfnano
 
 
 def open_events(path):
@@ -43,8 +44,6 @@ def test_sorted_by_pt_within_each_jet(small_pfnano):
 
 
 def test_layouts_agree(tmp_path):
-    from conftest import write_small_pfnano
-
     new = jet_constituents(open_events(write_small_pfnano(tmp_path / "new.root", layout="new")))
     old = jet_constituents(open_events(write_small_pfnano(tmp_path / "old.root", layout="old")))
     np.testing.assert_array_equal(new.n_constituents, old.n_constituents)

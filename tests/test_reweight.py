@@ -266,7 +266,7 @@ def test_processor_writes_weights_one_row_per_event(tmp_path):
 
     from coffea_lorentz.infer import BackendSpec
     from coffea_lorentz.pipeline import tag_events
-    from conftest import write_small_pfnano
+    from coffea_lorentz.testing import write_small_pfnano
     from processors.reweight import ReweighterSpec, ReweightProcessor
 
     source = write_small_pfnano(tmp_path / "small.root")
