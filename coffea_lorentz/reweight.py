@@ -363,8 +363,8 @@ def split_sample(sample: JetSample, fractions: Sequence[float], *, seed: int) ->
 
 @dataclass(frozen=True)
 class TrainHistory:
-    """Per-epoch losses (cross-entropy, nats per jet) and validation AUC, the epoch kept, the prior
-    ratio and the calibration.
+    """Per-epoch losses (cross-entropy, nats per jet) and validation AUC, the epoch kept (counted
+    from 1), the prior ratio and the calibration.
 
     ``prior_ratio`` = N_nominal / N_alternative of the jets that set the output's scale (the
     validation jets when calibrated, else the training jets): the classifier is trained without

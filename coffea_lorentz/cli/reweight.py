@@ -141,8 +141,10 @@ def main(args: argparse.Namespace) -> int:
         nominal, alternative, config, test_fraction=args.test_fraction, output_dir=args.output,
         name=args.name, n_bins=args.bins, log=log,
     )
-    print(f"classifier {config.tagger} ({config.size}), best epoch {result.history.best_epoch + 1}, "
-          f"{result.history.wall_s:.0f} s training")
+    options = "".join(f", {key}={value}" for key, value in config.tagger_options)
+    slope, intercept = result.history.calibration
+    print(f"classifier {config.tagger} ({config.size}{options}), best epoch {result.history.best_epoch}, "
+          f"{result.history.wall_s:.0f} s training; calibration: log-odds -> {slope:.4g} * log-odds + {intercept:.4g}")
     for line in result.closure.table():
         print(line)
     print(f"wrote {result.weights_path}, {result.weights_path.with_suffix('.json')}, {result.plot_path}")
