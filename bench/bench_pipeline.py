@@ -102,7 +102,7 @@ def main() -> None:
 
     reference = dict(rows)["read+batch"]
     print(f"file: {path}  events: {n_events}  fat jets: {n_jets}  constituents kept: {config.max_constituents}  "
-          f"best of {args.repeat} (taggers: 1)")
+          f"best of {args.repeat} (real taggers: one timed run)")
     print(f"{'stage':<28}{'events/s':>12}{'jets/s':>12}{'÷ read+batch':>14}")
     for name, seconds in rows:
         print(f"{name:<28}{n_events / seconds:>12,.0f}{n_jets / seconds:>12,.0f}{reference / seconds:>14.2f}")
