@@ -37,6 +37,16 @@ class TaggedChunk:
     jets: JetConstituents
     scores: dict[str, ak.Array]
 
+    def summary(self, source: str, output: str) -> dict:
+        """The processor's accumulator for this chunk: counts, the output file, the input file."""
+        return {
+            "events": self.jets.n_events,
+            "jets": self.jets.total_jets,
+            "constituents": int(self.jets.n_constituents.sum()),
+            "outputs": [output],
+            "files": {source},
+        }
+
 
 def tag_events(events: ak.Array, backends: dict[str, Backend], *, batch_config: BatchConfig = BatchConfig(),
                source: str = "<events>", signal_class: int = 1) -> TaggedChunk:

@@ -25,7 +25,7 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["write_events", "OutputStage", "chunk_file_name"]
+__all__ = ["write_events", "write_chunk", "OutputStage", "chunk_file_name"]
 
 _ID_BRANCHES = ("run", "luminosityBlock", "event")
 _ID_TYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
@@ -86,6 +86,26 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
     finally:
         tmp.unlink(missing_ok=True)
     return path
+
+
+def write_chunk(events: ak.Array, output_dir: str | Path, *, jet_branches: dict[str, ak.Array],
+                event_branches: dict[str, np.ndarray] | None = None) -> str:
+    """Write one coffea chunk's new branches beside its event identifiers.
+
+    The file goes to ``output_dir/<dataset>/<input stem>_<start>-<stop>.root``, named from
+    ``events.metadata`` (``dataset``, ``filename``, ``entrystart``, ``entrystop``) so that chunk
+    files sort in input order. Returns the path relative to ``output_dir``.
+    """
+    metadata = events.metadata
+    source = metadata.get("filename", "<events>")
+    entry_start = int(metadata.get("entrystart", 0))
+    entry_stop = int(metadata.get("entrystop", entry_start + len(events)))
+    folder = Path(output_dir) / str(metadata.get("dataset", "events"))
+    folder.mkdir(parents=True, exist_ok=True)
+    ids = {name: np.asarray(ak.to_numpy(events[name])) for name in _ID_BRANCHES}
+    path = write_events(folder / chunk_file_name(source, entry_start, entry_stop), ids=ids,
+                        jet_branches=jet_branches, event_branches=event_branches)
+    return f"{folder.name}/{path.name}"
 
 
 class OutputStage:

@@ -37,7 +37,7 @@ from coffea_lorentz.errors import InvalidInputError
 from coffea_lorentz.infer import BackendSpec, process_backend
 from coffea_lorentz.pipeline import score_branch, tag_events
 from coffea_lorentz.reweight import event_weights, reweighter_name, weights_from_probability
-from coffea_lorentz.write import chunk_file_name, write_events
+from coffea_lorentz.write import write_chunk
 
 __all__ = ["ReweighterSpec", "ReweightProcessor", "jet_weight_branch", "event_weight_branch"]
 
@@ -121,10 +121,7 @@ class ReweightProcessor(processor.ProcessorABC):
         self.batch_config = batch_config
 
     def process(self, events: ak.Array) -> dict:
-        metadata = events.metadata
-        source = metadata.get("filename", "<events>")
-        entry_start = int(metadata.get("entrystart", 0))
-        entry_stop = int(metadata.get("entrystop", entry_start + len(events)))
+        source = events.metadata.get("filename", "<events>")
         backends = {spec.tagger: process_backend(spec) for spec in self.taggers}
         backends.update({_backend_key(spec.name): process_backend(spec.backend) for spec in self.reweighters})
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=source)
@@ -139,22 +136,8 @@ class ReweightProcessor(processor.ProcessorABC):
             per_jet = ak.unflatten(flat, tagged.jets.n_jets)
             jet_branches[jet_weight_branch(spec.name)] = per_jet
             event_branches[event_weight_branch(spec.name)] = event_weights(per_jet)
-        ids = {name: np.asarray(ak.to_numpy(events[name])) for name in ("run", "luminosityBlock", "event")}
-        folder = Path(self.output_dir) / str(metadata.get("dataset", "events"))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = write_events(
-            folder / chunk_file_name(source, entry_start, entry_stop),
-            ids=ids,
-            jet_branches=jet_branches,
-            event_branches=event_branches,
-        )
-        return {
-            "events": len(events),
-            "jets": tagged.jets.total_jets,
-            "constituents": int(tagged.jets.n_constituents.sum()),
-            "outputs": [f"{folder.name}/{path.name}"],
-            "files": {source},
-        }
+        output = write_chunk(events, self.output_dir, jet_branches=jet_branches, event_branches=event_branches)
+        return tagged.summary(source, output)
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator

@@ -22,13 +22,12 @@ from __future__ import annotations
 from pathlib import Path
 
 import awkward as ak
-import numpy as np
 from coffea import processor
 
 from coffea_lorentz.batch import BatchConfig
 from coffea_lorentz.infer import BackendSpec, process_backend
 from coffea_lorentz.pipeline import tag_events
-from coffea_lorentz.write import chunk_file_name, write_events
+from coffea_lorentz.write import write_chunk
 
 __all__ = ["TaggerProcessor"]
 
@@ -48,27 +47,11 @@ class TaggerProcessor(processor.ProcessorABC):
         self.batch_config = batch_config
 
     def process(self, events: ak.Array) -> dict:
-        metadata = events.metadata
-        source = metadata.get("filename", "<events>")
-        entry_start = int(metadata.get("entrystart", 0))
-        entry_stop = int(metadata.get("entrystop", entry_start + len(events)))
+        source = events.metadata.get("filename", "<events>")
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=source)
-        ids = {name: np.asarray(ak.to_numpy(events[name])) for name in ("run", "luminosityBlock", "event")}
-        folder = Path(self.output_dir) / str(metadata.get("dataset", "events"))
-        folder.mkdir(parents=True, exist_ok=True)
-        path = write_events(
-            folder / chunk_file_name(source, entry_start, entry_stop),
-            ids=ids,
-            jet_branches=tagged.scores,
-        )
-        return {
-            "events": len(events),
-            "jets": tagged.jets.total_jets,
-            "constituents": int(tagged.jets.n_constituents.sum()),
-            "outputs": [f"{folder.name}/{path.name}"],
-            "files": {source},
-        }
+        output = write_chunk(events, self.output_dir, jet_branches=tagged.scores)
+        return tagged.summary(source, output)
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator
