@@ -26,6 +26,14 @@ fades out nearly massless frames (a lone photon, collinear massless constituents
 are undefined or amplify rounding. Frames, local coordinates and four-vector channels are
 computed in float64 (``invariants_float64``) whatever the model dtype.
 
+Numerics: everything runs in canonical coordinates x = B p, B the boost of the jet momentum to rest
+(:func:`canonical_boost`; a z-boost to zero jet rapidity with ``beam_reference``). The tagger is
+invariant under B, so this changes no result in exact arithmetic, but in the lab frame a jet of
+Lorentz factor γ has momenta, frames Λ_i and lab-frame four-vector channels of size γ, and
+Λ_i Λ_j⁻¹ cancels terms of size γ²: a float64 jet boosted to γ ~ 10³ lost ~10⁻⁹ of its logits. The
+gate mass (5 GeV) sits above the float32 rounding of a lone constituent's mass after a boost
+(m² ± 2E²·6e-8), so single-constituent jets do not switch their frames on and off.
+
 With ``beam_reference=True`` the frame vectors may also use the spurion-built images of the jet
 momentum X: X∥ = ⟨X, t⟩t − ⟨X, z⟩z, K X = ⟨X, t⟩z − ⟨X, z⟩t (the z-boost generator applied to X)
 and R X = (0, −Py, Px, 0) (the z-rotation generator), which transform like X under z-boosts and
@@ -41,6 +49,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..errors import InvalidInputError
 from .layers import MLP, PairTagger, resolve_config
 from .minkowski import masked_p4, minkowski_dot, psi
 
@@ -49,6 +58,7 @@ __all__ = [
     "LLoCaTransformer",
     "FramePredictor",
     "local_frames",
+    "canonical_boost",
     "rest_frame_boost",
     "inverse_lorentz",
     "PRESETS",
@@ -69,7 +79,10 @@ class LLoCaConfig:
     sit above rounding, so exact degeneracies are caught, and far below genuine small angles.
     ``frame_gate_mass_gev``: frame-dependent inputs of constituent i are scaled by the invariant
     gate (m0²/(m0² + μ²))², m0² = v0_i², so nearly massless frames (one photon, collinear massless
-    constituents), whose boosts are ill-conditioned or undefined, fade out smoothly.
+    constituents), whose boosts are ill-conditioned or undefined, fade out smoothly; μ also
+    regulates the frame predictor's angle feature. Keep it above the rounding of small masses.
+    ``canonical_max_gamma``: cap on the Lorentz factor of the canonical boost (≥ 1; it only affects
+    rounding, never the exact result).
     ``invariants_float64``: frames, local coordinates and four-vector channels are computed in
     float64 whatever the model dtype (boosts to the rest frame amplify float32 rounding).
     Each attention head has ``head_scalars`` scalar channels and one four-vector channel.
@@ -85,8 +98,9 @@ class LLoCaConfig:
     ffn_factor: int = 2
     scale_gev: float = 100.0
     min_frame_mass_gev: float = 0.01
-    frame_gate_mass_gev: float = 2.0
+    frame_gate_mass_gev: float = 5.0
     frame_eps: float = 1.0e-7
+    canonical_max_gamma: float = 1.0e3
     invariants_float64: bool = True
     pairs_per_chunk: int = 65536
 
@@ -187,6 +201,42 @@ def _spurion_images(x: torch.Tensor) -> torch.Tensor:
     z_boost = torch.stack([pz, zeros, zeros, energy], dim=-1)
     z_rotation = torch.stack([zeros, -py, px, zeros], dim=-1)
     return torch.stack([parallel, z_boost, z_rotation], dim=-2)
+
+
+def canonical_boost(jet: torch.Tensor, *, beam_reference: bool, max_gamma: float) -> torch.Tensor:
+    """A boost B [B, 4, 4] that takes the jet momentum ``jet`` [B, 4] close to rest.
+
+    Without beam reference: the pure boost to the rest frame of the jet, with the Lorentz factor
+    capped at ``max_gamma`` (and B = 1 for a jet without spatial momentum). With beam reference:
+    the z-boost to zero jet rapidity, the rapidity capped at acosh(``max_gamma``), so B stays in
+    the group the tagger respects. The tagger is invariant under any such B, so B only serves
+    numerics: in these coordinates the momenta, frames and four-vector channels are O(jet mass)
+    instead of O(jet energy), and the boosts into the local frames no longer amplify rounding.
+    """
+    energy = jet[:, 0]
+    max_beta_gamma = (max_gamma**2 - 1.0) ** 0.5
+    if beam_reference:
+        transverse_mass2 = energy**2 - jet[:, 3] ** 2
+        heavy = (transverse_mass2 > 0) & (energy > 0)
+        safe_mass = torch.sqrt(torch.where(heavy, transverse_mass2, torch.ones_like(energy)))
+        cap = torch.full_like(energy, max_beta_gamma)
+        longitudinal = (jet[:, 3] / safe_mass).clamp(-max_beta_gamma, max_beta_gamma)
+        beta_gamma = torch.where(heavy, longitudinal, torch.sign(jet[:, 3]) * cap)
+        gamma = torch.sqrt(1.0 + beta_gamma**2)
+        zeros = torch.zeros_like(energy)
+        velocity = torch.stack([gamma, zeros, zeros, beta_gamma], dim=-1)
+        return rest_frame_boost(velocity)
+    momentum = torch.linalg.vector_norm(jet[:, 1:], dim=-1)
+    mass2 = minkowski_dot(jet, jet)
+    heavy = (mass2 > 0) & (energy > 0)
+    safe_mass = torch.sqrt(torch.where(heavy, mass2, torch.ones_like(mass2)))
+    cap = torch.full_like(momentum, max_beta_gamma)
+    beta_gamma = torch.where(heavy, (momentum / safe_mass).clamp(max=max_beta_gamma), cap)
+    moving = momentum > 0
+    direction = jet[:, 1:] / torch.where(moving, momentum, torch.ones_like(momentum)).unsqueeze(-1)
+    beta_gamma = torch.where(moving, beta_gamma, torch.zeros_like(beta_gamma))
+    velocity = torch.cat([torch.sqrt(1.0 + beta_gamma**2).unsqueeze(-1), beta_gamma.unsqueeze(-1) * direction], dim=-1)
+    return rest_frame_boost(velocity)
 
 
 class FramePredictor(nn.Module):
@@ -359,6 +409,11 @@ class LLoCaTransformer(PairTagger):
         self.invariants_float64 = bool(config.invariants_float64)
         self.pairs_per_chunk = int(config.pairs_per_chunk)
         self.frame_eps = float(config.frame_eps)
+        if not config.canonical_max_gamma >= 1.0:
+            raise InvalidInputError(
+                f"LLoCaTransformer: canonical_max_gamma must be ≥ 1, got {config.canonical_max_gamma!r}"
+            )
+        self.canonical_max_gamma = float(config.canonical_max_gamma)
         self.frame_predictor = FramePredictor(config.frame_hidden, beam_reference, self.gate_mass2)
         # gate × ψ of Λ_i x_i (4), Λ_i X (4) [, projector entries (16)]; gate, ψ(x_i²), ψ(⟨x_i, X⟩)
         n_features = 11 + (16 if beam_reference else 0)
@@ -377,9 +432,17 @@ class LLoCaTransformer(PairTagger):
 
         In float64 when ``invariants_float64``, else in ``p4``'s dtype.
         """
-        x = masked_p4(p4, mask).to(self._geometry_dtype(p4)) / self.scale_gev
+        x, boost = self._canonical_p4(p4, mask)
         frames, _ = self._frames(x, mask, p4.dtype)
-        return frames
+        lab_frames = frames @ boost.unsqueeze(1)  # Λ_i B: from the lab to frame i
+        eye = torch.eye(4, dtype=x.dtype, device=x.device).expand_as(lab_frames)
+        return torch.where(mask.unsqueeze(-1).unsqueeze(-1), lab_frames, eye)
+
+    def _canonical_p4(self, p4: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """x = B p4 / ``scale_gev`` [B, N, 4] (padded entries 0) and the :func:`canonical_boost` B [B, 4, 4]."""
+        x = masked_p4(p4, mask).to(self._geometry_dtype(p4)) / self.scale_gev
+        boost = canonical_boost(x.sum(dim=1), beam_reference=self.beam_reference, max_gamma=self.canonical_max_gamma)
+        return torch.einsum("bij,bnj->bni", boost, x), boost
 
     def _geometry_dtype(self, p4: torch.Tensor) -> torch.dtype:
         return torch.float64 if self.invariants_float64 else p4.dtype
@@ -399,7 +462,7 @@ class LLoCaTransformer(PairTagger):
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""
         dtype = p4.dtype
-        x = masked_p4(p4, mask).to(self._geometry_dtype(p4)) / self.scale_gev
+        x, _ = self._canonical_p4(p4, mask)
         frames, gate = self._frames(x, mask, dtype)
         inverse = inverse_lorentz(frames)
         jet = x.sum(dim=1, keepdim=True)

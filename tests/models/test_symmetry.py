@@ -16,7 +16,11 @@ from coffea_lorentz.errors import InvalidInputError
 
 N_JETS = 12
 N_CONSTITUENTS = 20
-
+#: The README's symmetry table: ``random_jets(64, 32, seed=0)`` through ``symmetry.invariance_curve``,
+#: boosts of exactly these rapidities (the largest is the requirement's maximum).
+README_JETS = {"n_jets": 64, "n_constituents": 32, "seed": 0}
+LORENTZ_RAPIDITIES = [0.0, 1.0, 2.0, 3.0, 4.0]
+BEAM_RAPIDITIES = [0.0, 1.0, 2.0]
 
 
 @pytest.fixture(autouse=True)
@@ -126,6 +130,30 @@ def test_lorentz_invariance_float64(name):
     for seed in range(3):
         transform = symmetry.random_lorentz(N_JETS, max_rapidity=4.0, seed=seed)
         symmetry.assert_invariant(model, p4, mask, transform, 1e-9)
+
+
+@pytest.mark.parametrize("name", TAGGERS)
+def test_lorentz_invariance_float64_readme_jets(name):
+    """Every jet of the README's table boosted by exactly y = 0 … 4 in a random direction."""
+    model = build_tagger(name, torch.float64, beam_reference=False)
+    invariance = invariance_of(name, model, beam_reference=False)
+    if invariance != "lorentz":
+        pytest.skip(f"{name} declares invariance {invariance!r}, not the Lorentz group")
+    curve = symmetry.invariance_curve(model, LORENTZ_RAPIDITIES, dtype=torch.float64, **README_JETS)
+    assert all(change <= 1e-9 for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
+
+
+@pytest.mark.parametrize("name", TAGGERS)
+def test_beam_reference_subgroup_invariance_float32_readme_jets(name):
+    """Every jet of the README's table z-rotated and z-boosted by exactly Δy = 0 … 2 (z-rotated only
+    for taggers that claim no more), in float32."""
+    model = build_tagger(name, torch.float32, beam_reference=True)
+    invariance = invariance_of(name, model, beam_reference=True)
+    if invariance == "none":
+        pytest.skip(f"{name} declares no invariance")
+    rapidities = [0.0] if invariance == "z_rotation" else BEAM_RAPIDITIES
+    curve = symmetry.invariance_curve(model, rapidities, dtype=torch.float32, beam_subgroup=True, **README_JETS)
+    assert all(change <= 1e-3 for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
 
 
 @pytest.mark.parametrize("name", TAGGERS)
