@@ -31,8 +31,9 @@ Numerics: everything runs in canonical coordinates x = B p, B the boost of the j
 invariant under B, so this changes no result in exact arithmetic, but in the lab frame a jet of
 Lorentz factor γ has momenta, frames Λ_i and lab-frame four-vector channels of size γ, and
 Λ_i Λ_j⁻¹ cancels terms of size γ²: a float64 jet boosted to γ ~ 10³ lost ~10⁻⁹ of its logits. The
-gate mass (5 GeV) sits above the float32 rounding of a lone constituent's mass after a boost
-(m² ± 2E²·6e-8), so single-constituent jets do not switch their frames on and off.
+gate mass (8 GeV) is large against the float32 rounding of a lone constituent's mass, m² ± ~E²·1e-7
+(a few GeV² at Δy = 2 from a 500 GeV jet), so single-constituent jets do not switch their frames
+on and off when boosted.
 
 With ``beam_reference=True`` the frame vectors may also use the spurion-built images of the jet
 momentum X: X∥ = ⟨X, t⟩t − ⟨X, z⟩z, K X = ⟨X, t⟩z − ⟨X, z⟩t (the z-boost generator applied to X)
@@ -98,7 +99,7 @@ class LLoCaConfig:
     ffn_factor: int = 2
     scale_gev: float = 100.0
     min_frame_mass_gev: float = 0.01
-    frame_gate_mass_gev: float = 5.0
+    frame_gate_mass_gev: float = 8.0
     frame_eps: float = 1.0e-7
     canonical_max_gamma: float = 1.0e3
     invariants_float64: bool = True
