@@ -20,14 +20,6 @@ SHAPES = [(1, 1), (3, 17), (8, 64), (2, 128)]
 NO_ONNX: dict[str, str] = {}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build_tagger(name: str, **config) -> torch.nn.Module:
     """``models.build`` seeded, in eval mode."""
     torch.manual_seed(0)

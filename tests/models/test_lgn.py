@@ -14,14 +14,6 @@ from coffea_lorentz.models.lgn import LGN, LGNLayer
 from coffea_lorentz.models.lorentz_cg import TENSOR, VECTOR, representation
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(**options) -> LGN:
     torch.manual_seed(0)
     return LGN(**options).double().eval()

@@ -11,14 +11,6 @@ from coffea_lorentz.models.lloca import LLoCaTransformer, inverse_lorentz, local
 METRIC = torch.diag(torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64))
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build(beam_reference: bool = False, dtype: torch.dtype = torch.float64, **options) -> LLoCaTransformer:
     torch.manual_seed(0)
     return LLoCaTransformer(beam_reference=beam_reference, **options).to(dtype).eval()

@@ -23,14 +23,6 @@ LORENTZ_RAPIDITIES = [0.0, 1.0, 2.0, 3.0, 4.0]
 BEAM_RAPIDITIES = [0.0, 1.0, 2.0]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def build_tagger(name: str, dtype: torch.dtype = torch.float32, **config) -> torch.nn.Module:
     """``models.build(name, **config)`` seeded, in eval mode and ``dtype``."""
     torch.manual_seed(0)
