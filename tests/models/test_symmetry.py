@@ -29,11 +29,6 @@ def build_tagger(name: str, dtype: torch.dtype = torch.float32, **config) -> tor
     return models.build(name, **config).to(dtype).eval()
 
 
-def invariance_of(name: str, model: torch.nn.Module, beam_reference: bool) -> str:
-    """The group the tagger claims: "lorentz", "z_boost_rotation", "z_rotation" or "none"."""
-    return symmetry.declared_invariance(model, beam_reference=beam_reference)
-
-
 # ----------------------------------------------------------------------------- the transforms
 
 
@@ -115,7 +110,7 @@ TAGGERS = models.available()
 @pytest.mark.parametrize("name", TAGGERS)
 def test_lorentz_invariance_float64(name):
     model = build_tagger(name, torch.float64, beam_reference=False)
-    invariance = invariance_of(name, model, beam_reference=False)
+    invariance = symmetry.declared_invariance(model, beam_reference=False)
     if invariance != "lorentz":
         pytest.skip(f"{name} declares invariance {invariance!r}, not the Lorentz group")
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=10)
@@ -128,7 +123,7 @@ def test_lorentz_invariance_float64(name):
 def test_lorentz_invariance_float64_readme_jets(name):
     """Every jet of the README's table boosted by exactly y = 0 … 4 in a random direction."""
     model = build_tagger(name, torch.float64, beam_reference=False)
-    invariance = invariance_of(name, model, beam_reference=False)
+    invariance = symmetry.declared_invariance(model, beam_reference=False)
     if invariance != "lorentz":
         pytest.skip(f"{name} declares invariance {invariance!r}, not the Lorentz group")
     curve = symmetry.invariance_curve(model, LORENTZ_RAPIDITIES, dtype=torch.float64, **README_JETS)
@@ -140,7 +135,7 @@ def test_beam_reference_subgroup_invariance_float32_readme_jets(name):
     """Every jet of the README's table z-rotated and z-boosted by exactly Δy = 0 … 2 (z-rotated only
     for taggers that claim no more), in float32."""
     model = build_tagger(name, torch.float32, beam_reference=True)
-    invariance = invariance_of(name, model, beam_reference=True)
+    invariance = symmetry.declared_invariance(model, beam_reference=True)
     if invariance == "none":
         pytest.skip(f"{name} declares no invariance")
     rapidities = [0.0] if invariance == "z_rotation" else BEAM_RAPIDITIES
@@ -151,7 +146,7 @@ def test_beam_reference_subgroup_invariance_float32_readme_jets(name):
 @pytest.mark.parametrize("name", TAGGERS)
 def test_beam_reference_subgroup_invariance_float32(name):
     model = build_tagger(name, torch.float32, beam_reference=True)
-    invariance = invariance_of(name, model, beam_reference=True)
+    invariance = symmetry.declared_invariance(model, beam_reference=True)
     if invariance == "none":
         pytest.skip(f"{name} declares no invariance")
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=11)
@@ -164,7 +159,7 @@ def test_beam_reference_subgroup_invariance_float32(name):
 @pytest.mark.parametrize("name", TAGGERS)
 def test_beam_reference_breaks_general_boosts(name):
     model = build_tagger(name, torch.float64, beam_reference=True)
-    invariance = invariance_of(name, model, beam_reference=True)
+    invariance = symmetry.declared_invariance(model, beam_reference=True)
     if invariance != "z_boost_rotation":
         pytest.skip(f"{name} declares invariance {invariance!r} with beam_reference=True; beam reference does not break it")
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=13)
