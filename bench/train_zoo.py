@@ -95,7 +95,9 @@ def run_or_reuse(config: TrainConfig, data: str, output: Path, *, default_epochs
     metrics_path = folder / "metrics.json"
     if metrics_path.is_file():
         recorded = json.loads(metrics_path.read_text())
-        if recorded.get("train_config") == config.to_dict() and recorded.get("dataset") == data:
+        # options added since a run was recorded count as their defaults
+        wanted = config.to_dict()
+        if {**wanted, **recorded.get("train_config", {})} == wanted and recorded.get("dataset") == data:
             return recorded
     if table_only:
         return None

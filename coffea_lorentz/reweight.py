@@ -9,13 +9,14 @@ The likelihood ratio is then
 
 and nominal jets weighted by w are distributed like alternative ones (the "classifier trick";
 e.g. Andreassen & Nachman, DCTR, arXiv:1907.08209). The classifier is one of the zoo's
-Lorentz-invariant taggers (PELICAN by default, ``beam_reference=False``): it sees only the
-constituent four-vectors, never the jet-level observables used for the closure test. PELICAN is
-the default because, on the FSR αs variation with 2 000 QCD jets a sample, a small PELICAN
-(8 channels, 2 blocks) ranked jets better than a small LorentzNet (hidden 8, 1 block):
-validation AUC 0.55 against 0.51, where the constituent multiplicity alone gives 0.57. At such
-sizes the raw log-odds of both stay tiny (their spread grows slowly in training), which the
-logistic calibration in :func:`train_classifier` corrects.
+Lorentz-invariant taggers (``beam_reference=False``): it sees only the constituent four-vectors,
+never the jet-level observables used for the closure test. The default is ``lorentz_efn``, an
+energy flow network on jet-rest-frame invariants whose unnormalised particle sum carries the
+multiplicity and whose pair flow sees both the rest-frame angles and the pair masses. On the FSR
+αs variation (QCD jets, 300–450 GeV, 4000 training jets a sample) it brings jet mass, soft-drop
+mass and multiplicity from χ²/ndf 7–23 to about 1 on 4000 held-out jets (README, "Reweighting").
+A classifier trained briefly on such a subtle difference (AUC ≈ 0.57) ranks jets well before its
+log-odds reach the right scale, which the logistic calibration in :func:`train_classifier` corrects.
 
 Clipping (:func:`weights_from_probability`): f is clipped to [ε, 1 − ε] before the ratio, so a
 jet the classifier is certain about cannot produce 0 or ∞; the weight is then clipped to
@@ -117,14 +118,15 @@ class ReweightConfig:
 
     Attributes:
         tagger: classifier architecture, a name from :func:`coffea_lorentz.models.available`
-            (a Lorentz-invariant one: ``lorentznet``, ``lorentz_transformer``, ...).
+            (a Lorentz-invariant one: ``lorentz_efn``, ``pelican``, ``lorentznet``, ...).
         size: the tagger's size preset (``"compact"`` or ``"large"``).
         tagger_options: further tagger keywords as ``(name, value)`` pairs (e.g. ``(("hidden", 16),)``).
-        epochs: most training epochs; the state with the best validation AUC is kept.
+        epochs: most training epochs; the state with the lowest validation loss is kept (the
+            probabilities, not only the ranking, make the weights).
         batch_size: jets per optimiser step.
         lr: peak AdamW learning rate (cosine schedule).
         weight_decay: AdamW decoupled weight decay.
-        patience: stop after this many epochs without a better validation AUC (0: never).
+        patience: stop after this many epochs without a lower validation loss (0: never).
         validation_fraction: share of the training jets held out for early stopping.
         max_constituents: leading-pT constituents kept per jet (the scoring pipeline keeps 128).
         calibrate: fit a logistic calibration σ(a·z + b) of the log-odds z on the validation jets
@@ -137,12 +139,12 @@ class ReweightConfig:
         n_threads: torch CPU threads during training (None leaves torch's setting).
     """
 
-    tagger: str = "pelican"
+    tagger: str = "lorentz_efn"
     size: str = "compact"
     tagger_options: tuple[tuple[str, object], ...] = ()
     epochs: int = 20
-    batch_size: int = 32
-    lr: float = 5e-3
+    batch_size: int = 64
+    lr: float = 3e-3
     weight_decay: float = 1e-2
     patience: int = 5
     validation_fraction: float = 0.25
@@ -406,6 +408,7 @@ def train_config(config: ReweightConfig):
         lr=config.lr,
         weight_decay=config.weight_decay,
         patience=config.patience,
+        select_on="loss",
         max_constituents=config.max_constituents,
         seed=config.seed,
         n_threads=config.n_threads,
@@ -492,7 +495,7 @@ def train_classifier(
 
     A ``config.validation_fraction`` share of each sample is held out; training is
     :func:`coffea_lorentz.train.fit` (AdamW, cosine schedule, plain cross-entropy, the epoch with
-    the best validation AUC kept). With ``config.calibrate`` the log-odds are then calibrated on
+    the lowest validation loss kept). With ``config.calibrate`` the log-odds are then calibrated on
     the validation jets (:func:`fit_calibration`) and the calibration is folded into the output
     layer (:func:`fold_calibration`). The model is returned in eval mode with the history, whose
     ``prior_ratio`` corrects the weights for unequal class sizes.

@@ -79,7 +79,10 @@ class TrainConfig:
         schedule: ``"cosine"`` (linear warm-up over the first epoch, then cosine to 0 at ``epochs``)
             or ``"onecycle"`` (PyTorch ``OneCycleLR``).
         grad_clip_norm: clip the global gradient norm to this (None: no clipping).
-        patience: stop after this many epochs without a better validation AUC (0: never stop early).
+        patience: stop after this many epochs without a better validation score (0: never stop early).
+        select_on: the validation score that picks the kept epoch: ``"auc"`` (ranking, for taggers)
+            or ``"loss"`` (cross-entropy, a proper scoring rule: for classifiers whose
+            probabilities are used, as in reweighting).
         max_constituents: leading-pT constituents kept per jet.
         n_train: train on this many jets drawn (seeded) from the training split; None = all.
         n_val: validate on this many jets of the validation split; None = all.
@@ -99,6 +102,7 @@ class TrainConfig:
     schedule: str = "cosine"
     grad_clip_norm: float | None = 5.0
     patience: int = 5
+    select_on: str = "auc"
     max_constituents: int = 128
     n_train: int | None = None
     n_val: int | None = None
@@ -125,6 +129,8 @@ class TrainConfig:
             raise InvalidInputError(f"TrainConfig.weight_decay: expected >= 0, got {self.weight_decay}")
         if self.patience < 0:
             raise InvalidInputError(f"TrainConfig.patience: expected >= 0, got {self.patience}")
+        if self.select_on not in ("auc", "loss"):
+            raise InvalidInputError(f"TrainConfig.select_on: expected 'auc' or 'loss', got {self.select_on!r}")
         if self.schedule not in _SCHEDULES:
             raise InvalidInputError(f"TrainConfig.schedule: expected one of {_SCHEDULES}, got {self.schedule!r}")
         if self.device not in ("cpu", "cuda") and not self.device.startswith("cuda:"):
@@ -359,7 +365,8 @@ def _train_epoch(
 def fit(
     config: TrainConfig, train_jets: JetSet, val_jets: JetSet, *, log: Any = None
 ) -> tuple[nn.Module, dict[str, Any]]:
-    """Train a fresh tagger of ``config`` on ``train_jets``; returns the best-validation-AUC model and the history.
+    """Train a fresh tagger of ``config`` on ``train_jets``; returns the model of the best validation
+    epoch (highest AUC or lowest loss, ``config.select_on``) and the history.
 
     ``log(str)`` (optional) receives one line per epoch.
     """
@@ -369,7 +376,7 @@ def fit(
     steps_per_epoch = -(-len(train_jets) // config.batch_size)
     scheduler = _learning_rate_schedule(optimizer, config, steps_per_epoch)
     rng = np.random.default_rng(np.random.SeedSequence(config.seed, spawn_key=(_STREAM_BATCHES,)))
-    best_auc = -math.inf
+    best_auc = best_score = -math.inf
     best_state: dict[str, torch.Tensor] = {}
     best_epoch = 0
     history = []
@@ -393,8 +400,9 @@ def fit(
                 f"{config.tagger} epoch {epoch:3d}: train loss {train_loss:.4f}  val loss {row['val_loss']:.4f}  "
                 f"val AUC {row['val_auc']:.4f}  ({row['epoch_s']:.1f} s)"
             )
-        if val_metrics["auc"] > best_auc:
-            best_auc = val_metrics["auc"]
+        score = val_metrics["auc"] if config.select_on == "auc" else -val_metrics["loss"]
+        if score > best_score:
+            best_score, best_auc = score, val_metrics["auc"]
             best_epoch = epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
         elif config.patience and epoch - best_epoch >= config.patience:

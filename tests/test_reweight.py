@@ -139,7 +139,8 @@ def test_fit_calibration_recovers_a_logistic_law():
     assert slope * 0.01 + intercept == pytest.approx(-0.2, abs=0.05)
 
 
-@pytest.mark.parametrize(("tagger", "options"), [("pelican", (("channels", 4), ("n_layers", 1))),
+@pytest.mark.parametrize(("tagger", "options"), [("lorentz_efn", (("hidden", 8), ("n_hidden_layers", 1))),
+                                                 ("pelican", (("channels", 4), ("n_layers", 1))),
                                                  ("lorentznet", (("hidden", 8), ("n_layers", 1)))])
 def test_fold_calibration_rescales_the_log_odds(tagger, options):
     from coffea_lorentz import models
@@ -153,7 +154,7 @@ def test_fold_calibration_rescales_the_log_odds(tagger, options):
 
 # ----------------------------------------------------------------------------- generated samples
 
-N_EVENTS = 3000  # per configuration; QCD dijets, ≈ 0.9 selected jets per event
+N_EVENTS = 9000  # per configuration; QCD dijets, ≈ 0.87 selected jets per event
 PT_WINDOW_GEV = (300.0, 450.0)
 
 
@@ -172,7 +173,7 @@ def generated_paths(tmp_path_factory) -> dict[str, object]:
             process="qcd", pthat_min_gev=PT_WINDOW_GEV[0] - 30.0, alternative=variation == "alternative"
         )
         generate.generate_dataset(path, generators=[generator], n_events=N_EVENTS, seed=seed, workers=2, config=config,
-                                  events_per_task=N_EVENTS // 2)
+                                  events_per_task=N_EVENTS // 4)
         samples[variation] = path
     return samples
 
@@ -183,24 +184,30 @@ def generated(generated_paths) -> dict[str, JetSample]:
 
 
 def test_closure_on_generated_shower_variation(generated, tmp_path):
-    """Reweighting nominal jets to the FSR αs = 0.120 shower, checked on held-out jets (≈ 1 300 a sample).
+    """Reweighting nominal jets to the FSR αs = 0.120 shower: trained on ≈ 6 000 jets a sample (a
+    quarter of them for early stopping and calibration), checked on ≈ 2 000 held-out jets a sample.
 
-    What holds at this size (measured with these seeds, compact PELICAN, 4 epochs: jet mass χ²/ndf
-    3.58 → 1.98, multiplicity 10.7 → 7.6, all six observables 3.11 → 2.27): every one of them
-    moves towards the alternative sample, none closes fully — full closure (χ²/ndf ≤ 1.5) needs
-    larger samples than a test can generate.
+    Measured with these seeds (compact ``lorentz_efn``, 6 epochs), χ²/ndf before → after:
+    jet mass 5.27 → 0.91, soft-drop mass 4.55 → 0.76, multiplicity 12.6 → 3.2, all six 4.36 → 1.35.
+    Mass, soft-drop mass and the six together close to ≤ 1.5 from clearly larger; multiplicity,
+    the strongest effect, falls to a quarter but keeps an under-corrected high-multiplicity tail
+    at this training size. τ32, τ21 and jet pT, compatible before, must stay so.
     """
     torch.set_num_threads(1)
-    config = ReweightConfig(epochs=4, patience=0, n_threads=1)
-    result = run_reweighting(generated["nominal"], generated["alternative"], config, test_fraction=0.5,
+    config = ReweightConfig(epochs=6, patience=0, n_threads=1)
+    result = run_reweighting(generated["nominal"], generated["alternative"], config, test_fraction=0.25,
                              output_dir=tmp_path, name="fsr", n_bins=6)
     print("\n".join(result.closure.table()))
-    mass = result.closure.observables["mass"]
-    multiplicity = result.closure.observables["n_constituents"]
-    assert mass.chi2_ndf_before >= 3.0 and multiplicity.chi2_ndf_before >= 3.0  # the variation is visible
-    assert mass.chi2_ndf_after < 0.7 * mass.chi2_ndf_before
-    assert multiplicity.chi2_ndf_after < 0.9 * multiplicity.chi2_ndf_before
-    assert result.closure.chi2_ndf_after < 0.8 * result.closure.chi2_ndf_before
+    observables = result.closure.observables
+    assert result.closure.n_nominal > 1500 and result.closure.n_alternative > 1500
+    for name in ("mass", "msoftdrop", "n_constituents"):
+        assert observables[name].chi2_ndf_before >= 3.0, name  # the variation is visible
+    for name in ("mass", "msoftdrop"):
+        assert observables[name].chi2_ndf_after <= 1.5, name  # and closes
+    assert observables["n_constituents"].chi2_ndf_after <= 0.35 * observables["n_constituents"].chi2_ndf_before
+    assert result.closure.chi2_ndf_before >= 3.0 and result.closure.chi2_ndf_after <= 1.5
+    for name in ("tau32", "tau21", "pt"):
+        assert observables[name].chi2_ndf_after <= 2.5, name
     assert result.closure.effective_n_reweighted > 0.8 * result.closure.n_nominal  # no few huge weights
     assert (tmp_path / "reweight_fsr.pt").is_file() and (tmp_path / "closure_reweight_fsr.png").is_file()
 
@@ -331,7 +338,7 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     args = parser.parse_args([
         "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
         str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
-        "--epochs", "1", "--option", "channels=4", "--option", "n_layers=1", "--bins", "4", "--threads", "1",
+        "--epochs", "1", "--option", "hidden=4", "--option", "n_hidden_layers=1", "--bins", "4", "--threads", "1",
     ])
     assert args.func(args) == 0
     printed = capsys.readouterr().out
@@ -339,7 +346,7 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     assert "chi2/ndf before" in printed and "combined" in printed
     info = json.loads((tmp_path / "out" / "reweight_t.json").read_text())
     assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
-    assert info["architecture"] == "pelican" and info["config"]["channels"] == 4
+    assert info["architecture"] == "lorentz_efn" and info["config"]["hidden"] == 4
     assert info["training"]["calibration"]["slope"] != 1.0
 
 

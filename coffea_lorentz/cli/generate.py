@@ -11,6 +11,8 @@ import argparse
 import sys
 import time
 
+from ..errors import InvalidInputError
+
 __all__ = ["register"]
 
 #: Default ``PhaseSpace:pTHatMin`` (GeV) per output kind and process.
@@ -22,8 +24,12 @@ _DEFAULT_PTHAT_MIN_GEV: dict[str, dict[str, float]] = {
 
 def _common_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     defaults = _DEFAULT_PTHAT_MIN_GEV[kind]
-    parser.add_argument("--events", "-n", type=int, required=True, metavar="N",
-                        help="events to generate" + (" per process" if kind == "dataset" else ""))
+    if kind == "dataset":
+        parser.add_argument("--events", "-n", nargs="+", required=True, metavar="N",
+                            help="events to generate per process: N for every process, or PROCESS=N each "
+                                 "(e.g. ttbar=180000 qcd=120000)")
+    else:
+        parser.add_argument("--events", "-n", type=int, required=True, metavar="N", help="events to generate")
     parser.add_argument("--seed", type=int, default=1, metavar="S",
                         help="user seed; every task derives its own Pythia seed from it (default: 1)")
     parser.add_argument("--workers", "-j", type=int, default=1, metavar="W",
@@ -118,6 +124,20 @@ def _main_pfnano(args: argparse.Namespace) -> int:
     return 0
 
 
+def _events_per_process(values: list[str], processes: list[str]) -> int | dict[str, int]:
+    """``--events`` of ``generate dataset``: one count for every process, or ``PROCESS=N`` per process."""
+    try:
+        if len(values) == 1 and "=" not in values[0]:
+            return int(values[0])
+        pairs = dict(value.split("=", 1) for value in values)
+        counts = {process: int(count) for process, count in pairs.items()}
+    except ValueError:
+        raise InvalidInputError(f"--events: expected N or PROCESS=N ..., got {' '.join(values)!r}") from None
+    if sorted(counts) != sorted(processes):
+        raise InvalidInputError(f"--events: give a count for each of {', '.join(processes)}, got {', '.join(counts)}")
+    return counts
+
+
 def _main_dataset(args: argparse.Namespace) -> int:
     from ..generate import DatasetConfig, GeneratorConfig, generate_dataset
 
@@ -129,7 +149,7 @@ def _main_dataset(args: argparse.Namespace) -> int:
     summary = generate_dataset(
         args.output,
         generators=generators,
-        n_events=args.events,
+        n_events=_events_per_process(args.events, processes),
         seed=args.seed,
         workers=args.workers,
         config=DatasetConfig(max_constituents=args.max_constituents, balance=not args.no_balance),

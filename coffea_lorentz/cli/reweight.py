@@ -23,11 +23,11 @@ class _Defaults:
     """The defaults of :class:`coffea_lorentz.reweight.ReweightConfig`, restated so that building the
     parser does not import torch (a test checks that they agree)."""
 
-    tagger = "pelican"
+    tagger = "lorentz_efn"
     epochs = 20
     patience = 5
-    batch_size = 32
-    lr = 5e-3
+    batch_size = 64
+    lr = 3e-3
     epsilon = 1e-3
     max_weight = 10.0
 
@@ -59,7 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--max-jets", type=int, help="use at most this many jets per sample")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"most epochs (default: {DEFAULTS.epochs})")
     parser.add_argument("--patience", type=int, default=DEFAULTS.patience,
-                        help=f"stop after this many epochs without better validation AUC (default: {DEFAULTS.patience})")
+                        help=f"stop after this many epochs without a lower validation loss (default: {DEFAULTS.patience})")
     parser.add_argument("--batch-size", type=int, default=DEFAULTS.batch_size,
                         help=f"jets per step (default: {DEFAULTS.batch_size})")
     parser.add_argument("--lr", type=float, default=DEFAULTS.lr, help=f"peak learning rate (default: {DEFAULTS.lr:g})")

@@ -23,7 +23,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
@@ -277,7 +277,7 @@ def generate_dataset(
     path: str | os.PathLike,
     *,
     generators: Sequence[GeneratorConfig],
-    n_events: int,
+    n_events: int | Mapping[str, int],
     seed: int,
     workers: int = 1,
     jet_config: JetConfig = JetConfig(),
@@ -286,6 +286,9 @@ def generate_dataset(
     progress: Callable[[int, int], None] | None = None,
 ) -> GenerationSummary:
     """Generate ``n_events`` events of each of ``generators``, select jets and write the dataset ``path``.
+
+    ``n_events`` is one count for every generator or a mapping process → count (fewer QCD than
+    tt̄ events fill a balanced dataset without waste: QCD yields more selected jets per event).
 
     All generators must share one variation (all nominal or all alternative). The output depends
     on ``seed`` and ``events_per_task`` only, not on ``workers``. ``progress(done, total)`` is
@@ -301,11 +304,20 @@ def generate_dataset(
         raise InvalidInputError(
             f"generate_dataset: generators mix variations {sorted(variations)}; write one file per variation"
         )
+    if isinstance(n_events, Mapping):
+        if sorted(n_events) != sorted(processes):
+            raise InvalidInputError(
+                f"generate_dataset: n_events must name each of {processes}, got {sorted(n_events)}"
+            )
+        events = {process: int(n_events[process]) for process in processes}
+    else:
+        events = {process: int(n_events) for process in processes}
     start = time.perf_counter()
     tasks = [
         task
         for generator in generators
-        for task in make_tasks(generator, n_events=n_events, seed=seed, events_per_task=events_per_task)
+        for task in make_tasks(generator, n_events=events[generator.process], seed=seed,
+                               events_per_task=events_per_task)
     ]
     outputs = run_tasks(_dataset_task, tasks, workers=workers, extra=(jet_config, config), progress=progress)
     selected = {
@@ -323,7 +335,7 @@ def generate_dataset(
         "variation": generators[0].variation,
         "seed": seed,
         "events_per_task": events_per_task,
-        "n_events": json.dumps({g.process: n_events for g in generators}),
+        "n_events": json.dumps(events),
         "n_jets": json.dumps({p: len(s) for p, s in per_process.items()}),
         "labels": json.dumps(LABELS),
         "pythia_settings": json.dumps({g.process: _settings_without_seed(g) for g in generators}),
@@ -334,7 +346,7 @@ def generate_dataset(
     write_dataset(path, sample, seed=seed, config=config, attrs=attrs)
     return GenerationSummary(
         path=str(path),
-        n_events={g.process: n_events for g in generators},
+        n_events=dict(events),
         n_jets={p: len(s) for p, s in selected.items()},
         n_written={p: len(s) for p, s in per_process.items()},
         wall_s=time.perf_counter() - start,

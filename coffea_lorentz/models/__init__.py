@@ -33,6 +33,7 @@ _REGISTRY: dict[str, str] = {
     "lgn": "coffea_lorentz.models.lgn:LGN",
     "lorentz_transformer": "coffea_lorentz.models.lorentz_transformer:LorentzTransformer",
     "lloca": "coffea_lorentz.models.lloca:LLoCaTransformer",
+    "lorentz_efn": "coffea_lorentz.models.lorentz_efn:LorentzEFN",
     "baseline": "coffea_lorentz.models.baseline:ParticleTransformer",
     "identity": "coffea_lorentz.models.identity:Identity",
 }

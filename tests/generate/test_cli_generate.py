@@ -49,3 +49,19 @@ def test_pfnano_run_writes_the_file_and_prints_counts_and_rates(tmp_path, capsys
     assert "qcd: 12 events" in out and "events/s per core" in out and "jets/s per core" in out
     with uproot.open(path) as file:
         assert file["Events"].num_entries == 12
+
+
+@pytest.mark.parametrize(
+    ("values", "expected"),
+    [(["500"], 500), (["ttbar=300", "qcd=200"], {"ttbar": 300, "qcd": 200})],
+)
+def test_dataset_events_one_count_or_one_per_process(values, expected):
+    assert generate_cli._events_per_process(values, ["ttbar", "qcd"]) == expected
+
+
+@pytest.mark.parametrize("values", [["ttbar=300"], ["ttbar=x", "qcd=2"], ["many"], ["ttbar=1", "qcd=1", "wjets=1"]])
+def test_dataset_events_errors_name_the_option(values):
+    from coffea_lorentz.errors import InvalidInputError
+
+    with pytest.raises(InvalidInputError, match="--events"):
+        generate_cli._events_per_process(values, ["ttbar", "qcd"])

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import h5py
 import numpy as np
 import pytest
@@ -122,3 +124,18 @@ def test_missing_and_foreign_files_raise(tmp_path):
 def test_invalid_dataset_config_raises(kwargs):
     with pytest.raises(InvalidInputError):
         DatasetConfig(**kwargs)
+
+
+@requires_generator
+def test_event_counts_per_process_are_recorded(tmp_path):
+    from coffea_lorentz.generate import GeneratorConfig, generate_dataset
+
+    generators = [GeneratorConfig(process=p, pthat_min_gev=500.0) for p in ("ttbar", "qcd")]
+    path = tmp_path / "uneven.h5"
+    summary = generate_dataset(path, generators=generators, n_events={"ttbar": 20, "qcd": 10}, seed=2,
+                               events_per_task=10)
+    assert summary.n_events == {"ttbar": 20, "qcd": 10}
+    with h5py.File(path) as handle:
+        assert json.loads(handle.attrs["n_events"]) == {"ttbar": 20, "qcd": 10}
+    with pytest.raises(InvalidInputError, match="each of"):
+        generate_dataset(path, generators=generators, n_events={"ttbar": 20}, seed=2)
