@@ -19,4 +19,7 @@ from .errors import CoffeaLorentzError
 
 __version__ = "0.1.0"
 
-__all__ = ["CoffeaLorentzError", "__version__"]
+#: The tagger ``coffea-lorentz run``, ``demo`` and ``serve`` use when none is named (it ships trained weights).
+DEFAULT_TAGGER = "lorentznet"
+
+__all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "__version__"]

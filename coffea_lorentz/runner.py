@@ -16,6 +16,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from . import DEFAULT_TAGGER
 from .batch import BatchConfig
 from .errors import CoffeaLorentzError, InputFileError, InvalidInputError, MissingBranchError
 from .infer import BackendSpec
@@ -41,7 +42,7 @@ class RunConfig:
         progress: show a progress bar.
     """
 
-    taggers: tuple[str, ...] = ("lorentznet",)
+    taggers: tuple[str, ...] = (DEFAULT_TAGGER,)
     backend: str = "triton"
     server_url: str | None = None
     scheduler: str | None = None

@@ -10,6 +10,8 @@ import argparse
 import json
 from pathlib import Path
 
+from .. import DEFAULT_TAGGER
+
 __all__ = ["register", "make_demo_sample"]
 
 #: (dataset, process, pT-hat threshold in GeV, seed) of the demo sample.
@@ -28,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     parser.add_argument("--workdir", default="build/demo", help="where the sample and outputs go (default: build/demo)")
     parser.add_argument("--events", type=int, default=1000, help="events per process (default: 1000)")
-    parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME", help="tagger(s) to run (default: lorentznet)")
+    parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME", help=f"tagger(s) to run (default: {DEFAULT_TAGGER})")
     parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
     parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers (default: 2)")
     parser.set_defaults(func=main)
@@ -92,7 +94,7 @@ def main(args: argparse.Namespace) -> int:
 
     workdir = Path(args.workdir)
     fileset_path = make_demo_sample(workdir, args.events, workers=max(1, args.workers))
-    taggers = tuple(args.taggers or ("lorentznet",))
+    taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     output = workdir / "output"
     if output.exists():
         import shutil

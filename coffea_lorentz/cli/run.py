@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from .. import DEFAULT_TAGGER
 from ..batch import BatchConfig
 from ..runner import RunConfig, RunSummary, default_max_constituents, run_tagging
 
@@ -23,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT file or coffea fileset JSON")
     parser.add_argument("--output", "-o", required=True, help="output folder (created; files appear only on success)")
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME",
-                        help="tagger to run (repeatable; default: lorentznet)")
+                        help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER})")
     parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
     cluster = parser.add_mutually_exclusive_group()
@@ -60,7 +61,7 @@ def print_summary(summary: RunSummary, output: str) -> None:
 
 def main(args: argparse.Namespace) -> int:
     client_options = (("retries", args.retries), ("timeout_s", args.timeout_s))
-    taggers = tuple(args.taggers or ("lorentznet",))
+    taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     max_constituents = args.max_constituents or default_max_constituents(taggers)
     config = RunConfig(
         taggers=taggers,

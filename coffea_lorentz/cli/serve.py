@@ -11,6 +11,7 @@ import signal
 import sys
 from pathlib import Path
 
+from .. import DEFAULT_TAGGER
 from ..errors import InvalidInputError, ServerError
 from ..serve import ServerConfig, TritonServer
 
@@ -37,7 +38,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--tagger",
         action="append",
         metavar="NAME",
-        help="tagger to serve (repeatable; default: identity and lorentznet)",
+        help=f"tagger to serve (repeatable; default: identity and {DEFAULT_TAGGER})",
     )
     parser.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="where to build the repository")
     parser.add_argument(
@@ -93,7 +94,7 @@ def _build(args: argparse.Namespace) -> Path:
     from ..models import pretrained
     from ..repository import build_repository
 
-    names = args.tagger or ["identity", "lorentznet"]
+    names = args.tagger or ["identity", DEFAULT_TAGGER]
     taggers = {name: pretrained(name) for name in names}
     print(f"building model repository {args.output} ({', '.join(names)})", file=sys.stderr)
     return build_repository(
