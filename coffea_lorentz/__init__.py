@@ -20,6 +20,6 @@ from .errors import CoffeaLorentzError
 __version__ = "0.1.0"
 
 #: The tagger ``coffea-lorentz run``, ``demo`` and ``serve`` use when none is named (it ships trained weights).
-DEFAULT_TAGGER = "lorentznet"
+DEFAULT_TAGGER = "lloca"
 
 __all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "__version__"]
