@@ -58,7 +58,7 @@ class LorentzEFNConfig:
     pairs_per_chunk: int = 65536
 
 
-#: ``size`` presets: compact ≈ 11k parameters, large ≈ 60k.
+#: ``size`` presets: compact 8,738 parameters, large 42,178.
 PRESETS: dict[str, dict[str, int]] = {
     "compact": {"hidden": 32, "n_hidden_layers": 2},
     "large": {"hidden": 64, "n_hidden_layers": 3},
