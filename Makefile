@@ -4,13 +4,13 @@ VENV ?= .venv
 SERVER_VENV ?= .venv-server
 BIN := $(VENV)/bin
 
-.PHONY: demo test install server-env bench clean
+.PHONY: demo test install server-env system-deps bench clean
 
 demo: install server-env
 	$(BIN)/coffea-lorentz demo
 
-test: install server-env
-	COFFEA_LORENTZ_REQUIRE_TRITON=1 $(BIN)/pytest
+test: system-deps install server-env
+	COFFEA_LORENTZ_REQUIRE_TRITON=1 COFFEA_LORENTZ_REQUIRE_STORAGE=1 $(BIN)/pytest
 
 install: $(VENV)/.installed
 
@@ -19,6 +19,17 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,generate]'
 	touch $@
+
+# Debian packages the storage tests run for real: the xrootd daemon, and util-linux's unshare and
+# setpriv (workers without a shared disk; xrootd as nobody). Installed only where missing.
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
+
+system-deps:
+	@if ! command -v xrootd >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -q && $(APT_INSTALL) xrootd-server; fi
+	@if ! command -v unshare >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -q && $(APT_INSTALL) util-linux; fi
 
 server-env: $(SERVER_VENV)/.installed
 

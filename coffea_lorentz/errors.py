@@ -17,6 +17,8 @@ __all__ = [
     "ServerError",
     "ServerStartError",
     "InferenceError",
+    "ConfigurationError",
+    "OutputError",
 ]
 
 
@@ -77,3 +79,23 @@ class ServerStartError(ServerError):
 
 class InferenceError(CoffeaLorentzError, RuntimeError):
     """A model raised while computing scores."""
+
+
+class ConfigurationError(CoffeaLorentzError, ValueError):
+    """A run cannot start as configured (unknown tagger, unreachable or mismatched server, batch size
+    above the served model's ``max_batch_size``, an output holding a different run, …).
+
+    Found before any chunk is processed; retrying cannot fix it.
+    """
+
+
+class OutputError(CoffeaLorentzError, OSError):
+    """The output destination cannot be written, is locked by another run, or holds files that do not verify."""
+
+
+def one_line(error: BaseException, limit: int = 300) -> str:
+    """``error`` as one line ``Type: message`` of at most ``limit`` characters (for tables and records)."""
+    name = type(error).__name__
+    text = " ".join(str(error).split())
+    text = f"{name}: {text}" if text else name
+    return text if len(text) <= limit else text[: limit - 1] + "…"

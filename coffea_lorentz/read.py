@@ -11,18 +11,34 @@ In both, ``FatJetPFCands_pFCandsIdx`` points into the event's ``PFCands``. The r
 :class:`JetConstituents`: every constituent of every jet of every event, flattened, grouped jet
 after jet (jets in event order, then in their ``FatJet`` order) and sorted by pT (descending)
 within a jet. Everything is vectorised numpy/awkward; there is no per-jet Python loop.
+
+Non-finite inputs
+-----------------
+A constituent whose ``PFCands_pt``, ``_eta``, ``_phi`` or ``_mass`` is NaN or ±inf, or whose
+four-vector (E, px, py, pz) is not finite in float32 (|η| large enough to overflow E or pz, say),
+is **dropped** before the constituents are sorted and batched, and **counted** per jet in
+:attr:`JetConstituents.n_dropped`; ``n_constituents`` counts only the constituents kept. So:
+
+- a jet that loses some constituents is scored on the ones that remain, exactly as if the dropped
+  ones were absent from the file;
+- a jet that loses all its constituents has none left and is scored NaN, like a jet that never had
+  any (see :mod:`coffea_lorentz.batch`); ``n_dropped > 0`` tells the two apart;
+- no non-finite number ever reaches a tagger, so a score is never silently shifted by one.
+
+:attr:`JetConstituents.affected_jets` and :meth:`JetConstituents.affected_events` name the jets and
+events that lost constituents; :class:`coffea_lorentz.pipeline.TaggedChunk` reports their counts.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import awkward as ak
 import numpy as np
 
 from .errors import InvalidInputError, MissingBranchError
 
-__all__ = ["JetConstituents", "jet_constituents", "p4_from_ptetaphim", "REQUIRED_BRANCHES"]
+__all__ = ["JetConstituents", "jet_constituents", "p4_from_ptetaphim", "finite_constituents", "REQUIRED_BRANCHES"]
 
 #: Branches that any supported PFNano layout provides (``FatJet_nConstituents`` is optional).
 REQUIRED_BRANCHES: tuple[str, ...] = (
@@ -45,14 +61,29 @@ class JetConstituents:
         p4: float32 [n_constituents_total, 4] as (E, px, py, pz) in GeV, grouped jet after jet,
             sorted by pT (descending) within each jet.
         pt: float32 [n_constituents_total] transverse momentum in GeV, same order as ``p4``.
-        n_constituents: int64 [n_jets] constituents of each jet; jets in event order.
+        n_constituents: int64 [n_jets] constituents of each jet that were kept; jets in event order.
         n_jets: int64 [n_events] fat jets of each event (``nFatJet``).
+        n_dropped: int64 [n_jets] constituents of each jet dropped for a non-finite (pt, η, φ, m) or
+            four-vector (see the module docstring); all zeros when not given.
     """
 
     p4: np.ndarray
     pt: np.ndarray
     n_constituents: np.ndarray
     n_jets: np.ndarray
+    n_dropped: np.ndarray | None = field(default=None)
+
+    def __post_init__(self) -> None:
+        n_jets_total = len(self.n_constituents)
+        if self.n_dropped is None:
+            object.__setattr__(self, "n_dropped", np.zeros(n_jets_total, dtype=np.int64))
+            return
+        n_dropped = np.asarray(self.n_dropped, dtype=np.int64)
+        if n_dropped.shape != (n_jets_total,):
+            raise InvalidInputError(
+                f"n_dropped has shape {n_dropped.shape}; expected ({n_jets_total},), one count per jet"
+            )
+        object.__setattr__(self, "n_dropped", n_dropped)
 
     @property
     def n_events(self) -> int:
@@ -61,6 +92,16 @@ class JetConstituents:
     @property
     def total_jets(self) -> int:
         return len(self.n_constituents)
+
+    @property
+    def affected_jets(self) -> np.ndarray:
+        """bool [n_jets]: True for a jet that lost at least one constituent to a non-finite value."""
+        return self.n_dropped > 0
+
+    def affected_events(self) -> np.ndarray:
+        """int64 [n_affected]: ascending indices, within this chunk, of events with an affected jet."""
+        event_of_jet = np.repeat(np.arange(self.n_events, dtype=np.int64), self.n_jets)
+        return np.unique(event_of_jet[self.affected_jets])
 
     @property
     def offsets(self) -> np.ndarray:
@@ -89,6 +130,15 @@ def p4_from_ptetaphim(pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np
         }
     )
     return np.stack([momentum.E, momentum.px, momentum.py, momentum.pz], axis=-1).astype(np.float32)
+
+
+def finite_constituents(
+    pt: np.ndarray, eta: np.ndarray, phi: np.ndarray, mass: np.ndarray, p4: np.ndarray
+) -> np.ndarray:
+    """bool [n]: True where (pt, η, φ, m) [n] each and the float32 ``p4`` [n, 4] (E, px, py, pz) are all finite."""
+    return (
+        np.isfinite(pt) & np.isfinite(eta) & np.isfinite(phi) & np.isfinite(mass) & np.isfinite(p4).all(axis=1)
+    )
 
 
 def _fields(events: ak.Array, collection: str) -> list[str]:
@@ -133,7 +183,8 @@ def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConsti
 
     ``source`` names the input in error messages (a file name, say). Raises
     :class:`MissingBranchError` for a file without PF candidates and :class:`InvalidInputError`
-    for indices that point outside their collections.
+    for indices that point outside their collections. Constituents with non-finite values are
+    dropped and counted in ``n_dropped`` (see the module docstring).
     """
     check_pfnano_fields(events, source)
     n_jets = _as_numpy(ak.num(events.FatJet, axis=1)).astype(np.int64)
@@ -167,9 +218,17 @@ def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConsti
         global_jet = local_jet + np.repeat(jet_start, n_links)
         n_constituents = np.bincount(global_jet, minlength=total_jets).astype(np.int64)
 
+    # Drop constituents with a non-finite input or four-vector, counting them per jet.
+    with np.errstate(invalid="ignore", over="ignore"):
+        p4 = p4_from_ptetaphim(pt, eta, phi, mass)
+    keep = finite_constituents(pt, eta, phi, mass, p4)
+    n_dropped = np.bincount(global_jet[~keep], minlength=total_jets).astype(np.int64)
+    n_constituents = n_constituents - n_dropped
+    p4, pt, global_jet = p4[keep], pt[keep], global_jet[keep]
+
     # Group jet after jet and sort by pT (descending) within a jet, in one stable sort.
     order = np.lexsort((-pt, global_jet))
-    p4 = p4_from_ptetaphim(pt[order], eta[order], phi[order], mass[order])
     return JetConstituents(
-        p4=p4, pt=pt[order].astype(np.float32), n_constituents=n_constituents, n_jets=n_jets
+        p4=p4[order], pt=pt[order].astype(np.float32), n_constituents=n_constituents, n_jets=n_jets,
+        n_dropped=n_dropped,
     )

@@ -4,7 +4,7 @@
 
     REPOSITORY/
       repository.json            what clients need: tagger names, n_classes, tensor names, parity
-      NAME/config.pbtxt          Triton model configuration
+      NAME/config.pbtxt          Triton model configuration (parameter model_sha256: sha256 of model.pt)
       NAME/1/model.pt            TorchScript: forward(p4, mask) -> softmax probabilities
       NAME/1/model.py            python backend only: a copy of deploy/python_backend/model.py
 
@@ -18,6 +18,10 @@ The same ``model.pt`` serves in the bundled CPU server (``backend="python"``) an
 Triton container (``backend="pytorch_libtorch"``): the libtorch backend maps the inputs ``p4`` and
 ``mask`` to the ``forward`` arguments of the same names and the single output by its position, so
 clients send and read the same names with either backend.
+
+Every ``config.pbtxt`` carries the hex sha256 of its ``model.pt`` as the string parameter
+``model_sha256``, so any client of any server can learn which exact model it talks to
+(``get_model_config``; see :func:`coffea_lorentz.infer.triton_client.inspect_served_models`).
 """
 
 from __future__ import annotations
@@ -44,6 +48,7 @@ __all__ = [
     "INPUT_MASK",
     "OUTPUT_SCORE",
     "REPOSITORY_INFO",
+    "SHA256_PARAMETER",
     "ServingOptions",
     "build_repository",
     "model_config_text",
@@ -60,6 +65,8 @@ REPOSITORY_INFO = "repository.json"
 PARITY_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (2, 8), (5, 33), (4, 64))
 #: Version of the layout of ``repository.json``.
 REPOSITORY_FORMAT = 1
+#: Key of the ``config.pbtxt`` parameter holding the hex sha256 of the model's ``model.pt``.
+SHA256_PARAMETER = "model_sha256"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 _KINDS = ("KIND_CPU", "KIND_GPU")
@@ -117,8 +124,12 @@ def python_backend_source() -> Path:
     )
 
 
-def model_config_text(name: str, n_classes: int, options: ServingOptions) -> str:
-    """The ``config.pbtxt`` of model ``name`` returning ``n_classes`` probabilities."""
+def model_config_text(name: str, n_classes: int, options: ServingOptions, *, sha256: str | None = None) -> str:
+    """The ``config.pbtxt`` of model ``name`` returning ``n_classes`` probabilities.
+
+    ``sha256``, the hex digest of the model's ``model.pt``, is written as the string parameter
+    :data:`SHA256_PARAMETER` (left out when None).
+    """
     if options.backend == "python":
         header = 'backend: "python"'
     else:
@@ -129,6 +140,10 @@ def model_config_text(name: str, n_classes: int, options: ServingOptions) -> str
         batching.append(f"  preferred_batch_size: [ {sizes} ]")
     batching.append(f"  max_queue_delay_microseconds: {options.max_queue_delay_us}")
     parameters = []
+    if sha256 is not None:
+        if not re.fullmatch(r"[0-9a-f]{64}", sha256):
+            raise InvalidInputError(f"model {name!r}: sha256 must be 64 lowercase hex digits, got {sha256!r}")
+        parameters.append(_parameter(SHA256_PARAMETER, sha256))
     if options.backend == "python" and options.intra_op_threads:
         parameters.append(_parameter("intra_op_threads", str(options.intra_op_threads)))
     if options.backend == "pytorch_libtorch":
@@ -260,7 +275,8 @@ def build_repository(
             entries[name] = _export(name, tagger, version_dir / "model.pt")
             if model_py is not None:
                 shutil.copyfile(model_py, version_dir / "model.py")
-            (staging / name / "config.pbtxt").write_text(model_config_text(name, entries[name]["n_classes"], options))
+            config = model_config_text(name, entries[name]["n_classes"], options, sha256=entries[name]["sha256"])
+            (staging / name / "config.pbtxt").write_text(config)
         info = {
             "format": REPOSITORY_FORMAT,
             "taggers": list(taggers),

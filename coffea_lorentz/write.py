@@ -1,22 +1,25 @@
-"""Write: new branches into ROOT files, atomically.
+"""Write: new branches into ROOT files, atomically, local or remote.
 
 Each processed chunk becomes one ROOT file with an ``Events`` tree holding the event identifiers
 (``run``, ``luminosityBlock``, ``event``) and the new branches, one row per input event in input
 order, so it joins one-to-one with its input. Jagged per-jet values are written NanoAOD-style:
-``FatJet_<name>`` with its counter ``nFatJet``.
+``FatJet_<name>`` with its counter ``nFatJet``. Beside the tree, a ``TObjString`` named
+:data:`METADATA_KEY` holds a JSON record describing the chunk (its input file and entry range, the
+taggers and the run settings), so a chunk file says on its own what it is.
 
-Atomicity works at two levels:
-
-- a file is written under a temporary name and renamed into place (:func:`write_events`);
-- a run writes every file into a staging folder beside the output folder and moves them into the
-  output folder only when the whole run succeeded (:class:`OutputStage`); a failed run removes the
-  staging folder, so it leaves no partial output behind.
+A file is written under a temporary name and renamed into place (:func:`write_events`);
+:func:`write_chunk` writes it on local scratch space and puts it to the output store
+(:class:`~coffea_lorentz.store.OutputStore`) in one atomic step, so the destination never holds a
+half-written chunk file.
 """
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
-import shutil
+import posixpath
+import tempfile
 import uuid
 from pathlib import Path
 
@@ -25,7 +28,10 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["write_events", "write_chunk", "OutputStage", "chunk_file_name"]
+__all__ = ["write_events", "write_chunk", "chunk_file_name", "read_chunk_metadata", "METADATA_KEY"]
+
+#: Key of the JSON metadata record inside every chunk file.
+METADATA_KEY = "coffea_lorentz"
 
 _ID_BRANCHES = ("run", "luminosityBlock", "event")
 _ID_TYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
@@ -40,16 +46,23 @@ def _nanoaod_counter_name(counted: str) -> str:
 
 
 def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
-    """Output file name of one chunk: ``<input stem>_<start>-<stop>.root``, zero-padded to sort in order."""
-    stem = Path(source).name
+    """Output file name of one chunk: ``<input stem>-<source hash>_<start>-<stop>.root``.
+
+    The same input file and entry range always give the same name; the 8 hex digits of the
+    SHA-1 of ``source`` (the input's path or URL as listed in the fileset) keep inputs with the
+    same file name in different folders apart, and the zero-padded range sorts chunks in input order.
+    """
+    stem = posixpath.basename(source.rstrip("/"))
     for suffix in (".root", ".ROOT"):
         if stem.endswith(suffix):
             stem = stem[: -len(suffix)]
-    return f"{stem}_{entry_start:012d}-{entry_stop:012d}.root"
+    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+    return f"{stem}-{digest}_{entry_start:012d}-{entry_stop:012d}.root"
 
 
 def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: dict[str, ak.Array] | None = None,
-                 event_branches: dict[str, np.ndarray] | None = None, collection: str = "FatJet") -> Path:
+                 event_branches: dict[str, np.ndarray] | None = None, collection: str = "FatJet",
+                 metadata: dict | None = None) -> Path:
     """Write one ``Events`` tree to ``path`` atomically.
 
     Args:
@@ -57,6 +70,7 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
         jet_branches: name → jagged [n_events][jets] values; written as ``<collection>_<name>``
             with the counter ``n<collection>``.
         event_branches: name → [n_events] flat values (e.g. per-event weights).
+        metadata: a JSON-serialisable record stored as the ``TObjString`` :data:`METADATA_KEY`.
     """
     import uproot
 
@@ -82,68 +96,47 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
                             for name, values in tree.items()}
             events = file.mktree("Events", branch_types, field_name=_nanoaod_field_name, counter_name=_nanoaod_counter_name)
             events.extend(tree)
+            if metadata is not None:
+                file[METADATA_KEY] = json.dumps(metadata, sort_keys=True)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
     return path
 
 
-def write_chunk(events: ak.Array, output_dir: str | Path, *, jet_branches: dict[str, ak.Array],
-                event_branches: dict[str, np.ndarray] | None = None) -> str:
-    """Write one coffea chunk's new branches beside its event identifiers.
+def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
+                event_branches: dict[str, np.ndarray] | None = None, metadata: dict | None = None) -> str:
+    """Write one coffea chunk's new branches beside its event identifiers to ``output``.
 
-    The file goes to ``output_dir/<dataset>/<input stem>_<start>-<stop>.root``, named from
-    ``events.metadata`` (``dataset``, ``filename``, ``entrystart``, ``entrystop``) so that chunk
-    files sort in input order. Returns the path relative to ``output_dir``.
+    ``output`` is an :class:`~coffea_lorentz.store.OutputStore`, a local folder or an fsspec URL.
+    The file goes to ``<dataset>/<chunk_file_name(...)>``, named from ``events.metadata``
+    (``dataset``, ``filename``, ``entrystart``, ``entrystop``) so that the same chunk always gets the
+    same name and chunk files sort in input order. ``metadata`` is stored in the file (see
+    :func:`write_events`). Returns the path relative to ``output``.
     """
-    metadata = events.metadata
-    source = metadata.get("filename", "<events>")
-    entry_start = int(metadata.get("entrystart", 0))
-    entry_stop = int(metadata.get("entrystop", entry_start + len(events)))
-    folder = Path(output_dir) / str(metadata.get("dataset", "events"))
-    folder.mkdir(parents=True, exist_ok=True)
+    from .store import OutputStore
+
+    store = output if isinstance(output, OutputStore) else OutputStore(output)
+    info = events.metadata
+    source = info.get("filename", "<events>")
+    entry_start = int(info.get("entrystart", 0))
+    entry_stop = int(info.get("entrystop", entry_start + len(events)))
+    relative = chunk_path(str(info.get("dataset", "events")), source, entry_start, entry_stop)
     ids = {name: np.asarray(ak.to_numpy(events[name])) for name in _ID_BRANCHES}
-    path = write_events(folder / chunk_file_name(source, entry_start, entry_stop), ids=ids,
-                        jet_branches=jet_branches, event_branches=event_branches)
-    return f"{folder.name}/{path.name}"
+    with tempfile.TemporaryDirectory(prefix="coffea-lorentz-chunk-") as scratch:
+        local = write_events(Path(scratch) / "chunk.root", ids=ids, jet_branches=jet_branches,
+                             event_branches=event_branches, metadata=metadata)
+        store.put_file(local, relative)
+    return relative
 
 
-class OutputStage:
-    """A staging folder whose files appear in ``output_dir`` only if the run succeeds.
+def chunk_path(dataset: str, source: str, entry_start: int, entry_stop: int) -> str:
+    """Path of one chunk's file relative to the output: ``<dataset>/<chunk_file_name(...)>``."""
+    return f"{dataset}/{chunk_file_name(source, entry_start, entry_stop)}"
 
-    >>> with OutputStage("out") as stage:        # doctest: +SKIP
-    ...     write_events(stage.path / "a.root", ...)
-    ... # on success: out/a.root; on an exception: nothing, and the staging folder is gone
-    """
 
-    def __init__(self, output_dir: str | Path):
-        self.output_dir = Path(output_dir).resolve()
-        self.path = self.output_dir.parent / f".{self.output_dir.name}.staging-{uuid.uuid4().hex[:8]}"
-        self.committed: list[Path] = []
-
-    def __enter__(self) -> "OutputStage":
-        self.path.mkdir(parents=True)
-        return self
-
-    def __exit__(self, exc_type, exc, tb) -> None:
-        if exc_type is None:
-            self.commit()
-        else:
-            self.abort()
-
-    def commit(self) -> list[Path]:
-        """Move every staged file into ``output_dir``, keeping sub-folders; returns their paths."""
-        self.output_dir.mkdir(parents=True, exist_ok=True)
-        moved = []
-        for staged in sorted(self.path.rglob("*.root")):
-            target = self.output_dir / staged.relative_to(self.path)
-            target.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(staged, target)
-            moved.append(target)
-        shutil.rmtree(self.path, ignore_errors=True)
-        self.committed = moved
-        return moved
-
-    def abort(self) -> None:
-        """Remove the staging folder and everything in it."""
-        shutil.rmtree(self.path, ignore_errors=True)
+def read_chunk_metadata(file) -> dict | None:
+    """The metadata record of an open chunk file (an ``uproot`` directory), None if it has none."""
+    if METADATA_KEY not in file:
+        return None
+    return json.loads(str(file[METADATA_KEY]))

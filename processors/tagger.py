@@ -1,8 +1,12 @@
 """A coffea processor that adds ``FatJet_<tagger>_score`` for one or more taggers and writes it out.
 
 Each chunk of each input file becomes one output ROOT file (see :mod:`coffea_lorentz.write`) with
-``run``, ``luminosityBlock``, ``event``, ``nFatJet`` and the score branches, one row per input event.
-The processor is stateless and pickles: backends are created lazily on each worker.
+``run``, ``luminosityBlock``, ``event``, ``nFatJet`` and the score branches, one row per input event,
+plus a metadata record naming the input file, the entry range and the run settings. The file is
+written straight to the output — a local folder or an fsspec URL such as ``root://host//path`` —
+under a name that depends only on (dataset, input file, entry range), so processing a chunk twice
+writes the same file once. The processor is stateless and pickles: backends are created lazily
+on each worker.
 
 Usage with coffea's Runner::
 
@@ -11,10 +15,13 @@ Usage with coffea's Runner::
     from coffea_lorentz.infer import BackendSpec
     from processors import TaggerProcessor
 
-    proc = TaggerProcessor(backends=[BackendSpec.make("lorentznet", kind="triton", url="localhost:8001")],
-                           output_dir="staging/")
+    proc = TaggerProcessor(backends=[BackendSpec.make("lloca", kind="triton", url="localhost:8001")],
+                           output="out/")
     runner = processor.Runner(processor.IterativeExecutor(), schema=PFNanoAODSchema)
     result = runner({"ttbar": {"files": {"nano.root": "Events"}}}, proc, treename="Events")
+
+``coffea-lorentz run`` (:func:`coffea_lorentz.run.run_tagging`) drives the same processor with
+resume, fault isolation and a completion marker.
 """
 
 from __future__ import annotations
@@ -27,9 +34,20 @@ from coffea import processor
 from coffea_lorentz.batch import BatchConfig
 from coffea_lorentz.infer import BackendSpec, process_backend
 from coffea_lorentz.pipeline import tag_events
+from coffea_lorentz.run.chunks import Chunk, RunSettings
+from coffea_lorentz.store import OutputStore
 from coffea_lorentz.write import write_chunk
 
-__all__ = ["TaggerProcessor"]
+__all__ = ["TaggerProcessor", "chunk_of"]
+
+
+def chunk_of(events: ak.Array) -> Chunk:
+    """The chunk a coffea ``events`` array was read from, from coffea's ``events.metadata``."""
+    metadata = events.metadata
+    start = int(metadata.get("entrystart", 0))
+    return Chunk(dataset=str(metadata.get("dataset", "events")), source=str(metadata.get("filename", "<events>")),
+                 treename=str(metadata.get("treename", "Events")), entry_start=start,
+                 entry_stop=int(metadata.get("entrystop", start + len(events))), file_uuid=metadata.get("fileuuid"))
 
 
 class TaggerProcessor(processor.ProcessorABC):
@@ -37,21 +55,32 @@ class TaggerProcessor(processor.ProcessorABC):
 
     Args:
         backends: one :class:`~coffea_lorentz.infer.BackendSpec` per tagger.
-        output_dir: folder the chunk files are written to (a run's staging folder).
+        output: where chunk files go: a local folder, an fsspec URL or an
+            :class:`~coffea_lorentz.store.OutputStore`.
         batch_config: truncation, bucket lengths and batch size.
+        settings: the run settings recorded in each chunk file (default: taggers and batching only).
     """
 
-    def __init__(self, *, backends: list[BackendSpec], output_dir: str | Path, batch_config: BatchConfig = BatchConfig()):
+    def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
+                 batch_config: BatchConfig = BatchConfig(), settings: RunSettings | None = None,
+                 output_dir: str | Path | None = None):
         self.backends = list(backends)
-        self.output_dir = str(output_dir)
+        target = output if output is not None else output_dir
+        if target is None:
+            raise TypeError("TaggerProcessor: give output= (a folder, an fsspec URL or an OutputStore)")
+        self.output = target if isinstance(target, OutputStore) else OutputStore(target)
         self.batch_config = batch_config
+        self.settings = settings or RunSettings(
+            taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
+            max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
+            chunksize=0, backend=self.backends[0].kind if self.backends else "")
 
     def process(self, events: ak.Array) -> dict:
-        source = events.metadata.get("filename", "<events>")
+        chunk = chunk_of(events)
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
-        tagged = tag_events(events, backends, batch_config=self.batch_config, source=source)
-        output = write_chunk(events, self.output_dir, jet_branches=tagged.scores)
-        return tagged.summary(source, output)
+        tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
+        output = write_chunk(events, self.output, jet_branches=tagged.scores, metadata=chunk.metadata(self.settings))
+        return tagged.summary(chunk.source, output)
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator

@@ -22,6 +22,7 @@ def test_cms_pfnano_counts(pfnano_file):
     assert jets.n_events == 10
     assert jets.total_jets == 24
     assert int(jets.n_constituents.sum()) == 1076
+    assert int(jets.n_dropped.sum()) == 0 and jets.affected_events().tolist() == []
 
 
 def test_constituents_sum_to_the_jet(pfnano_file):
@@ -41,6 +42,7 @@ def test_sorted_by_pt_within_each_jet(small_pfnano):
     assert np.all(jets.pt[1:][same_jet] <= jets.pt[:-1][same_jet])
     assert jets.n_jets.tolist() == [2, 0, 2, 1, 3]
     assert jets.n_constituents.tolist() == [12, 40, 0, 5, 150, 3, 70, 1]
+    assert jets.n_dropped.tolist() == [0] * 8  # every value of the file is finite
 
 
 def test_layouts_agree(tmp_path):
@@ -48,6 +50,7 @@ def test_layouts_agree(tmp_path):
     old = jet_constituents(open_events(write_small_pfnano(tmp_path / "old.root", layout="old")))
     np.testing.assert_array_equal(new.n_constituents, old.n_constituents)
     np.testing.assert_array_equal(new.p4, old.p4)
+    np.testing.assert_array_equal(new.n_dropped, old.n_dropped)
 
 
 def test_p4_is_on_shell():

@@ -1,4 +1,4 @@
-"""The writer: NanoAOD-style branches, atomic files, and a staging folder that leaves nothing on failure."""
+"""The writer and the output store: NanoAOD-style branches, a metadata record, atomic files."""
 
 from __future__ import annotations
 
@@ -8,7 +8,8 @@ import pytest
 import uproot
 
 from coffea_lorentz.errors import InvalidInputError
-from coffea_lorentz.write import OutputStage, chunk_file_name, write_events
+from coffea_lorentz.store import OutputStore
+from coffea_lorentz.write import chunk_file_name, read_chunk_metadata, write_events
 
 IDS = {"run": np.array([1, 1, 2]), "luminosityBlock": np.array([5, 5, 6]), "event": np.array([10, 11, 12])}
 
@@ -32,24 +33,27 @@ def test_rejects_row_mismatch_and_leaves_nothing(tmp_path):
     assert list(tmp_path.iterdir()) == []
 
 
-def test_stage_commits_only_on_success(tmp_path):
-    out = tmp_path / "out"
-    with OutputStage(out) as stage:
-        (stage.path / "ds").mkdir()
-        write_events(stage.path / "ds" / "x.root", ids=IDS)
-    assert [p.relative_to(out).as_posix() for p in stage.committed] == ["ds/x.root"]
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+def test_metadata_record_round_trips(tmp_path):
+    path = write_events(tmp_path / "m.root", ids=IDS, metadata={"entry_start": 0, "taggers": ["lloca"]})
+    with uproot.open(path) as file:
+        assert read_chunk_metadata(file) == {"entry_start": 0, "taggers": ["lloca"]}
+        assert file["Events"].num_entries == 3
 
-    failed = tmp_path / "failed"
-    with pytest.raises(RuntimeError):
-        with OutputStage(failed) as stage:
-            write_events(stage.path / "y.root", ids=IDS)
-            raise RuntimeError("server gone")
-    assert not failed.exists()
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["out"]
+
+def test_store_writes_atomically_and_cleans_temporary_files(tmp_path):
+    store = OutputStore(tmp_path / "out")
+    store.write_text("a/b.txt", "one")
+    store.write_text("a/b.txt", "two")  # replaces
+    assert store.read_text("a/b.txt") == "two"
+    (tmp_path / "out" / "a" / ".c.root.0123.tmp").write_text("left by a killed writer")
+    assert store.remove_temporary_files() == ["a/.c.root.0123.tmp"]
+    assert store.list_files() == ["a/b.txt"]
 
 
 def test_chunk_names_sort_in_input_order():
     names = [chunk_file_name("/data/nano.root", a, b) for a, b in [(0, 100), (100, 1000), (1000, 20000)]]
     assert names == sorted(names)
-    assert names[0] == "nano_000000000000-000000000100.root"
+    assert names[0].startswith("nano-") and names[0].endswith("_000000000000-000000000100.root")
+    # the same file name in another folder is another input: another output name
+    assert chunk_file_name("/other/nano.root", 0, 100) != names[0]
+    assert chunk_file_name("/data/nano.root", 0, 100) == names[0]

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import signal
 import sys
 
 from ..errors import CoffeaLorentzError
@@ -35,8 +36,14 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    # A batch system ends a job with SIGTERM: unwind like Ctrl-C, so servers, workers and
+    # temporary folders are cleaned up and finished chunk files stay for the next run to resume.
+    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
+    except Terminated:
+        print("coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("coffea-lorentz: interrupted", file=sys.stderr)
         return 130
@@ -45,6 +52,23 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"coffea-lorentz {args.command}: error: {err}", file=sys.stderr)
         return 1
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM received."""
+
+
+def _raise_interrupt(signum, frame) -> None:
+    raise Terminated()
+
+
+def _main_thread() -> bool:
+    import threading
+
+    return threading.current_thread() is threading.main_thread()
 
 
 if __name__ == "__main__":

@@ -57,7 +57,7 @@ def make_demo_sample(workdir: Path, n_events: int, workers: int = 2) -> Path:
     return fileset_path
 
 
-def _top_tagging_check(outputs: list[Path], fileset_path: Path, field: str) -> str:
+def _top_tagging_check(outputs: list[str], fileset_path: Path, field: str) -> str:
     """Score AUC of truth-matched top jets (ttbar) against QCD jets, both in 300–1000 GeV.
 
     The output files join one-to-one with their inputs (same events, same jets, same order), so
@@ -72,7 +72,7 @@ def _top_tagging_check(outputs: list[Path], fileset_path: Path, field: str) -> s
     inputs = {dataset: next(iter(spec["files"])) for dataset, spec in json.loads(fileset_path.read_text()).items()}
     scores, labels = [], []
     for dataset, label in (("ttbar", 1), ("qcd", 0)):
-        files = sorted(p for p in outputs if p.parent.name == dataset)
+        files = sorted(p for p in map(Path, outputs) if p.parent.name == dataset)
         score = ak.to_numpy(ak.flatten(ak.concatenate([uproot.open(p)["Events"][field].array() for p in files])))
         truth = uproot.open(inputs[dataset])["Events"].arrays(["FatJet_pt", "FatJet_topMatched"])
         pt = ak.to_numpy(ak.flatten(truth["FatJet_pt"]))
@@ -89,20 +89,18 @@ def _top_tagging_check(outputs: list[Path], fileset_path: Path, field: str) -> s
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..runner import RunConfig, run_tagging
+    from ..run import RunConfig, run_tagging
     from .run import print_summary
 
     workdir = Path(args.workdir)
     fileset_path = make_demo_sample(workdir, args.events, workers=max(1, args.workers))
     taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     output = workdir / "output"
-    if output.exists():
-        import shutil
-
-        shutil.rmtree(output)
-    config = RunConfig(taggers=taggers, backend=args.backend, n_workers=args.workers)
+    config = RunConfig(taggers=taggers, backend=args.backend, n_workers=args.workers, overwrite=True)
     summary = run_tagging([fileset_path], output, config)
-    print_summary(summary, str(output))
+    print_summary(summary)
+    if not summary.complete:
+        return 3
     for tagger in taggers:
         print(f"{tagger}: " + _top_tagging_check(summary.outputs, fileset_path, f"FatJet_{tagger}_score"))
     print(f"outputs: {output.resolve()}  (fileset: {fileset_path.resolve()})")

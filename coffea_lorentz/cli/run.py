@@ -6,7 +6,7 @@ import argparse
 
 from .. import DEFAULT_TAGGER
 from ..batch import BatchConfig
-from ..runner import RunConfig, RunSummary, default_max_constituents, run_tagging
+from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, run_tagging
 
 __all__ = ["register", "print_summary"]
 
@@ -17,63 +17,94 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="score fat jets of ROOT files or a fileset and write FatJet_<tagger>_score branches",
         description=(
             "Read PFNano files with coffea, score every FatJet with the chosen taggers and write one ROOT file per "
-            "chunk with run, luminosityBlock, event, nFatJet and FatJet_<tagger>_score. Without --server a local "
-            "Triton server is started for the run and stopped afterwards; --backend torch runs in-process."
+            "chunk with run, luminosityBlock, event, nFatJet and FatJet_<tagger>_score, straight from the workers to "
+            "the output (a folder or an fsspec URL). Rerunning the same command resumes: finished chunks are "
+            "skipped. A chunk that fails is listed and the others finish (exit status 3: rerun to resume); "
+            "manifest.json appears in the output once every chunk is done. Without --server a local Triton server "
+            "is started for the run and stopped afterwards; --backend torch runs in-process."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT file or coffea fileset JSON")
-    parser.add_argument("--output", "-o", required=True, help="output folder (created; files appear only on success)")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT file (path or URL) or coffea fileset JSON")
+    parser.add_argument("--output", "-o", required=True, metavar="PATH_OR_URL",
+                        help="output folder: a local path or an fsspec URL (root://HOST//path, s3://bucket/path)")
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME",
                         help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER})")
     parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
+    parser.add_argument("--server-host", metavar="ADDRESS",
+                        help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
+                             "machine's address towards the scheduler with --scheduler)")
     cluster = parser.add_mutually_exclusive_group()
     cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing Dask scheduler to run on")
     cluster.add_argument("--workers", type=int, default=2, metavar="N",
-                         help="LocalCluster worker processes (default: 2; 0 runs the iterative executor in-process)")
+                         help="LocalCluster worker processes (default: 2; 0 runs every chunk in this process)")
     parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk and output file (default: 100000)")
     parser.add_argument("--max-constituents", type=int, default=None,
                         help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
     parser.add_argument("--batch-size", type=int, default=256, help="most jets per inference request (default: 256)")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout in seconds (default: 300)")
-    parser.add_argument("--retries", type=int, default=3, help="retries of a failed request (default: 3)")
+    parser.add_argument("--server-wait-s", type=float, default=300.0,
+                        help="how long to wait for a server that stops answering before its chunks fail (default: 300)")
+    parser.add_argument("--overwrite", action="store_true", help="remove an earlier run's files from the output first")
+    parser.add_argument("--fail-fast", action="store_true", help="stop at the first failed chunk and show its error")
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     parser.set_defaults(func=main)
 
 
-def print_summary(summary: RunSummary, output: str) -> None:
-    """A short table of what the run did and where its files are."""
+def print_summary(summary: RunSummary) -> None:
+    """A short table of what the run did, then one line per failed chunk or unusable file."""
     from rich.console import Console
     from rich.table import Table
 
+    console = Console()
     table = Table(title="coffea-lorentz run", show_header=False)
     table.add_row("input files", str(len(summary.files)))
-    table.add_row("events", f"{summary.events:,}")
-    table.add_row("fat jets", f"{summary.jets:,}")
+    table.add_row("chunks", f"{summary.processed} processed, {summary.skipped} skipped (done earlier), "
+                            f"{len(summary.failed)} failed")
+    table.add_row("events written", f"{summary.events:,}")
+    table.add_row("fat jets scored", f"{summary.jets:,}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
-    table.add_row("events/s", f"{summary.events_per_s:,.0f}")
-    table.add_row("jets/s", f"{summary.jets_per_s:,.0f}")
-    table.add_row("output folder", str(output))
-    for path in summary.outputs:
-        table.add_row("", str(path))
-    Console().print(table)
+    if summary.processed:
+        table.add_row("events/s", f"{summary.events_per_s:,.1f}")
+    for source, count in summary.nonfinite_jets.items():
+        table.add_row("non-finite inputs", f"{source}: {count} jets had constituents with non-finite values (dropped)")
+    table.add_row("output", summary.output)
+    table.add_row("manifest", summary.manifest or "not written (run incomplete)")
+    table.add_row("log", summary.log or "")
+    console.print(table)
+    if summary.bad_files or summary.failed:
+        failures = Table(title="failed (rerun the same command to resume)", show_lines=False)
+        failures.add_column("input file")
+        failures.add_column("entries")
+        failures.add_column("reason")
+        for info in summary.bad_files:
+            failures.add_row(info.source, "all", info.error or "")
+        for record in summary.failed:
+            failures.add_row(record.chunk.source, f"{record.chunk.entry_start}–{record.chunk.entry_stop}", record.reason)
+        console.print(failures)
+    if summary.stray_files:
+        console.print(f"note: {len(summary.stray_files)} ROOT files in the output belong to no chunk of this fileset "
+                      f"(manifest.json lists this run's files)")
 
 
 def main(args: argparse.Namespace) -> int:
-    client_options = (("retries", args.retries), ("timeout_s", args.timeout_s))
     taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     max_constituents = args.max_constituents or default_max_constituents(taggers)
     config = RunConfig(
         taggers=taggers,
         backend=args.backend,
         server_url=args.server,
+        server_host=args.server_host,
         scheduler=args.scheduler,
         n_workers=args.workers,
         chunksize=args.chunksize,
         batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
-        client_options=client_options if args.backend == "triton" else (),
+        client_options=(("timeout_s", args.timeout_s),) if args.backend == "triton" else (),
+        server_wait_s=args.server_wait_s,
+        overwrite=args.overwrite,
+        fail_fast=args.fail_fast,
         progress=not args.no_progress,
     )
     summary = run_tagging(args.inputs, args.output, config)
-    print_summary(summary, args.output)
-    return 0
+    print_summary(summary)
+    return 0 if summary.complete else EXIT_FAILURES

@@ -1,9 +1,30 @@
-"""The Triton gRPC client: several requests in flight, per-request timeouts, retries with backoff.
+"""The Triton gRPC client: several requests in flight, per-request timeouts, one time-budgeted retry layer, preflight.
 
 The served model takes ``p4`` FP32 [B, N, 4] and ``mask`` BOOL [B, N] (batch dimension implicit in
 ``config.pbtxt``) and returns ``score`` FP32 [B, n_classes], the softmax probabilities. The client
-checks that signature against the server's model metadata at connect time and raises
-:class:`~coffea_lorentz.errors.ModelMismatchError` on any difference.
+checks that signature against the server's model metadata at connect time (and again after every
+reconnection) and raises :class:`~coffea_lorentz.errors.ModelMismatchError` on any difference,
+or when the ``model_sha256`` of the served config changes across a reconnection.
+
+Failures fall into three groups:
+
+- transient — gRPC ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, ``RESOURCE_EXHAUSTED``, ``ABORTED``,
+  ``CANCELLED``, a refused connection, a server or model that is not ready: retried with
+  exponential backoff and jitter until ``server_wait_s`` seconds have passed since the first
+  failure of the current outage (any answered request ends the outage). After ``UNAVAILABLE`` or a
+  connection failure the gRPC client is closed and recreated, so a server restarted on the same
+  port is found again. After ``DEADLINE_EXCEEDED`` or ``RESOURCE_EXHAUSTED`` (a hung or overloaded
+  server) the window of requests in flight drops to one and nothing is re-sent before the server
+  answers a readiness probe; each answered request widens the window by one again.
+- permanent request errors — ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNIMPLEMENTED``,
+  ``FAILED_PRECONDITION``: :class:`~coffea_lorentz.errors.ServerError` at once.
+- the model failed on the server — any other status (``INTERNAL``, ``UNKNOWN``, …):
+  :class:`~coffea_lorentz.errors.InferenceError` at once.
+
+:func:`inspect_served_models` is the preflight: before any data is read it checks that a server
+serves every model with the expected signature and a large enough ``max_batch_size``, and returns
+what it learned (:class:`ServedModel`, including the ``model_sha256`` written by
+:func:`coffea_lorentz.repository.build_repository`).
 """
 
 from __future__ import annotations
@@ -14,37 +35,301 @@ import random
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from ..batch import Batch
-from ..errors import ModelMismatchError, ServerError
+from ..errors import CoffeaLorentzError, ConfigurationError, InferenceError, ModelMismatchError, ServerError
 from .base import Backend
 
-__all__ = ["TritonBackend", "normalise_url"]
+__all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url"]
 
 #: The inputs every served tagger takes: name → (datatype, shape with -1 for B and N).
 EXPECTED_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {"p4": ("FP32", (-1, -1, 4)), "mask": ("BOOL", (-1, -1))}
 #: The output every served tagger returns.
 OUTPUT_NAME = "score"
+#: Key of the ``config.pbtxt`` parameter holding the sha256 of the served ``model.pt``.
+SHA256_PARAMETER = "model_sha256"
+
 #: gRPC status codes that mean "the request itself is wrong": retrying cannot help.
-_PERMANENT_STATUS = ("INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED", "FAILED_PRECONDITION")
+_PERMANENT_STATUS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED", "FAILED_PRECONDITION"})
+#: Transient codes after which the connection is rebuilt (the server went away).
+_RECONNECT_STATUS = frozenset({"UNAVAILABLE"})
+#: Transient codes that mean "the server is hung or overloaded": slow down and probe before re-sending.
+_SLOW_DOWN_STATUS = frozenset({"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
+#: Transient codes retried as they are.
+_RETRY_STATUS = frozenset({"ABORTED", "CANCELLED"})
+
+# Kinds of failure, see _classify.
+_RECONNECT, _SLOW_DOWN, _RETRY, _PERMANENT, _MODEL_FAILED = "reconnect", "slow down", "retry", "permanent", "model failed"
+
+
+class _NotReady(Exception):
+    """The server (or the model) answered but is not ready: transient."""
 
 
 def normalise_url(url: str) -> str:
-    """``grpc://HOST:PORT`` or ``HOST:PORT`` → ``HOST:PORT``."""
+    """``grpc://HOST:PORT`` or ``HOST:PORT`` → ``HOST:PORT``; :class:`ServerError` for anything else."""
+    address = url
     for prefix in ("grpc://", "grpcs://"):
-        if url.startswith(prefix):
-            return url[len(prefix) :]
-    if "://" in url:
-        raise ServerError(f"unsupported server URL {url!r}: expected grpc://HOST:PORT")
-    return url
+        if address.startswith(prefix):
+            address = address[len(prefix) :]
+            break
+    else:
+        if "://" in address:
+            raise ServerError(f"unsupported server URL {url!r}: expected grpc://HOST:PORT")
+    host, _, port = address.rstrip("/").rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ServerError(f"malformed server URL {url!r}: expected grpc://HOST:PORT with a port in [1, 65535]")
+    return f"{host}:{port}"
 
 
-def _is_permanent(error: Exception) -> bool:
+def backoff_delay_s(attempt: int, *, backoff_ms: float, max_backoff_ms: float, jitter_ms: float) -> float:
+    """Wait before retry number ``attempt`` (1, 2, …) in seconds.
+
+    ``backoff_ms · 2^(attempt-1)`` capped at ``max_backoff_ms``, plus a uniform random jitter in
+    [0, ``jitter_ms``); all three in milliseconds.
+    """
+    delay_ms = min(backoff_ms * 2.0 ** (attempt - 1), max_backoff_ms) + random.uniform(0.0, jitter_ms)
+    return delay_ms / 1000.0
+
+
+def _status(error: BaseException) -> str:
+    """The gRPC status name of ``error`` (``"UNAVAILABLE"``, …), ``""`` when it carries none."""
     status = getattr(error, "status", None)
-    status = str(status() if callable(status) else status or "")
-    return any(code in status for code in _PERMANENT_STATUS)
+    status = status() if callable(status) else status
+    return str(status or "").rsplit(".", 1)[-1]
+
+
+def _classify(error: BaseException) -> str:
+    """How to react to ``error``: one of the kinds ``_RECONNECT`` … ``_MODEL_FAILED``."""
+    if isinstance(error, CoffeaLorentzError):
+        return _PERMANENT
+    if isinstance(error, _NotReady):
+        return _SLOW_DOWN
+    if isinstance(error, OSError):  # a refused or reset connection outside gRPC
+        return _RECONNECT
+    status = _status(error)
+    if status in _RECONNECT_STATUS:
+        return _RECONNECT
+    if status in _SLOW_DOWN_STATUS:
+        return _SLOW_DOWN
+    if status in _RETRY_STATUS:
+        return _RETRY
+    if status in _PERMANENT_STATUS or not status:
+        return _PERMANENT
+    return _MODEL_FAILED
+
+
+def _one_line(error: BaseException | str) -> str:
+    return " ".join(str(error).split())
+
+
+@dataclass(kw_only=True)
+class _Outage:
+    """The time budget of one run of transient failures (mutable, private to one call).
+
+    ``started_s`` is the ``time.monotonic()`` of the first failure, None while all is well.
+    """
+
+    server_wait_s: float
+    backoff_ms: float
+    max_backoff_ms: float
+    jitter_ms: float
+    started_s: float | None = None
+    n_failures: int = 0
+    last_error: str = ""
+
+    def elapsed_s(self) -> float:
+        return 0.0 if self.started_s is None else time.monotonic() - self.started_s
+
+    def remaining_s(self) -> float:
+        return self.server_wait_s - self.elapsed_s()
+
+    def failed(self, error: BaseException | str) -> float | None:
+        """Record a failure; the wait before the next try in seconds, None once the budget is spent."""
+        if self.started_s is None:
+            self.started_s = time.monotonic()
+        self.n_failures += 1
+        self.last_error = _one_line(error)
+        remaining_s = self.remaining_s()
+        if remaining_s <= 0.0:
+            return None
+        delay_s = backoff_delay_s(
+            self.n_failures, backoff_ms=self.backoff_ms, max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms
+        )
+        return min(delay_s, remaining_s)
+
+    def probe_timeout_s(self, timeout_s: float) -> float:
+        """Deadline of a readiness probe in seconds: ``timeout_s``, shortened to what is left of the budget."""
+        if self.started_s is None:
+            return timeout_s
+        return min(timeout_s, max(self.remaining_s(), 1.0))
+
+    def reset(self) -> None:
+        self.started_s = None
+        self.n_failures = 0
+        self.last_error = ""
+
+    def gave_up(self, url: str, model: str | None, what: str) -> ServerError:
+        """The one-line error raised when the budget is spent."""
+        where = f"Triton server {url}" + (f", model {model!r}" if model else "")
+        return ServerError(
+            f"{where}: {what} failed for {self.elapsed_s():.1f} s ({self.n_failures} tries, "
+            f"server_wait_s={self.server_wait_s:g}); last error: {self.last_error}"
+        )
+
+
+def _check_metadata(metadata: dict, where: str) -> int:
+    """Compare a served signature (``get_model_metadata(as_json=True)``) with :data:`EXPECTED_INPUTS`
+    and :data:`OUTPUT_NAME`; returns n_classes, raises :class:`ModelMismatchError` naming ``where``."""
+    inputs = {entry["name"]: entry for entry in metadata.get("inputs", [])}
+    for name, (datatype, shape) in EXPECTED_INPUTS.items():
+        if name not in inputs:
+            raise ModelMismatchError(f"{where}: no input {name!r}; it has {sorted(inputs)}")
+        got_type = inputs[name]["datatype"]
+        got_shape = tuple(int(d) for d in inputs[name]["shape"])
+        if got_type != datatype or len(got_shape) != len(shape) or got_shape[-1] != shape[-1]:
+            raise ModelMismatchError(
+                f"{where}: input {name!r} is {got_type} {list(got_shape)}, expected {datatype} {list(shape)}"
+            )
+    outputs = {entry["name"]: entry for entry in metadata.get("outputs", [])}
+    if OUTPUT_NAME not in outputs:
+        raise ModelMismatchError(f"{where}: no output {OUTPUT_NAME!r}; it has {sorted(outputs)}")
+    out = outputs[OUTPUT_NAME]
+    shape = [int(d) for d in out["shape"]]
+    if out["datatype"] != "FP32" or len(shape) != 2 or shape[-1] < 1:
+        raise ModelMismatchError(
+            f"{where}: output {OUTPUT_NAME!r} is {out['datatype']} {shape}, expected FP32 [-1, n_classes]"
+        )
+    return shape[-1]
+
+
+def _served_models(client, timeout_s: float) -> dict[str, list[dict]]:
+    """The server's repository index: model name → its entries (``version``, ``state``, ``reason``)."""
+    index = client.get_model_repository_index(as_json=True, client_timeout=timeout_s)
+    served: dict[str, list[dict]] = {}
+    for entry in index.get("models", []):
+        served.setdefault(entry["name"], []).append(entry)
+    return served
+
+
+def _describe_served(served: dict[str, list[dict]]) -> str:
+    ready = sorted(name for name, entries in served.items() if any(e.get("state") == "READY" for e in entries))
+    return ", ".join(ready) if ready else "no ready model"
+
+
+def _config_sha256(config: dict) -> str | None:
+    """``parameters["model_sha256"]`` of a model config (``get_model_config(as_json=True)["config"]``)."""
+    value = config.get("parameters", {}).get(SHA256_PARAMETER, {}).get("string_value")
+    return value or None
+
+
+@dataclass(frozen=True, kw_only=True)
+class ServedModel:
+    """What a Triton server says about one served tagger.
+
+    Attributes:
+        name: served model name.
+        version: the ready version the server answers with (``"1"`` for repositories built here).
+        max_batch_size: most jets per request the model accepts (``config.pbtxt``).
+        n_classes: length of the ``score`` output per jet.
+        sha256: hex sha256 of the served ``model.pt`` (``model_sha256`` parameter of the config);
+            None when the repository was not built by :func:`coffea_lorentz.repository.build_repository`.
+    """
+
+    name: str
+    version: str
+    max_batch_size: int
+    n_classes: int
+    sha256: str | None
+
+
+def _inspect_model(client, url: str, name: str, served: dict[str, list[dict]], *, max_batch_size: int | None,
+                   timeout_s: float) -> ServedModel:
+    where = f"model {name!r} at Triton server {url}"
+    ready = [entry for entry in served.get(name, []) if entry.get("state") == "READY"]
+    if not ready:
+        state = ""
+        if name in served:
+            entry = served[name][0]
+            state = f" (it is {entry.get('state', 'UNKNOWN')}" + (f": {entry['reason']}" if entry.get("reason") else "") + ")"
+        raise ConfigurationError(f"Triton server {url} does not serve a ready model {name!r}{state}; it serves: {_describe_served(served)}")
+    metadata = client.get_model_metadata(name, as_json=True, client_timeout=timeout_s)
+    try:
+        n_classes = _check_metadata(metadata, where)
+    except ModelMismatchError as err:
+        raise ConfigurationError(str(err)) from None
+    config = client.get_model_config(name, as_json=True, client_timeout=timeout_s).get("config", {})
+    served_batch = int(config.get("max_batch_size", 0))
+    if served_batch < 1:
+        raise ConfigurationError(f"{where}: max_batch_size is {served_batch}; the client needs a batching model (>= 1)")
+    if max_batch_size is not None and max_batch_size > served_batch:
+        raise ConfigurationError(
+            f"{where}: batch size {max_batch_size} jets is above the served max_batch_size {served_batch}"
+        )
+    versions = sorted((str(entry.get("version", "")) for entry in ready), key=lambda v: (len(v), v))
+    return ServedModel(name=name, version=versions[-1], max_batch_size=served_batch, n_classes=n_classes,
+                       sha256=_config_sha256(config))
+
+
+def inspect_served_models(
+    url: str,
+    models: Sequence[str],
+    *,
+    max_batch_size: int | None = None,
+    timeout_s: float = 10.0,
+    server_wait_s: float = 0.0,
+) -> dict[str, ServedModel]:
+    """Check, before a run, that the server at ``url`` serves every one of ``models`` as the client needs.
+
+    Reads the server's readiness, its repository index, and each model's metadata and config.
+
+    Args:
+        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``.
+        models: served model names (tagger names).
+        max_batch_size: jets per request the run will send; checked against each served model's
+            ``max_batch_size``. None skips the check.
+        timeout_s: deadline of each call to the server, in seconds.
+        server_wait_s: how long to keep retrying an unreachable or unready server, in seconds
+            (0: one try).
+
+    Returns:
+        model name → :class:`ServedModel`, in the order of ``models``.
+
+    Raises:
+        ConfigurationError: a model is not served (the message lists those that are), its signature
+            differs from the client's, or ``max_batch_size`` is above the served one.
+        ServerError: ``url`` is malformed, or the server did not answer within ``server_wait_s``.
+    """
+    import tritonclient.grpc as grpcclient
+
+    address = normalise_url(url)
+    outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
+    while True:
+        client = grpcclient.InferenceServerClient(address)
+        try:
+            probe_s = outage.probe_timeout_s(timeout_s)
+            if not client.is_server_ready(client_timeout=probe_s):
+                raise _NotReady("server not ready")
+            served = _served_models(client, timeout_s)
+            return {
+                name: _inspect_model(client, address, name, served, max_batch_size=max_batch_size, timeout_s=timeout_s)
+                for name in models
+            }
+        except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
+            kind = _classify(err)
+            if kind in (_PERMANENT, _MODEL_FAILED):
+                if isinstance(err, ConfigurationError):
+                    raise
+                raise ServerError(f"Triton server {address}: preflight failed: {_one_line(err)}") from None
+            delay_s = outage.failed(err)
+            if delay_s is None:
+                raise outage.gave_up(address, None, "preflight (readiness, model index, metadata)") from None
+        finally:
+            client.close()
+        time.sleep(delay_s)
 
 
 class TritonBackend(Backend):
@@ -55,13 +340,15 @@ class TritonBackend(Backend):
         model: served model name (the tagger name).
         model_version: served version; ``""`` lets the server choose.
         max_in_flight: most requests awaiting an answer at once.
-        timeout_s: per-request deadline in seconds.
-        retries: further tries of a failed request (and of the first connection) before giving up.
-        backoff_ms: delay before the first retry in milliseconds; doubled each further retry.
-        jitter_ms: a uniform random delay in [0, jitter_ms) milliseconds added to each backoff.
+        timeout_s: per-request deadline in seconds (also the deadline of readiness probes).
+        server_wait_s: how long, in seconds, transient failures (see the module docstring) are
+            retried, counted from the first failure of an outage; a success starts the count anew.
+        backoff_ms: wait before the first retry of an outage in milliseconds; doubled each further retry.
+        max_backoff_ms: cap of each wait before the jitter, in milliseconds.
+        jitter_ms: a uniform random delay in [0, jitter_ms) milliseconds added to each wait.
     """
 
-    _lazy_attributes = ("_client", "_n_classes")
+    _lazy_attributes = ("_client", "_n_classes", "_served_sha256")
 
     def __init__(
         self,
@@ -71,8 +358,9 @@ class TritonBackend(Backend):
         model_version: str = "",
         max_in_flight: int = 4,
         timeout_s: float = 300.0,
-        retries: int = 3,
+        server_wait_s: float = 300.0,
         backoff_ms: float = 200.0,
+        max_backoff_ms: float = 10_000.0,
         jitter_ms: float = 100.0,
     ):
         self.url = normalise_url(url)
@@ -80,134 +368,232 @@ class TritonBackend(Backend):
         self.model_version = model_version
         self.max_in_flight = max(1, int(max_in_flight))
         self.timeout_s = float(timeout_s)
-        self.retries = max(0, int(retries))
+        self.server_wait_s = max(0.0, float(server_wait_s))
         self.backoff_ms = float(backoff_ms)
+        self.max_backoff_ms = float(max_backoff_ms)
         self.jitter_ms = float(jitter_ms)
         self._client = None
         self._n_classes: int | None = None
+        #: sha256 of the served model.pt seen at the last connection (None: not published).
+        self._served_sha256: str | None = None
+        #: Counts the gRPC clients created in this process; tells a replaced client's failures apart.
+        self._generation = 0
+        #: Serialises (re)connections of threads sharing this backend.
+        self._lock = threading.Lock()
 
-    # -- connection -------------------------------------------------------------------------
+    def __getstate__(self) -> dict:
+        state = super().__getstate__()
+        del state["_lock"]
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
+
+    # -- retry policy -----------------------------------------------------------------------
     def _delay_s(self, attempt: int) -> float:
         """Backoff before retry number ``attempt`` (1, 2, …), in seconds."""
-        delay_ms = self.backoff_ms * 2 ** (attempt - 1) + random.uniform(0.0, self.jitter_ms)
-        return delay_ms / 1000.0
+        return backoff_delay_s(attempt, backoff_ms=self.backoff_ms, max_backoff_ms=self.max_backoff_ms,
+                               jitter_ms=self.jitter_ms)
 
+    def _new_outage(self) -> _Outage:
+        return _Outage(server_wait_s=self.server_wait_s, backoff_ms=self.backoff_ms,
+                       max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms)
+
+    # -- connection -------------------------------------------------------------------------
     @property
     def client(self):
         """The gRPC client, connected and checked on first use in this process."""
         if self._client is None:
-            self._client = self._connect()
+            self._recover(self._new_outage(), reconnect=True, stale_generation=self._generation, resume_at_s=0.0)
         return self._client
 
-    def _connect(self):
+    def close(self) -> None:
+        """Close the gRPC channel; the backend reconnects on its next request."""
+        client, self._client = self._client, None
+        if client is not None:
+            client.close()
+        super().close()
+
+    def _open(self, outage: _Outage, expected_sha256: str | None):
+        """A new gRPC client on a ready server whose model matches; raises on the first failure.
+
+        ``expected_sha256``: the ``model_sha256`` the served model must still have (None: any).
+        """
         import tritonclient.grpc as grpcclient
 
-        last_error: Exception | None = None
-        for attempt in range(self.retries + 1):
-            if attempt:
-                time.sleep(self._delay_s(attempt))
+        client = grpcclient.InferenceServerClient(self.url)
+        try:
+            self._probe(client, outage)
+            where = f"model {self.model!r} at {self.url}"
+            metadata = client.get_model_metadata(self.model, self.model_version, as_json=True,
+                                                 client_timeout=self.timeout_s)
+            n_classes = _check_metadata(metadata, where)
+            config = client.get_model_config(self.model, self.model_version, as_json=True,
+                                             client_timeout=self.timeout_s).get("config", {})
+            sha256 = _config_sha256(config)
+            if expected_sha256 is not None and sha256 != expected_sha256:
+                raise ModelMismatchError(
+                    f"{where}: the served model changed after reconnecting (model_sha256 {expected_sha256} before, "
+                    f"{sha256} now); one call's scores would mix two models"
+                )
+        except BaseException:
+            client.close()
+            raise
+        self._n_classes, self._served_sha256 = n_classes, sha256
+        return client
+
+    def _probe(self, client, outage: _Outage) -> None:
+        """Raise unless the server and the model answer that they are ready."""
+        timeout_s = outage.probe_timeout_s(self.timeout_s)
+        if not client.is_server_ready(client_timeout=timeout_s):
+            raise _NotReady("server not ready")
+        if not client.is_model_ready(self.model, self.model_version, client_timeout=timeout_s):
+            served = _served_models(client, timeout_s)
+            if self.model not in served:
+                raise ModelMismatchError(
+                    f"Triton server at {self.url} does not serve model {self.model!r}; it serves: {_describe_served(served)}"
+                )
+            raise _NotReady(f"model {self.model!r} not ready")
+
+    def _recover(self, outage: _Outage, *, reconnect: bool, stale_generation: int, resume_at_s: float,
+                 expected_sha256: str | None = None) -> None:
+        """Wait until ``resume_at_s`` (``time.monotonic()``), then make the server usable again.
+
+        With ``reconnect`` the client of generation ``stale_generation`` is replaced by a new one
+        (unless another thread already did) whose model must have ``expected_sha256`` (None: any);
+        otherwise the current client only probes readiness. Transient failures are retried within
+        ``outage``'s budget; permanent ones raise.
+        """
+        what = "connect" if reconnect else "readiness probe"
+        while True:
+            time.sleep(max(0.0, resume_at_s - time.monotonic()))
             try:
-                client = grpcclient.InferenceServerClient(self.url)
-                if not client.is_server_ready(client_timeout=self.timeout_s):
-                    raise ServerError(f"Triton server at {self.url} is not ready")
-                if not client.is_model_ready(self.model, self.model_version, client_timeout=self.timeout_s):
-                    raise ModelMismatchError(f"Triton server at {self.url} does not serve a ready model {self.model!r}")
-                metadata = client.get_model_metadata(self.model, self.model_version, as_json=True, client_timeout=self.timeout_s)
-                self._n_classes = self._check_metadata(metadata)
-                return client
-            except ModelMismatchError:
-                raise
-            except Exception as err:  # noqa: BLE001 - gRPC raises several types for an absent server
-                last_error = err
-        raise ServerError(
-            f"cannot reach Triton server at {self.url} for model {self.model!r} after {self.retries + 1} tries: {last_error}"
-        )
+                with self._lock:
+                    if self._client is None or (reconnect and self._generation == stale_generation):
+                        old, self._client = self._client, None
+                        if old is not None:
+                            old.close()  # its requests still in flight come back CANCELLED and are re-sent
+                        self._client = self._open(outage, expected_sha256)
+                        self._generation += 1
+                    else:
+                        self._probe(self._client, outage)
+                return
+            except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
+                kind = _classify(err)
+                if isinstance(err, ModelMismatchError):
+                    raise
+                if kind in (_PERMANENT, _MODEL_FAILED):
+                    raise ServerError(
+                        f"Triton server {self.url}, model {self.model!r}: {what} failed (not retried): {_one_line(err)}"
+                    ) from None
+                delay_s = outage.failed(err)
+                if delay_s is None:
+                    raise outage.gave_up(self.url, self.model, what) from None
+                resume_at_s = time.monotonic() + delay_s
+                if kind == _RECONNECT and not reconnect:
+                    reconnect, stale_generation, what = True, self._generation, "connect"
 
     def _check_metadata(self, metadata: dict) -> int:
         """Compare the served signature with :data:`EXPECTED_INPUTS`; return n_classes."""
-        where = f"model {self.model!r} at {self.url}"
-        inputs = {entry["name"]: entry for entry in metadata.get("inputs", [])}
-        for name, (datatype, shape) in EXPECTED_INPUTS.items():
-            if name not in inputs:
-                raise ModelMismatchError(f"{where}: no input {name!r}; it has {sorted(inputs)}")
-            got_type = inputs[name]["datatype"]
-            got_shape = tuple(int(d) for d in inputs[name]["shape"])
-            if got_type != datatype or len(got_shape) != len(shape) or got_shape[-1] != shape[-1]:
-                raise ModelMismatchError(
-                    f"{where}: input {name!r} is {got_type} {list(got_shape)}, expected {datatype} {list(shape)}"
-                )
-        outputs = {entry["name"]: entry for entry in metadata.get("outputs", [])}
-        if OUTPUT_NAME not in outputs:
-            raise ModelMismatchError(f"{where}: no output {OUTPUT_NAME!r}; it has {sorted(outputs)}")
-        out = outputs[OUTPUT_NAME]
-        shape = [int(d) for d in out["shape"]]
-        if out["datatype"] != "FP32" or len(shape) != 2 or shape[-1] < 1:
-            raise ModelMismatchError(
-                f"{where}: output {OUTPUT_NAME!r} is {out['datatype']} {shape}, expected FP32 [-1, n_classes]"
-            )
-        return shape[-1]
+        return _check_metadata(metadata, f"model {self.model!r} at {self.url}")
 
     # -- requests ---------------------------------------------------------------------------
-    def _submit(self, batch: Batch, index: int, on_done) -> None:
+    def _submit(self, batch: Batch, on_done) -> None:
         import tritonclient.grpc as grpcclient
 
         p4 = grpcclient.InferInput("p4", list(batch.p4.shape), "FP32")
         p4.set_data_from_numpy(np.ascontiguousarray(batch.p4, dtype=np.float32))
         mask = grpcclient.InferInput("mask", list(batch.mask.shape), "BOOL")
         mask.set_data_from_numpy(np.ascontiguousarray(batch.mask, dtype=bool))
-        self.client.async_infer(
+        self._client.async_infer(
             self.model,
             [p4, mask],
-            callback=functools.partial(on_done, index),
+            callback=on_done,
             model_version=self.model_version,
             outputs=[grpcclient.InferRequestedOutput(OUTPUT_NAME)],
             client_timeout=self.timeout_s,
         )
 
     def infer_batches(self, batches: Sequence[Batch]) -> list[np.ndarray]:
+        """Probabilities float32 [B, n_classes] for each batch, in order.
+
+        Keeps up to ``max_in_flight`` requests awaiting an answer; see the module docstring for how
+        failures are retried.
+        """
         results: list[np.ndarray | None] = [None] * len(batches)
-        attempts = [0] * len(batches)
-        finished: list[tuple[int, object, Exception | None]] = []
+        if not batches:
+            return []
+        outage = self._new_outage()
+        # (index, epoch at sending, client generation, result, error) of each answered request.
+        finished: list[tuple[int, int, int, object, Exception | None]] = []
         condition = threading.Condition()
 
-        def on_done(index: int, result=None, error=None) -> None:
+        def on_done(index: int, epoch: int, generation: int, result=None, error=None) -> None:
             with condition:
-                finished.append((index, result, error))
+                finished.append((index, epoch, generation, result, error))
                 condition.notify()
 
-        ready = list(range(len(batches)))[::-1]  # a stack: pop() takes batches in order
-        retry_heap: list[tuple[float, int]] = []
+        pending = list(range(len(batches)))  # a heap: the lowest index is sent first
         in_flight = 0
         remaining = len(batches)
+        window = self.max_in_flight
+        epoch = 0  # counts handled failures; a failure of a request sent before the last one is not new
+        resume_at_s = 0.0  # time.monotonic() before which nothing is sent
+        reconnect = self._client is None
+        probe = False
+        stale_generation = self._generation
+        call_sha256: str | None = None  # sha256 of the model that computed this call's first answer
         while remaining:
-            now = time.monotonic()
-            while retry_heap and retry_heap[0][0] <= now:
-                ready.append(heapq.heappop(retry_heap)[1])
-            while ready and in_flight < self.max_in_flight:
-                index = ready.pop()
-                self._submit(batches[index], index, on_done)
-                in_flight += 1
+            if pending and in_flight < window:
+                if reconnect or probe or time.monotonic() < resume_at_s:
+                    self._recover(outage, reconnect=reconnect, stale_generation=stale_generation,
+                                  resume_at_s=resume_at_s, expected_sha256=call_sha256)
+                    reconnect = probe = False
+                generation = self._generation
+                while pending and in_flight < window:
+                    index = heapq.heappop(pending)
+                    callback = functools.partial(on_done, index, epoch, generation)
+                    in_flight += 1
+                    try:
+                        self._submit(batches[index], callback)
+                    except Exception as err:  # noqa: BLE001 - handled like an answered failure
+                        callback(error=err)
             with condition:
                 if not finished:
-                    wait_s = self.timeout_s + 5.0
-                    if retry_heap:
-                        wait_s = min(wait_s, max(0.0, retry_heap[0][0] - time.monotonic()))
-                    condition.wait(timeout=wait_s)
+                    condition.wait(timeout=self.timeout_s + 5.0)
                 done, finished[:] = list(finished), []
-            for index, result, error in done:
+            for index, sent_epoch, generation, result, error in done:
                 in_flight -= 1
                 if error is None:
                     results[index] = self._check_output(result.as_numpy(OUTPUT_NAME), batches[index])
                     remaining -= 1
+                    call_sha256 = call_sha256 or self._served_sha256
+                    outage.reset()
+                    window = min(self.max_in_flight, window + 1)
                     continue
-                attempts[index] += 1
-                if _is_permanent(error) or attempts[index] > self.retries:
-                    raise ServerError(
-                        f"request {index} ({len(batches[index])} jets, N={batches[index].p4.shape[1]}) to model "
-                        f"{self.model!r} at {self.url} failed after {attempts[index]} tries: {error}"
-                    )
-                heapq.heappush(retry_heap, (time.monotonic() + self._delay_s(attempts[index]), index))
+                kind = _classify(error)
+                if kind in (_PERMANENT, _MODEL_FAILED):
+                    raise self._request_error(kind, index, batches[index], error)
+                heapq.heappush(pending, index)
+                if sent_epoch < epoch:
+                    continue  # sent before the failure being handled already: re-send, nothing new learnt
+                epoch += 1
+                delay_s = outage.failed(error)
+                if delay_s is None:
+                    raise outage.gave_up(self.url, self.model, f"inference ({len(batches) - remaining} of {len(batches)} batches done)")
+                resume_at_s = time.monotonic() + delay_s
+                if kind == _RECONNECT:
+                    reconnect, stale_generation = True, generation
+                elif kind == _SLOW_DOWN:
+                    window, probe = 1, True
         return results  # type: ignore[return-value]
+
+    def _request_error(self, kind: str, index: int, batch: Batch, error: Exception) -> Exception:
+        what = f"request {index} ({len(batch)} jets, N={batch.p4.shape[1]})"
+        if kind == _MODEL_FAILED:
+            return InferenceError(f"Triton server {self.url}, model {self.model!r}: {what} failed in the model: {_one_line(error)}")
+        return ServerError(f"Triton server {self.url}, model {self.model!r}: {what} failed (not retried): {_one_line(error)}")
 
     def _check_output(self, score: np.ndarray | None, batch: Batch) -> np.ndarray:
         expected = (len(batch), self._n_classes)

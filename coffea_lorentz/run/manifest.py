@@ -1,0 +1,69 @@
+"""The completion marker: ``manifest.json`` at the top of a finished output folder.
+
+Written by the client only when every chunk of the fileset is done and its file verified (rows
+from the file header, metadata record), like Spark's ``_SUCCESS``: a downstream user or workflow
+checks that it exists, and reads from it every chunk file with its rows, input file and entry
+range, the taggers, the models' SHA-256, the software versions and the wall time.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import platform
+from importlib import metadata as importlib_metadata
+
+from .chunks import ChunkRecord, RunSettings
+
+__all__ = ["MANIFEST_NAME", "RUN_RECORD_NAME", "build_manifest", "software_versions"]
+
+MANIFEST_NAME = "manifest.json"
+#: The settings of the run that owns an output folder, written when the folder is first claimed.
+RUN_RECORD_NAME = "run.json"
+MANIFEST_FORMAT = 1
+_PACKAGES = ("coffea-lorentz", "coffea", "awkward", "uproot", "dask", "distributed", "torch", "numpy",
+             "tritonclient", "fsspec")
+
+
+def software_versions() -> dict[str, str]:
+    """Versions of Python and of the packages a run depends on."""
+    versions = {"python": platform.python_version()}
+    for name in _PACKAGES:
+        try:
+            versions[name] = importlib_metadata.version(name)
+        except importlib_metadata.PackageNotFoundError:
+            continue
+    return versions
+
+
+def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRecord], wall_s: float) -> dict:
+    """The manifest of a complete run (``records`` all done or skipped, every file verified)."""
+    chunks = sorted(records, key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
+    datasets: dict[str, dict] = {}
+    for record in chunks:
+        entry = datasets.setdefault(record.chunk.dataset, {"events": 0, "chunks": 0, "files": []})
+        entry["events"] += record.rows
+        entry["chunks"] += 1
+        if record.chunk.source not in entry["files"]:
+            entry["files"].append(record.chunk.source)
+    return {
+        "format": MANIFEST_FORMAT,
+        "complete": True,
+        "output": output,
+        "finished_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "wall_s": round(wall_s, 3),
+        "events": sum(record.rows for record in chunks),
+        "settings": settings.to_json(),
+        "software": software_versions(),
+        "datasets": datasets,
+        "chunks": [
+            {"path": record.chunk.path, "rows": record.rows, "dataset": record.chunk.dataset,
+             "source": record.chunk.source, "entry_start": record.chunk.entry_start,
+             "entry_stop": record.chunk.entry_stop, "file_uuid": record.chunk.file_uuid}
+            for record in chunks
+        ],
+    }
+
+
+def dumps(record: dict) -> str:
+    return json.dumps(record, indent=1, sort_keys=False) + "\n"

@@ -1,0 +1,454 @@
+"""The main job: score every fat jet of a fileset and write the scores, chunk by chunk, over Dask.
+
+:func:`run_tagging` is the run model. A chunk (one entry range of one input file) is the unit of
+work; every chunk either produces a verified output file or is recorded as failed with a one-line
+reason, and the run goes on with the others:
+
+1. configuration is checked before anything runs: tagger names, the server (reachable, serving
+   every tagger with the expected signature and a ``max_batch_size`` that fits), the output
+   (locked for this run, holding no files of a run with other settings unless ``overwrite``);
+2. every input file is inspected on the workers (entries, UUID, branches); a file that cannot be
+   used is a failure of that file, the others go on;
+3. each chunk runs as one Dask task (:class:`~coffea_lorentz.run.task.ChunkJob`): skipped when its
+   file at the destination already verifies — so rerunning the same command resumes — otherwise
+   read, scored and written straight to the destination by the worker;
+4. the client verifies every chunk file (entries from the file header, metadata record) and, only
+   when all are done, writes ``manifest.json``. Failures are listed in the summary and in a log
+   file in the output folder; rerunning completes only what is missing.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import hashlib
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import tempfile
+import time
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .. import DEFAULT_TAGGER, __version__
+from ..batch import BatchConfig
+from ..errors import ConfigurationError, InputFileError, OutputError, one_line
+from ..infer import BackendSpec
+from ..store import OutputStore
+from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
+from .executors import open_executor
+from .fileset import InputFile, inspect_file, load_fileset
+from .lock import LOCK_NAME, OutputLock, pid_alive
+from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
+from .task import ChunkJob
+
+__all__ = ["RunConfig", "RunSummary", "run_tagging", "default_max_constituents", "EXIT_FAILURES"]
+
+#: Exit status of ``coffea-lorentz run`` when the run finished but some chunks failed (rerun to resume).
+EXIT_FAILURES = 3
+#: Folder of the output that holds the runs' log files.
+LOG_FOLDER = "_logs"
+_REPOSITORY_PREFIX = "coffea-lorentz-repo-"
+_VERIFY_THREADS = 8
+
+
+@dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Options of one run.
+
+    Attributes:
+        taggers: tagger names; each adds ``FatJet_<tagger>_score``.
+        backend: ``"triton"`` or ``"torch"`` (in-process).
+        server_url: Triton gRPC address; None with ``backend="triton"`` starts a local server.
+        server_host: address the local server binds to and hands to the workers; None: 127.0.0.1
+            for a local cluster, else this machine's address on the route to the scheduler.
+        scheduler: address of an existing Dask scheduler ``tcp://HOST:PORT``; None starts a LocalCluster.
+        n_workers: LocalCluster worker processes; 0 runs every task in this process.
+        chunksize: events per chunk (one output file each).
+        batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
+            the taggers' shipped weights were trained on (:func:`default_max_constituents`).
+        client_options: Triton client options (``timeout_s``, ``server_wait_s``, ``backoff_ms``, …).
+        server_wait_s: how long a server that stops answering is waited for before chunks fail.
+        fail_fast: stop at the first failed chunk and raise its error (for debugging).
+        overwrite: remove an earlier run's files from the output before starting.
+        storage_options: fsspec options of the output store, as ``(name, value)`` pairs.
+        progress: show a progress bar.
+    """
+
+    taggers: tuple[str, ...] = (DEFAULT_TAGGER,)
+    backend: str = "triton"
+    server_url: str | None = None
+    server_host: str | None = None
+    scheduler: str | None = None
+    n_workers: int = 2
+    chunksize: int = 100_000
+    batch_config: BatchConfig | None = None
+    client_options: tuple[tuple[str, object], ...] = ()
+    server_wait_s: float = 300.0
+    fail_fast: bool = False
+    overwrite: bool = False
+    storage_options: tuple[tuple[str, object], ...] = ()
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        if self.backend not in ("triton", "torch"):
+            raise ConfigurationError(f"RunConfig.backend: expected 'triton' or 'torch', got {self.backend!r}")
+        if self.chunksize < 1:
+            raise ConfigurationError(f"RunConfig.chunksize must be ≥ 1, got {self.chunksize}")
+        if not self.taggers:
+            raise ConfigurationError("RunConfig.taggers: no tagger given")
+        if len(set(self.taggers)) != len(self.taggers):
+            raise ConfigurationError(f"RunConfig.taggers: a tagger is named twice in {list(self.taggers)}")
+
+
+@dataclass(kw_only=True)
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        output: the output folder (path or URL).
+        files: every input file of the fileset.
+        records: one record per chunk (done, skipped or failed).
+        bad_files: inputs that could not be used, with the reason.
+        wall_s: seconds from start to end.
+        manifest: URL of ``manifest.json`` when the run is complete, else None.
+        log: URL of the run's log file.
+    """
+
+    output: str
+    files: list[str]
+    records: list[ChunkRecord] = field(default_factory=list)
+    bad_files: list[InputFile] = field(default_factory=list)
+    wall_s: float = 0.0
+    manifest: str | None = None
+    log: str | None = None
+    stray_files: list[str] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk of every file done and verified."""
+        return not self.bad_files and all(record.ok for record in self.records)
+
+    @property
+    def failed(self) -> list[ChunkRecord]:
+        return [record for record in self.records if not record.ok]
+
+    @property
+    def processed(self) -> int:
+        return sum(record.status == "done" for record in self.records)
+
+    @property
+    def skipped(self) -> int:
+        return sum(record.status == "skipped" for record in self.records)
+
+    @property
+    def events(self) -> int:
+        """Event rows in verified output files (done now or earlier)."""
+        return sum(record.rows for record in self.records if record.ok)
+
+    @property
+    def jets(self) -> int:
+        return sum(record.jets for record in self.records)
+
+    @property
+    def constituents(self) -> int:
+        return sum(record.constituents for record in self.records)
+
+    @property
+    def nonfinite_jets(self) -> dict[str, int]:
+        """Input file → jets that had constituents with non-finite four-momenta (dropped)."""
+        counts: dict[str, int] = {}
+        for record in self.records:
+            if record.nonfinite_jets:
+                counts[record.chunk.source] = counts.get(record.chunk.source, 0) + record.nonfinite_jets
+        return counts
+
+    @property
+    def outputs(self) -> list[str]:
+        """Paths or URLs of every verified chunk file, in dataset / input / entry order."""
+        done = sorted((r for r in self.records if r.ok), key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
+        return [f"{self.output}/{record.chunk.path}" for record in done]
+
+    @property
+    def events_per_s(self) -> float:
+        """Events processed (not skipped) per second of wall time."""
+        processed = sum(record.rows for record in self.records if record.status == "done")
+        return processed / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def jets_per_s(self) -> float:
+        return self.jets / self.wall_s if self.wall_s > 0 else float("nan")
+
+
+def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int:
+    """Constituents to keep per jet: the fewest any tagger's shipped weights were trained on, else ``fallback``.
+
+    A tagger is evaluated on what it was trained on; sum-aggregating taggers change their output
+    when given soft constituents they never saw.
+    """
+    from ..models import trained_max_constituents
+
+    trained = [n for n in (trained_max_constituents(name) for name in taggers) if n is not None]
+    return min(trained) if trained else fallback
+
+
+# -- configuration checks --------------------------------------------------------------------
+def _check_taggers(taggers: Sequence[str]) -> None:
+    import difflib
+
+    from ..models import available, shipped_weights
+
+    known = set(available())
+    for name in taggers:
+        if name not in known and shipped_weights(name) is None:
+            close = difflib.get_close_matches(name, sorted(known), n=3)
+            hint = f"; did you mean {', '.join(close)}?" if close else ""
+            raise ConfigurationError(f"unknown tagger {name!r}{hint} (available: {', '.join(sorted(known))})")
+
+
+def _torch_hashes(taggers: Sequence[str]) -> dict[str, str]:
+    from ..models import shipped_weights
+
+    hashes = {}
+    for name in taggers:
+        path = shipped_weights(name)
+        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else f"seeded-initial:{name}"
+    return hashes
+
+
+def _served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, config: RunConfig) -> dict[str, str]:
+    """Check the server before any chunk (one line per problem); tagger → served model SHA-256."""
+    from ..infer.triton_client import inspect_served_models
+
+    served = inspect_served_models(url, list(taggers), max_batch_size=batch_config.max_batch_size,
+                                   server_wait_s=min(config.server_wait_s, 30.0))
+    return {name: served[name].sha256 or f"unknown:{name}" for name in taggers}
+
+
+def _host_of(address: str) -> str:
+    text = address.split("://", 1)[-1]
+    return text.rsplit(":", 1)[0].strip("[]") if ":" in text else text
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "")
+
+
+def _server_host(config: RunConfig) -> str:
+    """The address a local server binds to: one the workers can reach, or a refusal saying why."""
+    if config.server_host:
+        return config.server_host
+    if config.scheduler is None or _is_loopback(_host_of(config.scheduler)):
+        return "127.0.0.1"
+    scheduler_host = _host_of(config.scheduler)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((scheduler_host, 9))
+            address = probe.getsockname()[0]
+    except OSError as err:
+        raise ConfigurationError(
+            f"no --server given and no address of this machine reaches the scheduler host {scheduler_host} ({err}); "
+            "start a Triton server the workers can reach and pass --server, or pass --server-host"
+        ) from None
+    if _is_loopback(address):
+        raise ConfigurationError(
+            f"no --server given and this machine's only address towards {scheduler_host} is {address}, which workers "
+            "on other hosts cannot reach; pass --server or --server-host"
+        )
+    return address
+
+
+def _remove_stale_repositories() -> None:
+    """Remove model repositories left in the temp folder by runs killed with SIGKILL."""
+    pattern = re.compile(rf"^{_REPOSITORY_PREFIX}(\d+)-")
+    for path in Path(tempfile.gettempdir()).glob(f"{_REPOSITORY_PREFIX}*"):
+        match = pattern.match(path.name)
+        if match and not pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def _triton_url(config: RunConfig) -> Iterator[str | None]:
+    """The server to use: the given URL, or a local server started (and stopped) for the run."""
+    if config.backend != "triton":
+        yield None
+        return
+    if config.server_url:
+        yield config.server_url
+        return
+    from ..models import pretrained
+    from ..repository import build_repository
+    from ..serve import ServerConfig, TritonServer
+
+    host = _server_host(config)
+    _remove_stale_repositories()
+    with tempfile.TemporaryDirectory(prefix=f"{_REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
+        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in config.taggers},
+                                      intra_op_threads=1)
+        with TritonServer(ServerConfig(repository=repository, host=host)) as server:
+            yield server.grpc_url
+
+
+# -- the output folder -----------------------------------------------------------------------
+def _claim_output(store: OutputStore, settings: RunSettings, overwrite: bool) -> None:
+    """Make the output folder this run's: refuse one holding another run's files unless ``overwrite``."""
+    import json
+
+    existing = [name for name in store.list_files() if name != LOCK_NAME]
+    if overwrite:
+        for name in existing:
+            store.remove(name)
+        existing = []
+    if store.exists(RUN_RECORD_NAME):
+        try:
+            earlier = json.loads(store.read_text(RUN_RECORD_NAME))
+        except ValueError:
+            earlier = {}
+        differences = settings.differences(earlier)
+        if differences:
+            raise ConfigurationError(
+                f"output {store.url} holds a run with other settings ({'; '.join(differences)}); "
+                "choose another --output, or pass --overwrite to remove that run's files first"
+            )
+    elif any(name.endswith(".root") for name in existing):
+        raise ConfigurationError(
+            f"output {store.url} holds ROOT files but no {RUN_RECORD_NAME} (not a coffea-lorentz run folder); "
+            "choose another --output, or pass --overwrite to remove them first"
+        )
+    store.remove(MANIFEST_NAME)
+    store.write_text(RUN_RECORD_NAME, dumps(settings.to_json()))
+
+
+def _failed_file_record(info: InputFile) -> ChunkRecord:
+    chunk = Chunk(dataset=info.dataset, source=info.source, treename=info.treename, entry_start=0, entry_stop=0)
+    return ChunkRecord(chunk=chunk, status="failed", reason=info.error or "unusable")
+
+
+def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSettings) -> None:
+    """Check every done or skipped chunk's file on the destination; a file that does not verify fails its chunk."""
+    done = [record for record in records if record.ok]
+    with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
+        results = list(pool.map(lambda record: verify_chunk(store, record.chunk, settings), done))
+    for record, (ok, why_not) in zip(done, results):
+        if not ok:
+            record.status = "failed"
+            record.reason = f"output file {record.chunk.path} did not verify: {why_not}"
+
+
+def _log_text(summary: RunSummary, settings: RunSettings) -> str:
+    lines = [f"coffea-lorentz {__version__} run into {summary.output}",
+             f"settings: {settings.to_json()}",
+             f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
+             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}"]
+    for info in summary.bad_files:
+        lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
+    for source, count in summary.nonfinite_jets.items():
+        entries = sorted({e for r in summary.records if r.chunk.source == source for e in r.nonfinite_entries})[:5]
+        lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
+                     f"first entries {entries}")
+    for record in summary.failed:
+        lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")
+        if record.detail:
+            lines.append(record.detail.rstrip())
+    return "\n".join(lines) + "\n"
+
+
+# -- the run ---------------------------------------------------------------------------------
+def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config: RunConfig = RunConfig()) -> RunSummary:
+    """Score every fat jet in ``inputs`` (files, fileset JSONs or a fileset dict); write chunk files to ``output``.
+
+    ``output`` is a local folder or an fsspec URL (``root://host//path``, ``s3://…``). Returns a
+    :class:`RunSummary`; ``summary.complete`` says whether every chunk is done and ``manifest.json``
+    was written. Raises :class:`~coffea_lorentz.errors.ConfigurationError` (or another
+    :class:`~coffea_lorentz.errors.CoffeaLorentzError`) before any chunk runs when the run cannot
+    start as configured. With ``config.fail_fast`` the first chunk error is raised.
+    """
+    from processors.tagger import TaggerProcessor
+
+    started = time.perf_counter()
+    fileset = load_fileset(inputs)
+    _check_taggers(config.taggers)
+    batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
+    store = OutputStore(output, **dict(config.storage_options))
+    sources = sorted({source for spec in fileset.values() for source in spec["files"]})
+    summary = RunSummary(output=store.url, files=sources)
+    stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
+        hashes = _served_hashes(config.server_url, config.taggers, batch_config, config)
+    with OutputLock(store) as lock, _triton_url(config) as url:
+        store.remove_temporary_files()
+        if config.backend == "torch":
+            hashes = _torch_hashes(config.taggers)
+        elif not config.server_url:
+            hashes = _served_hashes(url, config.taggers, batch_config, config)
+        settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
+                               max_constituents=batch_config.max_constituents,
+                               buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
+                               backend=config.backend, version=__version__)
+        _claim_output(store, settings, config.overwrite)
+        options = dict(config.client_options)
+        if config.backend == "triton":
+            options.setdefault("server_wait_s", config.server_wait_s)
+        specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
+        processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings)
+        job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
+        with open_executor(scheduler=config.scheduler, n_workers=config.n_workers) as executor:
+            targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
+            files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
+                                                       on_error=lambda t, err: InputFile(
+                                                           dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
+            summary.bad_files = [info for info in files if info.error is not None]
+            if summary.bad_files and config.fail_fast:
+                bad = summary.bad_files[0]
+                raise InputFileError(bad.source, bad.error or "unusable")
+            chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
+            on_error = None if config.fail_fast else (
+                lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
+            with _progress(config.progress, len(chunks)) as advance:
+                for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
+                    summary.records.append(record)
+                    advance(record)
+        _verify_all(store, summary.records, settings)
+        planned = {chunk.path for chunk in chunks}
+        summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned]
+        summary.wall_s = time.perf_counter() - started
+        log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
+        store.write_text(log_name, _log_text(summary, settings))
+        summary.log = store.url_of(log_name)
+        if summary.complete:
+            manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s)
+            store.write_text(MANIFEST_NAME, dumps(manifest))
+            summary.manifest = store.url_of(MANIFEST_NAME)
+    return summary
+
+
+def _inspect(target: tuple[str, str, str]) -> InputFile:
+    return inspect_file(*target)
+
+
+@contextlib.contextmanager
+def _progress(enabled: bool, total: int):
+    """A progress bar counting done, skipped and failed chunks; yields ``advance(record)``."""
+    if not enabled or total == 0:
+        yield lambda record: None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    counts = {"done": 0, "skipped": 0, "failed": 0}
+    with Progress(TextColumn("chunks"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.description}"),
+                  TimeElapsedColumn(), transient=True) as bar:
+        task = bar.add_task("", total=total)
+
+        def advance(record: ChunkRecord) -> None:
+            counts[record.status] = counts.get(record.status, 0) + 1
+            bar.update(task, advance=1, description=", ".join(f"{v} {k}" for k, v in counts.items() if v))
+
+        yield advance
+
