@@ -80,7 +80,9 @@ class TaggerProcessor(processor.ProcessorABC):
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
         output = write_chunk(events, self.output, jet_branches=tagged.scores, metadata=chunk.metadata(self.settings))
-        return tagged.summary(chunk.source, output)
+        summary = tagged.summary(chunk.source, output)
+        summary["nonfinite_events"] = tagged.first_affected_events()
+        return summary
 
     def postprocess(self, accumulator: dict) -> dict:
         return accumulator

@@ -54,7 +54,7 @@ def test_cms_pfnano_through_triton_on_dask(pfnano_file, triton_server, dask_clus
 def test_made_sample_through_triton_on_dask(small_pfnano, triton_server, dask_cluster, tmp_path):
     """Both PFNano layouts; an event without FatJets, a jet without constituents (NaN), a jet over 128; 2 chunks."""
     summary = run_on_cluster(small_pfnano, tmp_path / "out", triton_server, dask_cluster, chunksize=3)
-    assert len(summary.outputs) == 2
+    assert len(summary.outputs) == 2 and summary.complete
     output = read_outputs(summary)
     assert ak.to_numpy(output["event"]).tolist() == [5000 + 17 * i for i in range(5)]
     assert ak.num(output[f"FatJet_{TAGGER}_score"]).tolist() == [2, 0, 2, 1, 3]
@@ -71,7 +71,7 @@ def test_unreachable_server_leaves_no_output(small_pfnano, tmp_path):
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     config = RunConfig(taggers=(TAGGER,), backend="triton", server_url=f"127.0.0.1:{port}", n_workers=0,
-                       progress=False, client_options=(("backoff_ms", 10.0), ("retries", 1)))
+                       progress=False, server_wait_s=1.0)
     with pytest.raises(ServerError, match=f"127.0.0.1:{port}"):
         run_tagging([small_pfnano], tmp_path / "out", config)
     assert list(tmp_path.iterdir()) == []

@@ -187,3 +187,20 @@ def test_unknown_tagger_is_refused_before_anything_runs(fileset, tmp_path):
     with pytest.raises(ConfigurationError, match="unknown tagger 'lorentznett'.*did you mean lorentznet"):
         run_tagging(fileset, tmp_path / "out", config(taggers=("lorentznett",)))
     assert not (tmp_path / "out").exists()
+
+
+def test_nonfinite_constituents_are_dropped_counted_and_named(tmp_path):
+    fileset = make_fileset(tmp_path / "inputs", 1)
+    path = next(iter(fileset["sample"]["files"]))
+    arrays = uproot.open(path)["Events"].arrays(library="ak")
+    pt = ak.to_list(arrays["PFCands_pt"])
+    first_constituent = int(arrays["FatJetPFCands_pFCandsIdx"][3][0])
+    pt[3][first_constituent] = float("-inf")  # entry 3: one constituent of its one jet
+    with uproot.recreate(path) as file:
+        file["Events"] = {name: (ak.Array(pt) if name == "PFCands_pt" else arrays[name]) for name in arrays.fields}
+    summary = run_tagging(fileset, tmp_path / "out", config(chunksize=5))
+    assert summary.complete and summary.nonfinite_jets == {path: 1}
+    scores = read_rows(summary)[SCORE]
+    assert np.isfinite(ak.to_numpy(scores[3])).all()  # scored on the other constituents, never NaN or silent
+    log = open(summary.log).read()
+    assert f"NON-FINITE {path}: 1 jets" in log and "first entries [3]" in log
