@@ -355,8 +355,10 @@ class XRootDServer:
     ``end`` passed (``fs.cat_file(path, None, None)``; ``fs.cat(path)`` raises TypeError);
     ``ls(path, detail=False)`` returns base names, not paths; ``mv`` takes paths, not URLs; the
     directory listing cache never expires unless the filesystem is made with
-    ``use_listings_cache=False`` (:meth:`filesystem` does), so files written by another process
-    are otherwise missing from ``ls``/``info``; new files are mode 0600, owned by ``nobody``.
+    ``use_listings_cache=False`` (:meth:`filesystem` does): otherwise a file written by another
+    process (or another filesystem instance) after a listing is missing from ``ls``, and ``info``
+    on it raises OSError when the cached listing is not empty; new files are mode 0600, owned by
+    ``nobody``.
 
     Started by root, the daemon runs as ``nobody`` (xrootd refuses to run as root) through
     ``setpriv`` with the capabilities to read and write any file, so ``data_root`` may lie in a
@@ -511,7 +513,8 @@ class XRootDServer:
                     f"xrootd for {self.data_root} on port {self.port} exited with status "
                     f"{self.process.returncode} during startup; log {self.log_path}:\n{_log_tail(self.log_path)}"
                 )
-            if _port_accepts(self.host, self.port) and self._stat_root():
+            # The log line first: a client stat against a port some other process holds would block.
+            if self._initialized() and _port_accepts(self.host, self.port) and self._stat_root():
                 return
             if time.monotonic() > deadline:
                 raise ServerStartError(
@@ -520,10 +523,14 @@ class XRootDServer:
                 )
             time.sleep(_PROCESS_POLL_S)
 
+    def _initialized(self) -> bool:
+        """Whether the daemon logged the end of its start (``... initialization completed.``)."""
+        return "initialization completed" in _log_tail(self.log_path, n_lines=1000)
+
     def _stat_root(self) -> bool:
-        """Whether ``/`` stats through the client bindings (the log's start line without them)."""
+        """Whether ``/`` stats through the client bindings (True without them)."""
         if not _module_available("XRootD"):
-            return "initialization completed" in _log_tail(self.log_path, n_lines=1000)
+            return True
         from XRootD import client
 
         status, _ = client.FileSystem(f"root://{self.hostid}").stat("/", timeout=2)
@@ -665,14 +672,15 @@ class IsolatedDaskCluster:
             raise InvalidInputError(f"IsolatedDaskCluster needs n_workers >= 1, got {n_workers}")
         self.n_workers = n_workers
         self.hidden = tuple(Path(directory).expanduser().resolve() for directory in hidden)
-        environment = Path(sys.prefix).resolve()
+        needed = {"the Python environment": Path(sys.prefix).resolve(), "this package": Path(__file__).resolve().parent}
         for directory in self.hidden:
             if not directory.is_dir():
                 raise InvalidInputError(f"hidden directory {directory} does not exist or is not a directory")
-            if environment == directory or directory in environment.parents:
-                raise InvalidInputError(
-                    f"hiding {directory} would hide the Python environment {environment} the workers import from"
-                )
+            for what, path in needed.items():
+                if path == directory or directory in path.parents:
+                    raise InvalidInputError(
+                        f"hiding {directory} would hide {what} ({path}) that the workers import from"
+                    )
         self.host = host
         self.startup_timeout_s = startup_timeout_s
         self.stop_grace_s = stop_grace_s
