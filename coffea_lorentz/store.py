@@ -84,8 +84,12 @@ class OutputStore:
             url = str(Path(self.url).expanduser().resolve())
         else:
             url = self.url
+        options = dict(self.storage_options)
+        if url.startswith("root://"):
+            # fsspec-xrootd caches listings forever; other processes write here too.
+            options.setdefault("use_listings_cache", False)
         try:
-            fs, root = fsspec.core.url_to_fs(url, **self.storage_options)
+            fs, root = fsspec.core.url_to_fs(url, **options)
         except (ImportError, ValueError) as err:
             protocol = url.split("://", 1)[0] if "://" in url else "file"
             hint = " (pip install fsspec-xrootd xrootd)" if protocol == "root" else ""
@@ -187,10 +191,14 @@ class OutputStore:
 
     def remove(self, relative: str) -> None:
         """Remove one file; a missing file is not an error."""
+        path = self.path(relative)
         try:
-            self.fs.rm(self.path(relative))
+            self.fs.rm(path)
         except FileNotFoundError:
             pass
+        except OSError:
+            if self.fs.exists(path):  # XRootD reports a missing file as a plain OSError
+                raise
 
     def remove_temporary_files(self) -> list[str]:
         """Remove every ``*.tmp`` file a killed writer left; returns what was removed."""
