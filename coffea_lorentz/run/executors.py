@@ -86,6 +86,7 @@ def open_executor(*, scheduler: str | None, n_workers: int) -> Iterator[InProces
         with Client(scheduler) as client:
             yield DaskExecutor(client)
         return
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+    # ":0": any free port for the scheduler's HTTP server, never the "8787 is in use" warning.
+    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
             Client(cluster) as client:
         yield DaskExecutor(client)
