@@ -61,6 +61,8 @@ def print_summary(summary: RunSummary) -> None:
     table.add_row("input files", str(len(summary.files)))
     table.add_row("chunks", f"{summary.processed} processed, {summary.skipped} skipped (done earlier), "
                             f"{len(summary.failed)} failed")
+    if summary.bad_files:
+        table.add_row("unusable input files", str(len(summary.bad_files)))
     table.add_row("events written", f"{summary.events:,}")
     table.add_row("fat jets scored", f"{summary.jets:,}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
@@ -73,15 +75,13 @@ def print_summary(summary: RunSummary) -> None:
     table.add_row("log", summary.log or "")
     console.print(table)
     if summary.bad_files or summary.failed:
-        failures = Table(title="failed (rerun the same command to resume)", show_lines=False)
-        failures.add_column("input file")
-        failures.add_column("entries")
-        failures.add_column("reason")
+        # Plain lines, never cut: a path or reason must be copyable whole.
+        console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "
+                      "fix the cause and rerun the same command to resume:", highlight=False)
         for info in summary.bad_files:
-            failures.add_row(info.source, "all", info.error or "")
+            console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
         for record in summary.failed:
-            failures.add_row(record.chunk.source, f"{record.chunk.entry_start}–{record.chunk.entry_stop}", record.reason)
-        console.print(failures)
+            console.print(f"  {record.chunk.where}: {record.reason}", highlight=False, soft_wrap=True)
     if summary.stray_files:
         console.print(f"note: {len(summary.stray_files)} ROOT files in the output belong to no chunk of this fileset "
                       f"(manifest.json lists this run's files)")

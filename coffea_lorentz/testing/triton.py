@@ -44,8 +44,8 @@ def triton_server_fixture(
 
     @pytest.fixture(scope=scope, name=name)
     def _triton_server(tmp_path_factory) -> Iterator[TritonServer]:
-        from .models import pretrained
-        from .repository import build_repository
+        from ..models import pretrained
+        from ..repository import build_repository
 
         reason = server_unavailable_reason(server_env)
         if reason is not None:

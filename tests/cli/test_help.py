@@ -22,15 +22,18 @@ def test_help(command, capsys):
     assert "usage: coffea-lorentz" in capsys.readouterr().out
 
 
-def test_missing_input_exits_non_zero(tmp_path, capsys):
-    code = main(["run", str(tmp_path / "absent.root"), "--output", str(tmp_path / "out"), "--backend", "torch"])
-    assert code == 1
-    assert f"{tmp_path / 'absent.root'}: no such file" in capsys.readouterr().err
-    assert not (tmp_path / "out").exists()
+def test_missing_input_is_a_listed_failure(tmp_path, capsys):
+    code = main(["run", str(tmp_path / "absent.root"), "--output", str(tmp_path / "out"), "--backend", "torch",
+                 "--workers", "0"])
+    assert code == 3  # finished with failures: rerun to resume
+    out = " ".join(capsys.readouterr().out.split())
+    assert "absent.root" in out and "no such file" in out and "rerun" in out
+    assert not (tmp_path / "out" / "manifest.json").exists()
 
 
-def test_file_without_pf_candidates_exits_non_zero(shared_data, tmp_path, capsys):
-    code = main(["run", str(shared_data / "nano_dimuon.root"), "--output", str(tmp_path / "out"), "--backend", "torch"])
-    assert code == 1
-    err = capsys.readouterr().err
-    assert "nano_dimuon.root: missing branches" in err and "PFCands_pt" in err
+def test_file_without_pf_candidates_is_a_listed_failure(shared_data, tmp_path, capsys):
+    code = main(["run", str(shared_data / "nano_dimuon.root"), "--output", str(tmp_path / "out"), "--backend", "torch",
+                 "--workers", "0"])
+    assert code == 3
+    err = " ".join(capsys.readouterr().out.split())
+    assert "nano_dimuon.root (all entries): missing branches" in err and "PFCands_pt" in err
