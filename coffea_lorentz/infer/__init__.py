@@ -10,6 +10,6 @@ lazily on first use in each process (each Dask worker) and never pickled.
 
 from .base import Backend, BackendSpec, process_backend
 from .torch_backend import TorchBackend
-from .triton_client import TritonBackend
+from .triton_client import ServedModel, TritonBackend, inspect_served_models
 
-__all__ = ["Backend", "BackendSpec", "TorchBackend", "TritonBackend", "process_backend"]
+__all__ = ["Backend", "BackendSpec", "ServedModel", "TorchBackend", "TritonBackend", "inspect_served_models", "process_backend"]

@@ -51,7 +51,7 @@ class BackendSpec:
         kind: ``"triton"`` (gRPC client) or ``"torch"`` (in-process).
         url: Triton gRPC address ``HOST:PORT`` (``grpc://`` prefix allowed); needed for ``"triton"``.
         weights: state-dict file for ``"torch"``; default: the shipped weights of the tagger.
-        options: extra keyword options of the backend (timeouts, retries, in-flight requests) as
+        options: extra keyword options of the backend (``timeout_s``, ``server_wait_s``, ``max_in_flight``, …) as
             ``(name, value)`` pairs, so the spec stays hashable; :meth:`make` takes them as keywords.
     """
 

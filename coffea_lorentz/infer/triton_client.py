@@ -9,17 +9,21 @@ or when the ``model_sha256`` of the served config changes across a reconnection.
 Failures fall into three groups:
 
 - transient — gRPC ``UNAVAILABLE``, ``DEADLINE_EXCEEDED``, ``RESOURCE_EXHAUSTED``, ``ABORTED``,
-  ``CANCELLED``, a refused connection, a server or model that is not ready: retried with
-  exponential backoff and jitter until ``server_wait_s`` seconds have passed since the first
-  failure of the current outage (any answered request ends the outage). After ``UNAVAILABLE`` or a
-  connection failure the gRPC client is closed and recreated, so a server restarted on the same
-  port is found again. After ``DEADLINE_EXCEEDED`` or ``RESOURCE_EXHAUSTED`` (a hung or overloaded
-  server) the window of requests in flight drops to one and nothing is re-sent before the server
-  answers a readiness probe; each answered request widens the window by one again.
+  ``CANCELLED``, a refused connection, a server or model that is not ready, a python-backend stub
+  process reported unhealthy: retried with exponential backoff and jitter until ``server_wait_s``
+  seconds have passed since the first failure of the current outage (any answered request ends the
+  outage). After ``UNAVAILABLE`` or a refused connection the gRPC client is closed and recreated,
+  so a server restarted on the same port is found again. After ``DEADLINE_EXCEEDED``,
+  ``RESOURCE_EXHAUSTED`` or an unready server (hung or overloaded) the window of requests in flight
+  drops to one and nothing is re-sent before the server answers a readiness probe; each answered
+  request widens the window by one again, up to ``max_in_flight``.
 - permanent request errors — ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNIMPLEMENTED``,
   ``FAILED_PRECONDITION``: :class:`~coffea_lorentz.errors.ServerError` at once.
 - the model failed on the server — any other status (``INTERNAL``, ``UNKNOWN``, …):
   :class:`~coffea_lorentz.errors.InferenceError` at once.
+
+Every error raised after retrying is one line: server URL, model, what failed, for how long and
+how many times it was tried.
 
 :func:`inspect_served_models` is the preflight: before any data is read it checks that a server
 serves every model with the expected signature and a large enough ``max_batch_size``, and returns
@@ -60,6 +64,8 @@ _RECONNECT_STATUS = frozenset({"UNAVAILABLE"})
 _SLOW_DOWN_STATUS = frozenset({"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 #: Transient codes retried as they are.
 _RETRY_STATUS = frozenset({"ABORTED", "CANCELLED"})
+#: How the python backend says its stub process stopped answering (status INTERNAL): the server, not the model.
+_STUB_UNHEALTHY = "is not healthy"
 
 # Kinds of failure, see _classify.
 _RECONNECT, _SLOW_DOWN, _RETRY, _PERMANENT, _MODEL_FAILED = "reconnect", "slow down", "retry", "permanent", "model failed"
@@ -117,6 +123,8 @@ def _classify(error: BaseException) -> str:
         return _SLOW_DOWN
     if status in _RETRY_STATUS:
         return _RETRY
+    if status == "INTERNAL" and _STUB_UNHEALTHY in str(error):
+        return _SLOW_DOWN
     if status in _PERMANENT_STATUS or not status:
         return _PERMANENT
     return _MODEL_FAILED

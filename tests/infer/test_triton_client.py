@@ -48,8 +48,8 @@ def test_malformed_url_is_refused(url):
 class _StatusError(Exception):
     """Stands in for tritonclient's InferenceServerException: ``status()`` gives the gRPC code."""
 
-    def __init__(self, status: str):
-        super().__init__(status)
+    def __init__(self, status: str, message: str = ""):
+        super().__init__(f"[{status}] {message}")
         self._status = status
 
     def status(self) -> str:
@@ -72,6 +72,7 @@ class _StatusError(Exception):
         (ModelMismatchError("changed"), "permanent"),
         (ConfigurationError("not served"), "permanent"),
         (_StatusError("StatusCode.INTERNAL"), "model failed"),
+        (_StatusError("StatusCode.INTERNAL", "Stub process 'identity_0_0' is not healthy."), "slow down"),
     ],
 )
 def test_error_kinds(error, kind):

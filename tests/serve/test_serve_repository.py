@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -10,8 +11,10 @@ import torch
 from coffea_lorentz.errors import InvalidInputError, ModelMismatchError
 from coffea_lorentz.models import pretrained
 from coffea_lorentz.export import ScoredTagger, export_torchscript, load_torchscript
+from coffea_lorentz.infer import triton_client
 from coffea_lorentz.repository import (
     REPOSITORY_INFO,
+    SHA256_PARAMETER,
     ServingOptions,
     build_repository,
     model_config_text,
@@ -148,6 +151,27 @@ def test_threads_parameter_only_in_python_backend():
     assert 'key: "intra_op_threads"\n  value: { string_value: "2" }' in python
     assert "intra_op_threads" not in libtorch
     assert "dims: [ 3 ]" in python and "dims: [ 3 ]" in libtorch
+
+
+@pytest.mark.parametrize("backend", ["python", "pytorch_libtorch"])
+def test_config_carries_the_model_sha256_and_parses_as_triton_config(tmp_path, identity, backend):
+    from google.protobuf import text_format
+    from tritonclient.grpc.model_config_pb2 import ModelConfig
+
+    path = build_repository(tmp_path / "repo", {"identity": identity}, backend=backend, intra_op_threads=2)
+    digest = hashlib.sha256((path / "identity" / "1" / "model.pt").read_bytes()).hexdigest()
+    assert read_repository_info(path)["models"]["identity"]["sha256"] == digest
+    config = text_format.Parse((path / "identity" / "config.pbtxt").read_text(), ModelConfig())
+    assert config.parameters[SHA256_PARAMETER].string_value == digest
+    assert config.name == "identity" and config.max_batch_size == 1024
+    assert SHA256_PARAMETER == triton_client.SHA256_PARAMETER  # what clients read back
+
+
+def test_sha256_parameter_is_checked():
+    options = ServingOptions()
+    assert SHA256_PARAMETER not in model_config_text("m", 2, options)
+    with pytest.raises(InvalidInputError, match="sha256 must be 64 lowercase hex digits"):
+        model_config_text("m", 2, options, sha256="not-a-digest")
 
 
 def test_untrained_tagger_is_deterministic_and_keeps_global_rng():
