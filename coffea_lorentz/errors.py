@@ -8,6 +8,9 @@ tensor, server URL).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 __all__ = [
     "CoffeaLorentzError",
     "InputFileError",
@@ -19,7 +22,24 @@ __all__ = [
     "InferenceError",
     "ConfigurationError",
     "OutputError",
+    "SymmetryError",
+    "GeneratorUnavailableError",
+    "closest_names",
 ]
+
+#: How many close existing names an error lists per missing one, and how close they must be
+#: (:func:`difflib.get_close_matches` ratio).
+_CLOSEST_COUNT = 3
+_CLOSEST_CUTOFF = 0.6
+
+
+def closest_names(name: str, available: Iterable[str], *, count: int = _CLOSEST_COUNT) -> list[str]:
+    """Up to ``count`` names of ``available`` closest to ``name``, best first (difflib ratio ≥ 0.6).
+
+    >>> closest_names("PFCands_pt", ["PFCand_pt", "PFCands_eta", "Jet_pt"])
+    ['PFCand_pt', 'PFCands_eta']
+    """
+    return difflib.get_close_matches(name, list(available), n=count, cutoff=_CLOSEST_CUTOFF)
 
 
 class CoffeaLorentzError(Exception):
@@ -42,15 +62,30 @@ class InputFileError(CoffeaLorentzError, OSError):
 
 
 class MissingBranchError(CoffeaLorentzError, KeyError):
-    """Branches needed to build jet constituents are absent from a file."""
+    """Branches needed to build jet constituents are absent from a file.
 
-    def __init__(self, path: str, branches: list[str], hint: str = ""):
+    Args:
+        path: the file.
+        branches: the missing branch names.
+        hint: what the branches are needed for.
+        available: the branch names the file does have; when given, the message lists the closest
+            existing ones for each missing branch (``closest``: missing name → up to three names).
+    """
+
+    def __init__(self, path: str, branches: list[str], hint: str = "", available: Iterable[str] | None = None):
         self.path = path
         self.branches = list(branches)
         self.hint = hint
+        names = sorted(set(available)) if available is not None else []
+        self.closest: dict[str, list[str]] = {
+            branch: matches for branch in self.branches if (matches := closest_names(branch, names))
+        }
         message = f"{path}: missing branches {', '.join(self.branches)}"
         if hint:
             message += f" ({hint})"
+        if self.closest:
+            close = "; ".join(f"{branch}: {', '.join(matches)}" for branch, matches in self.closest.items())
+            message += f"; closest existing branches: {close}"
         self.message = message
         super().__init__(message)
 
@@ -58,7 +93,9 @@ class MissingBranchError(CoffeaLorentzError, KeyError):
         return self.message
 
     def __reduce__(self):
-        return (type(self), (self.path, self.branches, self.hint))
+        # the closest names alone reproduce ``closest``: the best matches of a set are the best of any subset holding them
+        kept = sorted({name for matches in self.closest.values() for name in matches})
+        return (type(self), (self.path, self.branches, self.hint, kept if self.closest else None))
 
 
 class InvalidInputError(CoffeaLorentzError, ValueError):
@@ -91,6 +128,15 @@ class ConfigurationError(CoffeaLorentzError, ValueError):
 
 class OutputError(CoffeaLorentzError, OSError):
     """The output destination cannot be written, is locked by another run, or holds files that do not verify."""
+
+
+class SymmetryError(CoffeaLorentzError, AssertionError):
+    """A tagger's output changed under a transformation it should be invariant under
+    (raised by the checks of :mod:`coffea_lorentz.symmetry`)."""
+
+
+class GeneratorUnavailableError(CoffeaLorentzError, ImportError):
+    """An optional Monte Carlo dependency (Pythia 8 or FastJet) cannot be imported."""
 
 
 def one_line(error: BaseException, limit: int = 300) -> str:

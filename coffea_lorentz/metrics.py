@@ -4,7 +4,9 @@ Conventions: ``label`` is an int or bool array [n_jets] with 1 = signal (top) an
 (QCD); ``score`` is a float array [n_jets], larger = more signal-like. Everything is vectorised
 numpy and deterministic. Ties in the score are handled exactly: a tied signal/background pair
 counts one half in the AUC, and on the ROC curve a tied group moves the signal and background
-efficiencies together (one straight segment).
+efficiencies together (one straight segment). A sample of one class has no AUC: :func:`auc`
+returns NaN with a :class:`RuntimeWarning` (as does :func:`summary` for its ranking figures),
+while :func:`roc_curve` and :func:`background_rejection` raise.
 
 >>> import numpy as np
 >>> auc(np.array([0, 0, 1, 1]), np.array([0.1, 0.4, 0.35, 0.8]))
@@ -12,6 +14,8 @@ efficiencies together (one straight segment).
 """
 
 from __future__ import annotations
+
+import warnings
 
 import numpy as np
 
@@ -56,16 +60,24 @@ def _checked(label, score, *, need_both_classes: bool = True) -> tuple[np.ndarra
 def auc(label, score) -> float:
     """Area under the ROC curve: P(score_signal > score_background) + ½ P(equal).
 
-    Computed from average ranks (Mann–Whitney U), O(n log n).
+    Computed from average ranks (Mann–Whitney U), O(n log n). NaN, with a :class:`RuntimeWarning`,
+    when the sample holds only one class (the area is undefined; a small validation split can).
     """
-    is_signal, score = _checked(label, score)
+    is_signal, score = _checked(label, score, need_both_classes=False)
+    n_signal = int(is_signal.sum())
+    n_background = is_signal.size - n_signal
+    if n_signal == 0 or n_background == 0:
+        warnings.warn(
+            f"metrics.auc: undefined for {n_signal} signal and {n_background} background jets; returning NaN",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+        return float("nan")
     _, inverse, counts = np.unique(score, return_inverse=True, return_counts=True)
     # average 1-based rank of each distinct value: ranks of a tied group are (start+1 … start+count)
     ends = np.cumsum(counts)
     average_rank = ends - (counts - 1) / 2.0
     rank = average_rank[inverse]
-    n_signal = int(is_signal.sum())
-    n_background = is_signal.size - n_signal
     u = rank[is_signal].sum() - n_signal * (n_signal + 1) / 2.0
     return float(u / (n_signal * n_background))
 
@@ -119,13 +131,18 @@ def background_rejection(label, score, signal_efficiency: float) -> float:
 
 
 def summary(label, score, *, threshold: float | None = 0.5) -> dict[str, float | int]:
-    """``auc``, ``accuracy`` (omitted when ``threshold`` is None), ``rejection_at_<ε_S>`` and class counts."""
-    is_signal, score = _checked(label, score)
+    """``auc``, ``accuracy`` (omitted when ``threshold`` is None), ``rejection_at_<ε_S>`` and class counts.
+
+    For a sample of one class the AUC and the rejections are NaN (one :class:`RuntimeWarning`).
+    """
+    is_signal, score = _checked(label, score, need_both_classes=False)
+    both_classes = bool(is_signal.any()) and not bool(is_signal.all())
     result: dict[str, float | int] = {"auc": auc(is_signal, score)}
     if threshold is not None:
         result["accuracy"] = accuracy(is_signal, score, threshold=threshold)
     for efficiency in SIGNAL_EFFICIENCIES:
-        result[f"rejection_at_{efficiency:g}"] = background_rejection(is_signal, score, efficiency)
+        rejection = background_rejection(is_signal, score, efficiency) if both_classes else float("nan")
+        result[f"rejection_at_{efficiency:g}"] = rejection
     result["n_signal"] = int(is_signal.sum())
     result["n_background"] = int((~is_signal).sum())
     return result

@@ -158,7 +158,22 @@ def check_pfnano_fields(events: ak.Array, source: str) -> None:
     if "nConstituents" not in fatjet_fields and "jetIdx" not in _fields(events, "FatJetPFCands"):
         missing.append("FatJet_nConstituents or FatJetPFCands_jetIdx")
     if missing:
-        raise MissingBranchError(source, missing, "fat-jet constituents need a PFNano file with PF candidates")
+        raise MissingBranchError(
+            source, missing, "fat-jet constituents need a PFNano file with PF candidates", available=_branch_names(events)
+        )
+
+
+def _branch_names(events: ak.Array) -> list[str]:
+    """The NanoAOD branch names behind ``events``' fields: ``n<Collection>``, ``<Collection>_<field>``, ``<branch>``."""
+    names = []
+    for name in events.fields:
+        fields = list(events[name].fields)
+        if fields:
+            names.append(f"n{name}")
+            names.extend(f"{name}_{field}" for field in fields)
+        else:
+            names.append(name)
+    return names
 
 
 def _as_numpy(array: ak.Array) -> np.ndarray:

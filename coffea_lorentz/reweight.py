@@ -501,7 +501,8 @@ def train_classifier(
     ``prior_ratio`` corrects the weights for unequal class sizes.
     ``log(str)`` receives one line per epoch when given.
     """
-    from .train import _thread_count, fit
+    from .threads import thread_count
+    from .train import fit
 
     if len(nominal) < 4 or len(alternative) < 4:
         raise InvalidInputError(
@@ -513,7 +514,7 @@ def train_classifier(
     alt_train, alt_val = split_sample(alternative, fractions, seed=config.seed + 1)
     train_jets = _jet_set(nom_train, alt_train, config.max_constituents)
     val_jets = _jet_set(nom_val, alt_val, config.max_constituents)
-    with _thread_count(config.n_threads):
+    with thread_count(config.n_threads):
         model, summary = fit(train_config(config), train_jets, val_jets, log=log)
         model = model.cpu().eval()
         calibration = (1.0, 0.0)

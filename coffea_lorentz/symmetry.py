@@ -25,7 +25,7 @@ import math
 import torch
 from torch import nn
 
-from .errors import CoffeaLorentzError
+from .errors import SymmetryError
 from .models.minkowski import metric
 
 __all__ = [
@@ -50,10 +50,6 @@ __all__ = [
     "assert_batch_independent",
     "invariance_curve",
 ]
-
-
-class SymmetryError(CoffeaLorentzError, AssertionError):
-    """A tagger's output changed under a transformation it should be invariant under."""
 
 
 #: The values a tagger's ``invariance`` attribute may take, largest group first.

@@ -18,12 +18,10 @@ rebuilds and loads it.
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import math
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,6 +32,7 @@ from torch import nn
 
 from . import metrics, models
 from .errors import InvalidInputError
+from .threads import thread_count
 
 __all__ = [
     "TrainConfig",
@@ -45,6 +44,7 @@ __all__ = [
     "observable_baselines",
     "train",
     "write_plots",
+    "thread_count",
     "POOL_BATCHES",
 ]
 
@@ -401,7 +401,8 @@ def fit(
                 f"val AUC {row['val_auc']:.4f}  ({row['epoch_s']:.1f} s)"
             )
         score = val_metrics["auc"] if config.select_on == "auc" else -val_metrics["loss"]
-        if score > best_score:
+        # the first epoch is always kept: a one-class validation split has a NaN AUC, never "better"
+        if best_epoch == 0 or score > best_score:
             best_score, best_auc = score, val_metrics["auc"]
             best_epoch = epoch
             best_state = {k: v.detach().cpu().clone() for k, v in model.state_dict().items()}
@@ -493,18 +494,6 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-@contextlib.contextmanager
-def _thread_count(n_threads: int | None) -> Iterator[None]:
-    """Context: torch uses ``n_threads`` CPU threads inside, the previous count after."""
-    previous = torch.get_num_threads()
-    if n_threads is not None:
-        torch.set_num_threads(n_threads)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(previous)
-
-
 def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path, *, log: Any = None) -> dict[str, Any]:
     """Train ``config.tagger`` on ``dataset_path``; write the checkpoint, ``metrics.json`` and plots to ``output_dir``.
 
@@ -516,7 +505,7 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
-    with _thread_count(config.n_threads):
+    with thread_count(config.n_threads):
         splits = {name: load_split(dataset_path, name, max_constituents=config.max_constituents) for name in SPLITS}
         train_jets = _subsample(splits["train"], config.n_train, config.seed, _STREAM_N_TRAIN, "n_train")
         val_jets = _subsample(splits["val"], config.n_val, config.seed, _STREAM_N_VAL, "n_val")

@@ -65,11 +65,9 @@ def test_made_sample_through_triton_on_dask(small_pfnano, triton_server, dask_cl
 
 
 def test_unreachable_server_leaves_no_output(small_pfnano, tmp_path):
-    import socket
+    from coffea_lorentz.serve import free_port
 
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
+    port = free_port()
     config = RunConfig(taggers=(TAGGER,), backend="triton", server_url=f"127.0.0.1:{port}", n_workers=0,
                        progress=False, server_wait_s=1.0)
     with pytest.raises(ServerError, match=f"127.0.0.1:{port}"):

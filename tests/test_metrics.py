@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 import pytest
 
@@ -137,7 +139,6 @@ def test_auc_invariant_under_monotone_transform():
     [
         ([0, 1, 1], [0.1, 0.2], "entries"),
         ([0, 2], [0.1, 0.2], "labels must be 0"),
-        ([1, 1], [0.1, 0.2], "both classes"),
         ([0, 1], [0.1, np.nan], "NaN"),
         ([[0, 1]], [[0.1, 0.2]], "1-d"),
     ],
@@ -145,6 +146,18 @@ def test_auc_invariant_under_monotone_transform():
 def test_invalid_input_raises(label, score, message):
     with pytest.raises(InvalidInputError, match=message):
         metrics.auc(np.array(label), np.array(score))
+
+
+def test_one_class_sample_has_no_auc():
+    """AUC of one class is undefined: NaN with a warning; the ROC curve still refuses it."""
+    with pytest.warns(RuntimeWarning, match="undefined for 2 signal and 0 background"):
+        assert math.isnan(metrics.auc(np.array([1, 1]), np.array([0.1, 0.2])))
+    with pytest.raises(InvalidInputError, match="both classes"):
+        metrics.roc_curve(np.array([1, 1]), np.array([0.1, 0.2]))
+    with pytest.warns(RuntimeWarning):
+        result = metrics.summary(np.array([0, 0, 0]), np.array([0.1, 0.2, 0.7]))
+    assert math.isnan(result["auc"]) and math.isnan(result["rejection_at_0.3"])
+    assert result["accuracy"] == pytest.approx(2 / 3) and result["n_background"] == 3
 
 
 def test_rejection_rejects_bad_efficiency():

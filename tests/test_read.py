@@ -66,8 +66,11 @@ def test_file_without_pf_candidates_names_branches(shared_data):
     with pytest.raises(MissingBranchError) as err:
         check_inputs(load_fileset([path]))
     assert str(path) in str(err.value) and "PFCands_pt" in str(err.value)
-    with pytest.raises(MissingBranchError, match="nFatJetPFCands"):
+    with pytest.raises(MissingBranchError, match="nFatJetPFCands") as err:
         jet_constituents(open_events(path), source=str(path))
+    # like uproot's KeyInFileError, the message lists the file's closest existing branches
+    assert err.value.closest["nFatJetPFCands"][0] == "nFatJet"
+    assert "closest existing branches: nFatJetPFCands: nFatJet" in str(err.value)
 
 
 def test_missing_and_unreadable_files(tmp_path):
@@ -87,3 +90,14 @@ def test_fileset_json(tmp_path, small_pfnano):
     fileset = load_fileset([spec])
     assert set(fileset) == {"signal", "other"}
     assert check_inputs(fileset) == {str(small_pfnano): 5}
+
+
+def test_missing_branch_error_lists_closest_branches_and_pickles():
+    import pickle
+
+    error = MissingBranchError("f.root", ["PFCands_pt"], "hint", available=["PFCand_pt", "PFCands_eta", "Jet_pt"])
+    assert error.closest == {"PFCands_pt": ["PFCand_pt", "PFCands_eta"]}
+    assert str(error) == "f.root: missing branches PFCands_pt (hint); closest existing branches: PFCands_pt: PFCand_pt, PFCands_eta"
+    again = pickle.loads(pickle.dumps(error))
+    assert str(again) == str(error) and again.closest == error.closest
+    assert str(MissingBranchError("f.root", ["x"])) == "f.root: missing branches x"  # the old call still works

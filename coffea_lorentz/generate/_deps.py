@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 from types import ModuleType
 
-from ..errors import CoffeaLorentzError
+from ..errors import GeneratorUnavailableError
 
 __all__ = ["GeneratorUnavailableError", "require", "available"]
 
@@ -14,10 +14,6 @@ _PROVIDERS: dict[str, str] = {
     "pythia8mc": "pythia8mc==8.317.2",
     "fastjet": "fastjet==3.5.2.0",
 }
-
-
-class GeneratorUnavailableError(CoffeaLorentzError, ImportError):
-    """An optional Monte Carlo dependency (Pythia 8 or FastJet) cannot be imported."""
 
 
 def require(name: str) -> ModuleType:

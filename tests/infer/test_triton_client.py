@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pickle
-import socket
 
 import numpy as np
 import pytest
@@ -13,18 +12,13 @@ from coffea_lorentz.errors import ConfigurationError, ModelMismatchError, Server
 from coffea_lorentz.infer import BackendSpec, TorchBackend, TritonBackend
 from coffea_lorentz.infer import triton_client
 from coffea_lorentz.infer.triton_client import inspect_served_models, normalise_url
+from coffea_lorentz.serve import free_port
 
 GOOD_METADATA = {
     "inputs": [{"name": "p4", "datatype": "FP32", "shape": ["-1", "-1", "4"]},
                {"name": "mask", "datatype": "BOOL", "shape": ["-1", "-1"]}],
     "outputs": [{"name": "score", "datatype": "FP32", "shape": ["-1", "2"]}],
 }
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.mark.parametrize("url, expected", [("grpc://h:8001", "h:8001"), ("127.0.0.1:9", "127.0.0.1:9")])
