@@ -11,7 +11,9 @@ python backend needs it). The environment is found from ``ServerConfig.server_en
 
 The server runs in its own process group with its output in a log file. ``stop()`` (also called on
 leaving the ``with`` block and at interpreter exit) sends SIGTERM, then SIGKILL to the whole group
-after ``stop_grace_s``, so the python-backend stub processes go too.
+after ``stop_grace_s``, so the python-backend stub processes go too. ``serve_forever()`` is the
+foreground form (``coffea-lorentz serve``, ``python -m coffea_lorentz.serve REPOSITORY``): start,
+announce the endpoints, block until Ctrl-C or SIGTERM, stop.
 """
 
 from __future__ import annotations
@@ -23,13 +25,15 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InvalidInputError, ServerStartError
+from .errors import InvalidInputError, ServerError, ServerStartError
 
 __all__ = [
     "ENV_VARIABLE",
@@ -327,6 +331,40 @@ class TritonServer:
         process.wait()
         self.process = None
 
+    def serve_forever(self, *, announce: Callable[[str], None] | None = None) -> None:
+        """Start the server if needed, then block until Ctrl-C or SIGTERM; the server is stopped on return.
+
+        ``announce(line)`` receives the startup time, pid, endpoints and log path once every model
+        is ready (and "Ctrl-C to stop" in the main thread). Returns normally on SIGINT or SIGTERM (SIGTERM is caught only when called from the
+        main thread; the previous handler is put back); raises :class:`ServerError` with the end of
+        the log when the server process exits by itself.
+        """
+        main_thread = threading.current_thread() is threading.main_thread()
+        previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
+        try:
+            self.start()
+            if announce is not None:
+                for line in self.endpoint_lines() + (["Ctrl-C to stop"] if main_thread else []):
+                    announce(line)
+            status = self.wait()
+            raise ServerError(f"Triton server exited with status {status}; log {self.log_path}:\n{self.log_tail()}")
+        except KeyboardInterrupt:
+            return
+        finally:
+            self.stop()
+            if previous is not None:
+                signal.signal(signal.SIGTERM, previous)
+
+    def endpoint_lines(self) -> list[str]:
+        """What a running server offers, one line each: ready time and pid, gRPC, HTTP, metrics, log."""
+        return [
+            f"Triton server ready in {self.startup_s:.1f} s (pid {self.pid})",
+            f"  gRPC     {self.grpc_url}",
+            f"  HTTP     http://{self.http_url}",
+            f"  metrics  {self.metrics_url}",
+            f"  log      {self.log_path}",
+        ]
+
     def log_tail(self, n_lines: int = _LOG_TAIL_LINES) -> str:
         """The last ``n_lines`` lines of the server log, without the tables Triton prints at
         startup ('' before start)."""
@@ -401,15 +439,18 @@ def _read_env_sh(path: Path) -> dict[str, str]:
     return values
 
 
-def main(argv: list[str] | None = None) -> int:
-    """``python -m coffea_lorentz.serve REPOSITORY``: serve until interrupted (see also the CLI)."""
-    from .cli.serve import run_server
+def _raise_interrupt(signum: int, frame) -> None:
+    raise KeyboardInterrupt
 
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m coffea_lorentz.serve REPOSITORY``: serve until interrupted (``coffea-lorentz serve`` also builds one)."""
     arguments = sys.argv[1:] if argv is None else argv
     if len(arguments) != 1:
         print("usage: python -m coffea_lorentz.serve REPOSITORY", file=sys.stderr)
         return 2
-    return run_server(ServerConfig(repository=Path(arguments[0])))
+    TritonServer(ServerConfig(repository=Path(arguments[0]))).serve_forever(announce=lambda line: print(line, flush=True))
+    return 0
 
 
 if __name__ == "__main__":

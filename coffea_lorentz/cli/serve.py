@@ -7,12 +7,11 @@ Without ``--repository`` a repository is built first (into ``build/model_reposit
 from __future__ import annotations
 
 import argparse
-import signal
 import sys
 from pathlib import Path
 
 from .. import DEFAULT_TAGGER
-from ..errors import InvalidInputError, ServerError
+from ..errors import InvalidInputError
 from ..serve import ServerConfig, TritonServer
 
 __all__ = ["register", "run", "run_server"]
@@ -110,26 +109,7 @@ def _build(args: argparse.Namespace) -> Path:
 
 
 def run_server(config: ServerConfig) -> int:
-    """Serve ``config`` until SIGINT/SIGTERM (exit 0) or until the server dies (exit 1)."""
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt)
-    server = TritonServer(config)
-    try:
-        server.start()
-        print(f"Triton server ready in {server.startup_s:.1f} s (pid {server.pid})")
-        print(f"  gRPC     {server.grpc_url}")
-        print(f"  HTTP     http://{server.http_url}")
-        print(f"  metrics  {server.metrics_url}")
-        print(f"  log      {server.log_path}")
-        print("Ctrl-C to stop", flush=True)
-        status = server.wait()
-        raise ServerError(f"Triton server exited with status {status}; log {server.log_path}:\n{server.log_tail()}")
-    except KeyboardInterrupt:
-        print("stopping Triton server", file=sys.stderr)
-        return 0
-    finally:
-        server.stop()
-        signal.signal(signal.SIGTERM, previous)
-
-
-def _raise_interrupt(signum: int, frame) -> None:
-    raise KeyboardInterrupt
+    """Serve ``config`` until SIGINT/SIGTERM (exit 0) or until the server dies (:class:`~coffea_lorentz.errors.ServerError`, exit 1)."""
+    TritonServer(config).serve_forever(announce=lambda line: print(line, flush=True))
+    print("stopped Triton server", file=sys.stderr)
+    return 0

@@ -12,7 +12,7 @@ import psutil
 import pytest
 import torch
 
-from coffea_lorentz.errors import InvalidInputError, ServerStartError
+from coffea_lorentz.errors import InvalidInputError, ServerError, ServerStartError
 from coffea_lorentz.export import ScoredTagger
 from coffea_lorentz.models import pretrained
 from coffea_lorentz.repository import build_repository, read_repository_info
@@ -141,6 +141,41 @@ def test_stop_leaves_no_process_and_is_idempotent(identity_repository):
     for process in family:
         with pytest.raises(ProcessLookupError):
             os.kill(process.pid, 0)
+
+
+@needs_server
+@pytest.mark.slow
+def test_serve_forever_announces_endpoints_and_reports_a_dead_server(identity_repository):
+    """``serve_forever`` off the main thread: endpoints announced, no "Ctrl-C" line (no signal
+    reaches it), and a server that dies raises :class:`ServerError` with the log, leaving nothing behind."""
+    server = TritonServer(ServerConfig(repository=identity_repository))
+    lines: list[str] = []
+    ready = threading.Event()
+    outcome: list[BaseException] = []
+
+    def announce(line: str) -> None:
+        lines.append(line)
+        if line.lstrip().startswith("log"):
+            ready.set()
+
+    def serve() -> None:
+        try:
+            server.serve_forever(announce=announce)
+        except BaseException as err:  # noqa: BLE001 - handed to the test thread
+            outcome.append(err)
+
+    thread = threading.Thread(target=serve)
+    thread.start()
+    assert ready.wait(timeout=120), lines
+    assert lines[0].startswith("Triton server ready in") and f"pid {server.pid}" in lines[0]
+    assert any(line.strip() == f"gRPC     {server.grpc_url}" for line in lines)
+    assert not any("Ctrl-C" in line for line in lines)
+    os.kill(server.pid, 9)
+    thread.join(timeout=60)
+    assert not thread.is_alive()
+    assert len(outcome) == 1 and isinstance(outcome[0], ServerError), outcome
+    assert "exited with status" in str(outcome[0])
+    assert server.pid is None and not server.is_running()
 
 
 @needs_server
