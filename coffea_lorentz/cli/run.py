@@ -34,10 +34,20 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--server-host", metavar="ADDRESS",
                         help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
                              "machine's address towards the scheduler with --scheduler)")
-    cluster = parser.add_mutually_exclusive_group()
-    cluster.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing Dask scheduler to run on")
-    cluster.add_argument("--workers", type=int, default=2, metavar="N",
-                         help="LocalCluster worker processes (default: 2; 0 runs every chunk in this process)")
+    parser.add_argument("--cluster", metavar="SPEC", default=None,
+                        help="where chunks run: local (default: a LocalCluster of --workers processes), "
+                             "tcp://HOST:PORT (an existing scheduler), gateway[:URL] (a new dask-gateway cluster), "
+                             "htcondor or slurm (batch jobs through dask-jobqueue), in-process")
+    parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing Dask scheduler (same as --cluster tcp://…)")
+    parser.add_argument("--workers", type=int, default=2, metavar="N",
+                        help="workers to start: LocalCluster processes, gateway workers or batch jobs (default: 2; "
+                             "0 with a local cluster runs every chunk in this process)")
+    parser.add_argument("--adapt", metavar="MIN:MAX", help="adaptive workers between MIN and MAX (gateway, htcondor, slurm)")
+    parser.add_argument("--worker-cores", type=int, metavar="N", help="cores of one batch job (default: dask config)")
+    parser.add_argument("--worker-memory", metavar="SIZE", help="memory of one batch job, e.g. 4GB (default: dask config)")
+    parser.add_argument("--walltime", metavar="HH:MM:SS", help="wall time of one batch job (default: dask config)")
+    parser.add_argument("--print-job-script", action="store_true",
+                        help="print the batch job script of --cluster htcondor/slurm and exit")
     parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk and output file (default: 100000)")
     parser.add_argument("--max-constituents", type=int, default=None,
                         help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
@@ -87,16 +97,32 @@ def print_summary(summary: RunSummary) -> None:
                       f"(manifest.json lists this run's files)")
 
 
+def _adapt(text: str | None) -> tuple[int, int] | None:
+    if not text:
+        return None
+    low, sep, high = text.partition(":")
+    if not sep or not low.isdigit() or not high.isdigit():
+        raise ValueError(f"--adapt {text!r}: expected MIN:MAX, e.g. 2:50")
+    return int(low), int(high)
+
+
 def main(args: argparse.Namespace) -> int:
     taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     max_constituents = args.max_constituents or default_max_constituents(taggers)
+    if args.cluster and args.scheduler:
+        raise ValueError("give --cluster or --scheduler, not both")
     config = RunConfig(
         taggers=taggers,
         backend=args.backend,
         server_url=args.server,
         server_host=args.server_host,
+        cluster=args.cluster,
         scheduler=args.scheduler,
         n_workers=args.workers,
+        adapt=_adapt(args.adapt),
+        worker_cores=args.worker_cores,
+        worker_memory=args.worker_memory,
+        walltime=args.walltime,
         chunksize=args.chunksize,
         batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
         client_options=(("timeout_s", args.timeout_s),) if args.backend == "triton" else (),
@@ -105,6 +131,11 @@ def main(args: argparse.Namespace) -> int:
         fail_fast=args.fail_fast,
         progress=not args.no_progress,
     )
+    if args.print_job_script:
+        from ..run.executors import job_script
+
+        print(job_script(config.cluster_spec()))
+        return 0
     summary = run_tagging(args.inputs, args.output, config)
     print_summary(summary)
     return 0 if summary.complete else EXIT_FAILURES

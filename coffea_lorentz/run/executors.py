@@ -1,23 +1,133 @@
-"""Where a run's tasks execute: Dask (an existing scheduler or a LocalCluster) or this process.
+"""Where a run's tasks execute: a Dask cluster — local, given by address, from a dask-gateway server
+or from a batch pool through dask-jobqueue — or this process.
 
-An executor maps a function over items and yields ``(item, result)`` pairs as they finish — Dask
-does the scheduling, this module only submits and collects. A task that raises (or a worker
-that dies under it) is handed to ``on_error``, which turns it into a result, so one lost task never
-loses the others; without ``on_error`` the first error cancels what is left and is raised.
+:class:`ClusterSpec` reads what ``--cluster`` says::
+
+    local                    a LocalCluster of n_workers processes (the default)
+    tcp://HOST:PORT          an existing scheduler (left running at the end)
+    gateway[:URL]            a new cluster from a dask-gateway server (URL, else the dask config's
+                             gateway.address), scaled to n_workers or adaptive
+    htcondor | slurm         a dask-jobqueue cluster: worker jobs with cores, memory, walltime from
+                             the options or the user's dask config (jobqueue.htcondor / jobqueue.slurm)
+    in-process               every task in this process, one after the other
+
+:func:`open_executor` starts (and at the end closes) the cluster, waits for workers — reporting
+them as they join — and checks, before any chunk, that every worker imports coffea-lorentz at this
+version and reaches the Triton server (:meth:`DaskExecutor.check_workers`). An executor maps a
+function over items and yields ``(item, result)`` pairs as they finish; Dask does the scheduling.
+A task that raises (or whose worker dies) is handed to ``on_error``, which turns it into a result,
+so one lost task never loses the others; without ``on_error`` the first error cancels the rest.
 """
 
 from __future__ import annotations
 
 import contextlib
+import sys
+import time
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
 
-__all__ = ["InProcessExecutor", "DaskExecutor", "open_executor"]
+from ..errors import ConfigurationError
+
+__all__ = ["ClusterSpec", "InProcessExecutor", "DaskExecutor", "open_executor", "job_script", "check_worker"]
+
+_KINDS = ("local", "address", "gateway", "htcondor", "slurm", "in-process")
+_JOBQUEUE_CLASSES = {"htcondor": "HTCondorCluster", "slurm": "SLURMCluster"}
+_DEFAULT_HTCONDOR_DISK = "2GB"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ClusterSpec:
+    """A Dask cluster to run on.
+
+    Attributes:
+        kind: one of ``local``, ``address``, ``gateway``, ``htcondor``, ``slurm``, ``in-process``.
+        address: the scheduler address (``address``) or the gateway URL (``gateway``; None: dask config).
+        n_workers: workers to start (local, gateway, jobqueue: one worker per job).
+        adapt: ``(minimum, maximum)`` workers for adaptive scaling instead of ``n_workers``.
+        cores, memory, walltime, disk: resources of one worker job (jobqueue; None: dask config).
+        worker_wait_s: how long to wait for the first worker before giving up.
+        environment: shell lines a batch job runs before the worker starts; None activates the
+            client's own environment (``source <sys.prefix>/bin/activate``): a shared software area.
+    """
+
+    kind: str = "local"
+    address: str | None = None
+    n_workers: int = 2
+    adapt: tuple[int, int] | None = None
+    cores: int | None = None
+    memory: str | None = None
+    walltime: str | None = None
+    disk: str | None = None
+    worker_wait_s: float = 600.0
+    environment: tuple[str, ...] | None = None
+
+    def __post_init__(self) -> None:
+        if self.kind not in _KINDS:
+            raise ConfigurationError(f"cluster kind {self.kind!r}: expected one of {', '.join(_KINDS)}")
+        if self.adapt is not None and not 0 <= self.adapt[0] <= self.adapt[1]:
+            raise ConfigurationError(f"adaptive workers: expected 0 ≤ MIN ≤ MAX, got {self.adapt}")
+
+    @classmethod
+    def parse(cls, text: str, **options) -> "ClusterSpec":
+        """``--cluster`` text → spec; ``options`` fill the other fields."""
+        text = text.strip()
+        if text.startswith(("tcp://", "tls://", "ucx://", "inproc://")):
+            return cls(kind="address", address=text, **options)
+        if text == "gateway" or text.startswith("gateway:"):
+            url = text.partition(":")[2] or None
+            return cls(kind="gateway", address=url, **options)
+        if text in _KINDS and text != "address":
+            return cls(kind=text, **options)
+        raise ConfigurationError(
+            f"--cluster {text!r}: expected local, tcp://HOST:PORT, gateway[:URL], htcondor, slurm or in-process"
+        )
+
+    @property
+    def owned(self) -> bool:
+        """Whether the run starts this cluster (and so closes it at the end)."""
+        return self.kind != "address"
+
+    def job_environment(self) -> list[str]:
+        """Shell lines run in a batch job before the worker (the client's environment by default)."""
+        if self.environment is not None:
+            return list(self.environment)
+        activate = Path(sys.prefix) / "bin" / "activate"
+        return [f"source {activate}"] if activate.is_file() else []
+
+
+def check_worker(server_url: str | None, timeout_s: float = 10.0) -> dict:
+    """Run on a worker: the coffea-lorentz version it imports and whether it reaches ``server_url``."""
+    import socket
+
+    import coffea_lorentz
+
+    report = {"version": coffea_lorentz.__version__, "host": socket.gethostname(), "server": None}
+    if server_url:
+        try:
+            import tritonclient.grpc as grpcclient
+
+            from ..infer.triton_client import normalise_url
+
+            urls = [normalise_url(url) for url in server_url.split(",") if url.strip()]
+            for url in urls:
+                client = grpcclient.InferenceServerClient(url)
+                try:
+                    if not client.is_server_ready(client_timeout=timeout_s):
+                        report["server"] = f"Triton server at {url} answers but is not ready"
+                        break
+                finally:
+                    client.close()
+        except Exception as err:  # noqa: BLE001 - any failure is this worker's, reported in one line
+            report["server"] = f"cannot reach the Triton server at {server_url}: {' '.join(str(err).split())[:200]}"
+    return report
 
 
 class InProcessExecutor:
     """Runs tasks one after the other in this process."""
 
-    workers = 1
+    scheduler_address: str | None = None
 
     def map(self, function: Callable, items: Sequence, *, on_error: Callable | None = None,
             key_prefix: str = "task") -> Iterator[tuple[object, object]]:
@@ -29,6 +139,9 @@ class InProcessExecutor:
                     raise
                 yield item, on_error(item, err)
 
+    def check_workers(self, server_url: str | None) -> None:
+        """Nothing to check: the tasks run here."""
+
 
 class DaskExecutor:
     """Submits tasks to a ``distributed.Client``; results come back as they complete."""
@@ -37,8 +150,8 @@ class DaskExecutor:
         self.client = client
 
     @property
-    def workers(self) -> int:
-        return max(1, len(self.client.scheduler_info().get("workers", {})))
+    def scheduler_address(self) -> str:
+        return self.client.scheduler.address
 
     def map(self, function: Callable, items: Sequence, *, on_error: Callable | None = None,
             key_prefix: str = "task") -> Iterator[tuple[object, object]]:
@@ -46,11 +159,11 @@ class DaskExecutor:
 
         if not items:
             return
-        futures = self.client.map(function, list(items), pure=False, retries=0, key=[
-            f"{key_prefix}-{i}-{id(items)}" for i in range(len(items))])
+        keys = [f"{key_prefix}-{i}-{id(items):x}" for i in range(len(items))]
+        futures = self.client.map(function, list(items), pure=False, retries=0, key=keys)
         item_of = {future.key: item for future, item in zip(futures, items)}
         try:
-            for future in as_completed(futures):
+            for future in as_completed(futures, loop=self.client.loop):
                 item = item_of[future.key]
                 try:
                     result = future.result()
@@ -65,13 +178,109 @@ class DaskExecutor:
             if pending:
                 self.client.cancel(pending)
 
+    def check_workers(self, server_url: str | None) -> None:
+        """Raise :class:`ConfigurationError`, one line per worker, for a worker that does not import
+        coffea-lorentz at this version or cannot reach ``server_url``."""
+        import coffea_lorentz
+
+        answers = self.client.run(check_worker, server_url, on_error="return")
+        problems = []
+        for worker, answer in sorted(answers.items()):
+            if isinstance(answer, BaseException):
+                problems.append(f"worker {worker}: cannot run coffea-lorentz ({type(answer).__name__}: "
+                                f"{' '.join(str(answer).split())[:200]}); install it there (see the README)")
+            elif answer["version"] != coffea_lorentz.__version__:
+                problems.append(f"worker {worker} ({answer['host']}): coffea-lorentz {answer['version']}, "
+                                f"the client runs {coffea_lorentz.__version__}")
+            elif answer["server"]:
+                problems.append(f"worker {worker} ({answer['host']}): {answer['server']}")
+        if problems:
+            raise ConfigurationError("workers not ready for this run:\n  " + "\n  ".join(problems))
+
+
+def _wait_for_workers(client, minimum: int, timeout_s: float, report: Callable[[str], None]) -> None:
+    """Wait until ``minimum`` workers joined, reporting each change; raise after ``timeout_s``."""
+    deadline = time.monotonic() + timeout_s
+    seen = -1
+    while True:
+        count = len(client.scheduler_info().get("workers", {}))
+        if count != seen:
+            report(f"workers: {count} joined, waiting for {minimum}" if count < minimum else f"workers: {count} joined")
+            seen = count
+        if count >= minimum:
+            return
+        if time.monotonic() > deadline:
+            raise ConfigurationError(
+                f"only {count} of {minimum} Dask workers joined the scheduler {client.scheduler.address} within "
+                f"{timeout_s:g} s; check the cluster (batch queue, gateway limits) or lower --workers"
+            )
+        time.sleep(0.5)
+
+
+def _jobqueue_cluster(spec: ClusterSpec):
+    try:
+        import dask_jobqueue
+    except ImportError:
+        raise ConfigurationError(f"--cluster {spec.kind} needs dask-jobqueue: pip install 'coffea-lorentz[facilities]'") from None
+    options: dict = {"processes": 1, "job_script_prologue": spec.job_environment(),
+                     "scheduler_options": {"dashboard_address": ":0"}}
+    for name in ("cores", "memory"):
+        if getattr(spec, name) is not None:
+            options[name] = getattr(spec, name)
+    if spec.walltime is not None and spec.kind == "slurm":
+        options["walltime"] = spec.walltime
+    elif spec.walltime is not None:  # HTCondor pools read a job's wall time from +MaxRuntime (seconds)
+        options["job_extra_directives"] = {"+MaxRuntime": str(_seconds(spec.walltime))}
+    if spec.kind == "htcondor":
+        import dask
+
+        # HTCondor jobs must state their scratch disk; the worker itself needs little.
+        disk = spec.disk or dask.config.get("jobqueue.htcondor.disk", None) or _DEFAULT_HTCONDOR_DISK
+        options["disk"] = disk
+    try:
+        return getattr(dask_jobqueue, _JOBQUEUE_CLASSES[spec.kind])(**options)
+    except ValueError as err:  # a resource neither given nor in the dask config
+        raise ConfigurationError(f"--cluster {spec.kind}: {err} (give --worker-cores/--worker-memory, or set them "
+                                 f"in the dask config under jobqueue.{spec.kind})") from None
+
+
+def _seconds(walltime: str) -> int:
+    """``HH:MM:SS`` (or ``MM:SS``, or seconds) → seconds."""
+    try:
+        parts = [int(part) for part in walltime.split(":")]
+    except ValueError:
+        raise ConfigurationError(f"wall time {walltime!r}: expected HH:MM:SS") from None
+    seconds = 0
+    for part in parts:
+        seconds = seconds * 60 + part
+    return seconds
+
+
+def job_script(spec: ClusterSpec) -> str:
+    """The batch job script a ``htcondor`` / ``slurm`` cluster would submit for one worker."""
+    if spec.kind not in _JOBQUEUE_CLASSES:
+        raise ConfigurationError(f"cluster kind {spec.kind!r} submits no job scripts")
+    cluster = _jobqueue_cluster(spec)
+    try:
+        return cluster.job_script()
+    finally:
+        cluster.close()
+
+
+def _scale(cluster, spec: ClusterSpec) -> int:
+    """Scale ``cluster`` as ``spec`` says; returns the workers to wait for."""
+    if spec.adapt is not None:
+        cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
+        return max(1, spec.adapt[0])
+    cluster.scale(spec.n_workers)
+    return max(1, spec.n_workers)
+
 
 @contextlib.contextmanager
-def open_executor(*, scheduler: str | None, n_workers: int) -> Iterator[InProcessExecutor | DaskExecutor]:
-    """An executor for a run: the scheduler at ``scheduler``, else a LocalCluster of ``n_workers``
-    processes (one thread each), else (``n_workers`` ≤ 0) this process. A cluster started here is
-    closed on exit; one given by address is left running."""
-    if scheduler is None and n_workers <= 0:
+def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda line: None
+                  ) -> Iterator[InProcessExecutor | DaskExecutor]:
+    """The executor of ``spec``; a cluster started here is closed on exit, one given by address is not."""
+    if spec.kind == "in-process" or (spec.kind == "local" and spec.n_workers <= 0):
         yield InProcessExecutor()
         return
     import logging
@@ -80,13 +289,46 @@ def open_executor(*, scheduler: str | None, n_workers: int) -> Iterator[InProces
 
     # Port-in-use and nanny chatter of a LocalCluster is not the user's concern.
     for name in ("distributed.scheduler", "distributed.nanny", "distributed.worker", "distributed.core",
-                 "distributed.http.proxy", "distributed.deploy.spec"):
+                 "distributed.http.proxy", "distributed.deploy.spec", "distributed.deploy.adaptive"):
         logging.getLogger(name).setLevel(logging.ERROR)
-    if scheduler is not None:
-        with Client(scheduler) as client:
+    if spec.kind == "address":
+        with Client(spec.address) as client:
+            _wait_for_workers(client, 1, spec.worker_wait_s, report)
             yield DaskExecutor(client)
         return
-    # ":0": any free port for the scheduler's HTTP server, never the "8787 is in use" warning.
-    with LocalCluster(n_workers=n_workers, threads_per_worker=1, processes=True, dashboard_address=":0") as cluster, \
-            Client(cluster) as client:
-        yield DaskExecutor(client)
+    if spec.kind == "local":
+        # ":0": any free port for the scheduler's HTTP server, never the "8787 is in use" warning.
+        with LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
+                          dashboard_address=":0") as cluster, Client(cluster) as client:
+            yield DaskExecutor(client)
+        return
+    if spec.kind == "gateway":
+        try:
+            from dask_gateway import Gateway
+        except ImportError:
+            raise ConfigurationError("--cluster gateway needs dask-gateway: pip install 'coffea-lorentz[facilities]'") from None
+        gateway = Gateway(spec.address) if spec.address else Gateway()
+        try:
+            cluster = gateway.new_cluster()
+            report(f"gateway cluster {cluster.name} started at {gateway.address}")
+            try:
+                minimum = _scale(cluster, spec)
+                with cluster.get_client(set_as_default=False) as client:
+                    _wait_for_workers(client, minimum, spec.worker_wait_s, report)
+                    yield DaskExecutor(client)
+            finally:
+                cluster.shutdown()
+        finally:
+            gateway.close()
+            # dask-gateway closes once more when collected, after its event loop stopped, and prints
+            # a RuntimeError; the gateway is closed already.
+            gateway.close = lambda *args, **kwargs: None
+        return
+    cluster = _jobqueue_cluster(spec)
+    try:
+        minimum = _scale(cluster, spec)
+        with Client(cluster) as client:
+            _wait_for_workers(client, minimum, spec.worker_wait_s, report)
+            yield DaskExecutor(client)
+    finally:
+        cluster.close()

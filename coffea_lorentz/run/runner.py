@@ -36,11 +36,11 @@ from pathlib import Path
 
 from .. import DEFAULT_TAGGER, __version__
 from ..batch import BatchConfig
-from ..errors import ConfigurationError, InputFileError, OutputError, one_line
+from ..errors import ConfigurationError, InputFileError, one_line
 from ..infer import BackendSpec
 from ..store import OutputStore
 from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
-from .executors import open_executor
+from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
 from .lock import LOCK_NAME, OutputLock, pid_alive
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
@@ -66,8 +66,15 @@ class RunConfig:
         server_url: Triton gRPC address; None with ``backend="triton"`` starts a local server.
         server_host: address the local server binds to and hands to the workers; None: 127.0.0.1
             for a local cluster, else this machine's address on the route to the scheduler.
-        scheduler: address of an existing Dask scheduler ``tcp://HOST:PORT``; None starts a LocalCluster.
-        n_workers: LocalCluster worker processes; 0 runs every task in this process.
+        cluster: where the chunks run (:class:`~coffea_lorentz.run.executors.ClusterSpec`): ``local``,
+            ``tcp://HOST:PORT``, ``gateway[:URL]``, ``htcondor``, ``slurm`` or ``in-process``; None:
+            ``scheduler`` if given, else ``local``.
+        scheduler: address of an existing Dask scheduler ``tcp://HOST:PORT`` (same as ``cluster``).
+        n_workers: workers to start (LocalCluster processes, gateway workers, batch jobs); 0 with a
+            local cluster runs every task in this process.
+        adapt: ``(minimum, maximum)`` workers, scaled adaptively (gateway, batch pools).
+        worker_cores, worker_memory, walltime: resources of one batch job (None: the dask config).
+        worker_wait_s: how long to wait for the first workers of a cluster.
         chunksize: events per chunk (one output file each).
         batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
             the taggers' shipped weights were trained on (:func:`default_max_constituents`).
@@ -83,8 +90,14 @@ class RunConfig:
     backend: str = "triton"
     server_url: str | None = None
     server_host: str | None = None
+    cluster: str | None = None
     scheduler: str | None = None
     n_workers: int = 2
+    adapt: tuple[int, int] | None = None
+    worker_cores: int | None = None
+    worker_memory: str | None = None
+    walltime: str | None = None
+    worker_wait_s: float = 600.0
     chunksize: int = 100_000
     batch_config: BatchConfig | None = None
     client_options: tuple[tuple[str, object], ...] = ()
@@ -103,6 +116,13 @@ class RunConfig:
             raise ConfigurationError("RunConfig.taggers: no tagger given")
         if len(set(self.taggers)) != len(self.taggers):
             raise ConfigurationError(f"RunConfig.taggers: a tagger is named twice in {list(self.taggers)}")
+        self.cluster_spec()  # an unknown cluster kind is refused here
+
+    def cluster_spec(self) -> ClusterSpec:
+        """The cluster the chunks run on."""
+        text = self.cluster or self.scheduler or "local"
+        return ClusterSpec.parse(text, n_workers=self.n_workers, adapt=self.adapt, cores=self.worker_cores,
+                                 memory=self.worker_memory, walltime=self.walltime, worker_wait_s=self.worker_wait_s)
 
 
 @dataclass(kw_only=True)
@@ -241,13 +261,13 @@ def _is_loopback(host: str) -> bool:
         return host in ("localhost", "")
 
 
-def _server_host(config: RunConfig) -> str:
+def _server_host(config: RunConfig, scheduler_address: str | None) -> str:
     """The address a local server binds to: one the workers can reach, or a refusal saying why."""
     if config.server_host:
         return config.server_host
-    if config.scheduler is None or _is_loopback(_host_of(config.scheduler)):
+    if scheduler_address is None or _is_loopback(_host_of(scheduler_address)):
         return "127.0.0.1"
-    scheduler_host = _host_of(config.scheduler)
+    scheduler_host = _host_of(scheduler_address)
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
             probe.connect((scheduler_host, 9))
@@ -275,8 +295,9 @@ def _remove_stale_repositories() -> None:
 
 
 @contextlib.contextmanager
-def _triton_url(config: RunConfig) -> Iterator[str | None]:
-    """The server to use: the given URL, or a local server started (and stopped) for the run."""
+def _triton_url(config: RunConfig, scheduler_address: str | None) -> Iterator[str | None]:
+    """The server to use: the given URL, or a local server started (and stopped) for the run,
+    bound where the workers of ``scheduler_address`` can reach it."""
     if config.backend != "triton":
         yield None
         return
@@ -287,7 +308,7 @@ def _triton_url(config: RunConfig) -> Iterator[str | None]:
     from ..repository import build_repository
     from ..serve import ServerConfig, TritonServer
 
-    host = _server_host(config)
+    host = _server_host(config, scheduler_address)
     _remove_stale_repositories()
     with tempfile.TemporaryDirectory(prefix=f"{_REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
         repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in config.taggers},
@@ -382,12 +403,14 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
         hashes = _served_hashes(config.server_url, config.taggers, batch_config, config)
-    with OutputLock(store) as lock, _triton_url(config) as url:
+    with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
+            _triton_url(config, executor.scheduler_address) as url:
         store.remove_temporary_files()
         if config.backend == "torch":
             hashes = _torch_hashes(config.taggers)
         elif not config.server_url:
             hashes = _served_hashes(url, config.taggers, batch_config, config)
+        executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
@@ -399,22 +422,21 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings)
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
-        with open_executor(scheduler=config.scheduler, n_workers=config.n_workers) as executor:
-            targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
-            files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
-                                                       on_error=lambda t, err: InputFile(
-                                                           dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
-            summary.bad_files = [info for info in files if info.error is not None]
-            if summary.bad_files and config.fail_fast:
-                bad = summary.bad_files[0]
-                raise InputFileError(bad.source, bad.error or "unusable")
-            chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
-            on_error = None if config.fail_fast else (
-                lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
-            with _progress(config.progress, len(chunks)) as advance:
-                for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
-                    summary.records.append(record)
-                    advance(record)
+        targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
+        files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
+                                                   on_error=lambda t, err: InputFile(
+                                                       dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
+        summary.bad_files = [info for info in files if info.error is not None]
+        if summary.bad_files and config.fail_fast:
+            bad = summary.bad_files[0]
+            raise InputFileError(bad.source, bad.error or "unusable")
+        chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
+        on_error = None if config.fail_fast else (
+            lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
+        with _progress(config.progress, len(chunks)) as advance:
+            for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
+                summary.records.append(record)
+                advance(record)
         _verify_all(store, summary.records, settings)
         planned = {chunk.path for chunk in chunks}
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned]
@@ -427,6 +449,15 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             store.write_text(MANIFEST_NAME, dumps(manifest))
             summary.manifest = store.url_of(MANIFEST_NAME)
     return summary
+
+
+def _reporter(enabled: bool):
+    """Where cluster progress (workers joining) goes: stderr, or nowhere."""
+    if not enabled:
+        return lambda line: None
+    import sys
+
+    return lambda line: print(f"coffea-lorentz run: {line}", file=sys.stderr, flush=True)
 
 
 def _inspect(target: tuple[str, str, str]) -> InputFile:

@@ -7,6 +7,7 @@ Dask workers that share no disk with the client.
 - :mod:`~coffea_lorentz.testing.xrootd` — :class:`XRootDServer`, :func:`xrootd_server_fixture`.
 - :mod:`~coffea_lorentz.testing.dask_workers` — :class:`IsolatedDaskCluster`,
   :func:`isolated_dask_cluster_fixture`.
+- :mod:`~coffea_lorentz.testing.gateway` — :class:`DaskGatewayServer`, :func:`dask_gateway_server_fixture`.
 - :mod:`~coffea_lorentz.testing.processes` — starting and stopping helper processes.
 
 In a ``conftest.py``::
@@ -38,6 +39,7 @@ Under ``make test`` (``COFFEA_LORENTZ_REQUIRE_STORAGE=1``, :func:`require_storag
 fail instead of skipping when a part is missing.
 """
 
+from .gateway import DaskGatewayServer, dask_gateway_server_fixture, gateway_unavailable_reason
 from .dask_workers import IsolatedDaskCluster, isolated_dask_cluster_fixture, isolation_unavailable_reason
 from .processes import STORAGE_ENV_VARIABLE, require_storage
 from .samples import corrupt_baskets, truncate_file, write_pfnano_fileset, write_small_pfnano
@@ -60,4 +62,7 @@ __all__ = [
     "IsolatedDaskCluster",
     "isolation_unavailable_reason",
     "isolated_dask_cluster_fixture",
+    "DaskGatewayServer",
+    "gateway_unavailable_reason",
+    "dask_gateway_server_fixture",
 ]
