@@ -153,18 +153,45 @@ def test_threads_parameter_only_in_python_backend():
     assert "dims: [ 3 ]" in python and "dims: [ 3 ]" in libtorch
 
 
+@pytest.mark.parametrize("kind", ["KIND_CPU", "KIND_GPU"])
 @pytest.mark.parametrize("backend", ["python", "pytorch_libtorch"])
-def test_config_carries_the_model_sha256_and_parses_as_triton_config(tmp_path, identity, backend):
+def test_config_carries_the_model_sha256_and_parses_as_triton_config(tmp_path, identity, backend, kind):
+    """Every generated config.pbtxt is a valid Triton ModelConfig (text_format.Parse fails on any
+    unknown field), with the backend, instance kind, tensors and batching the client relies on."""
+    from google.protobuf import text_format
+    from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
+
+    path = build_repository(tmp_path / "repo", {"identity": identity, "second": identity}, backend=backend,
+                            kind=kind, intra_op_threads=2, preferred_batch_sizes=(256,), instance_count=2)
+    configs = {p.parent.name: text_format.Parse(p.read_text(), ModelConfig()) for p in path.glob("*/config.pbtxt")}
+    assert sorted(configs) == ["identity", "second"]
+    digest = hashlib.sha256((path / "identity" / "1" / "model.pt").read_bytes()).hexdigest()
+    assert read_repository_info(path)["models"]["identity"]["sha256"] == digest
+    for name, config in configs.items():
+        assert config.parameters[SHA256_PARAMETER].string_value == digest
+        assert config.name == name and config.max_batch_size == 1024
+        if backend == "python":
+            assert config.backend == "python" and not config.platform
+        else:
+            assert config.platform == "pytorch_libtorch" and config.default_model_filename == "model.pt"
+        (group,) = config.instance_group
+        assert group.kind == ModelInstanceGroup.Kind.Value(kind) and group.count == 2
+        assert list(config.dynamic_batching.preferred_batch_size) == [256]
+        inputs = {tensor.name: (tensor.data_type, list(tensor.dims)) for tensor in config.input}
+        assert inputs == {"p4": (DataType.TYPE_FP32, [-1, 4]), "mask": (DataType.TYPE_BOOL, [-1])}
+        assert [(t.name, t.data_type, list(t.dims)) for t in config.output] == [("score", DataType.TYPE_FP32, [2])]
+    assert SHA256_PARAMETER == triton_client.SHA256_PARAMETER  # what clients read back
+
+
+def test_triton_config_schema_rejects_unknown_fields(tmp_path, identity):
+    """The parse above is a real check: a misspelt field in a config.pbtxt fails it."""
     from google.protobuf import text_format
     from tritonclient.grpc.model_config_pb2 import ModelConfig
 
-    path = build_repository(tmp_path / "repo", {"identity": identity}, backend=backend, intra_op_threads=2)
-    digest = hashlib.sha256((path / "identity" / "1" / "model.pt").read_bytes()).hexdigest()
-    assert read_repository_info(path)["models"]["identity"]["sha256"] == digest
-    config = text_format.Parse((path / "identity" / "config.pbtxt").read_text(), ModelConfig())
-    assert config.parameters[SHA256_PARAMETER].string_value == digest
-    assert config.name == "identity" and config.max_batch_size == 1024
-    assert SHA256_PARAMETER == triton_client.SHA256_PARAMETER  # what clients read back
+    path = build_repository(tmp_path / "repo", {"identity": identity})
+    text = (path / "identity" / "config.pbtxt").read_text().replace("max_batch_size", "max_batch_sise")
+    with pytest.raises(text_format.ParseError, match="max_batch_sise"):
+        text_format.Parse(text, ModelConfig())
 
 
 def test_sha256_parameter_is_checked():
