@@ -35,7 +35,7 @@ def gateway_unavailable_reason() -> str | None:
         return ("dask-gateway-server is not installed in this environment "
                 "(pip install -c constraints.txt 'dask-gateway-server[local]' dask-gateway)")
     try:
-        import dask_gateway  # noqa: F401
+        import dask_gateway  # noqa: F401  (only whether it imports)
     except ImportError:
         return "the dask-gateway client is not installed (pip install 'coffea-lorentz[facilities]')"
     return None
