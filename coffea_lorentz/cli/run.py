@@ -67,6 +67,7 @@ def print_summary(summary: RunSummary) -> None:
     from rich.table import Table
 
     console = Console()
+    console = Console(width=max(console.width, 120))  # paths and tables whole, also when piped
     table = Table(title="coffea-lorentz run", show_header=False)
     table.add_row("input files", str(len(summary.files)))
     table.add_row("chunks", f"{summary.processed} processed, {summary.skipped} skipped (done earlier), "
@@ -83,7 +84,21 @@ def print_summary(summary: RunSummary) -> None:
     table.add_row("output", summary.output)
     table.add_row("manifest", summary.manifest or "not written (run incomplete)")
     table.add_row("log", summary.log or "")
+    if summary.plots:
+        table.add_row("plots", "\n".join(summary.plots))
     console.print(table)
+    if summary.datasets:
+        per_dataset = Table(title="scores per dataset (no const.: jets without constituents, score NaN)",
+                            show_edge=False)
+        for column in ("dataset", "tagger", "events", "jets", "no const.", "mean", "10%", "median", "90%"):
+            per_dataset.add_column(column, justify="left" if column in ("dataset", "tagger") else "right",
+                                   no_wrap=column != "dataset", overflow="fold")
+        for row in summary.datasets:
+            tagger = row["score"].removeprefix("FatJet_").removesuffix("_score")
+            per_dataset.add_row(row["dataset"], tagger, f"{row['events']:,}", f"{row['jets']:,}",
+                                f"{row['no_constituents']:,}", f"{row['mean']:.3f}", f"{row['q10']:.2f}",
+                                f"{row['median']:.2f}", f"{row['q90']:.2f}")
+        console.print(per_dataset)
     if summary.bad_files or summary.failed:
         # Plain lines, never cut: a path or reason must be copyable whole.
         console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "

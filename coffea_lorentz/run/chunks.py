@@ -126,6 +126,7 @@ class ChunkRecord:
         reason: one line saying why the chunk failed.
         detail: the full traceback of a failure (for the log, never the console).
         wall_s: seconds spent on the chunk by the worker.
+        histograms: the chunk's score histograms (:func:`coffea_lorentz.run.histograms.fill_scores`).
     """
 
     chunk: Chunk
@@ -138,6 +139,7 @@ class ChunkRecord:
     reason: str = ""
     detail: str = ""
     wall_s: float = 0.0
+    histograms: dict | None = None
 
     @property
     def ok(self) -> bool:

@@ -147,6 +147,9 @@ class RunSummary:
     manifest: str | None = None
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
+    histograms: dict | None = None
+    plots: list[str] = field(default_factory=list)
+    datasets: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
@@ -363,6 +366,23 @@ def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSet
             record.reason = f"output file {record.chunk.path} did not verify: {why_not}"
 
 
+def _collect_histograms(store: OutputStore, summary: RunSummary) -> None:
+    """Add up the chunks' score histograms; save them, plot them, and make the per-dataset table."""
+    from . import histograms
+
+    merged = histograms.merge([record.histograms for record in summary.records if record.ok])
+    if not merged["histograms"]:
+        return
+    histograms.save(store, merged)
+    summary.histograms = merged["histograms"]
+    summary.plots = histograms.plot(store, merged)
+    events: dict[str, int] = {}
+    for record in summary.records:
+        if record.ok:
+            events[record.chunk.dataset] = events.get(record.chunk.dataset, 0) + record.rows
+    summary.datasets = histograms.dataset_table(merged, events)
+
+
 def _log_text(summary: RunSummary, settings: RunSettings) -> str:
     lines = [f"coffea-lorentz {__version__} run into {summary.output}",
              f"settings: {settings.to_json()}",
@@ -438,6 +458,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                 summary.records.append(record)
                 advance(record)
         _verify_all(store, summary.records, settings)
+        _collect_histograms(store, summary)
         planned = {chunk.path for chunk in chunks}
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned]
         summary.wall_s = time.perf_counter() - started

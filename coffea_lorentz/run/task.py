@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from ..errors import one_line
 from ..store import OutputStore
 from .chunks import Chunk, ChunkRecord, RunSettings, verify_chunk
+from .histograms import fill_scores
 
 __all__ = ["ChunkJob", "read_chunk_events"]
 
@@ -58,13 +59,22 @@ class ChunkJob:
     settings: RunSettings
     fail_fast: bool = False
 
+    def _histograms(self, chunk: Chunk) -> dict:
+        """Score histograms of ``chunk``, read back from its file at the destination."""
+        import uproot
+
+        branches = [f"FatJet_{tagger}_score" for tagger in self.settings.taggers]
+        with uproot.open(self.store.url_of(chunk.path)) as file:
+            arrays = file["Events"].arrays(branches, library="ak")
+        return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches})
+
     def __call__(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()
         try:
             done, _ = verify_chunk(self.store, chunk, self.settings)
             if done:
                 return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events,
-                                   wall_s=time.perf_counter() - started)
+                                   histograms=self._histograms(chunk), wall_s=time.perf_counter() - started)
             with warnings.catch_warnings():
                 # NanoAOD files without every cross-reference index make coffea warn per chunk.
                 warnings.filterwarnings("ignore", message="Missing cross-reference index")
@@ -77,7 +87,14 @@ class ChunkJob:
             return ChunkRecord(chunk=chunk, status="failed", reason=one_line(err),
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
         first = [chunk.entry_start + int(i) for i in result.get("nonfinite_events", [])[:_NAMED_ENTRIES]]
-        return ChunkRecord(
+        try:
+            histograms = self._histograms(chunk)
+        except Exception as err:  # noqa: BLE001 - the chunk file was just written; failing to read it back fails the chunk
+            if self.fail_fast:
+                raise
+            return ChunkRecord(chunk=chunk, status="failed", reason=f"written file unreadable: {one_line(err)}",
+                               detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
+        return ChunkRecord(histograms=histograms, 
             chunk=chunk, status="done", rows=int(result.get("events", 0)), jets=int(result.get("jets", 0)),
             constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
             nonfinite_entries=first, wall_s=time.perf_counter() - started,

@@ -220,3 +220,27 @@ def test_local_server_binds_where_remote_workers_can_reach_it():
         import ipaddress
 
         assert not ipaddress.ip_address(address).is_loopback
+
+
+def test_score_histograms_plots_and_table_survive_a_resume(tmp_path):
+    import pickle
+
+    fileset = make_fileset(tmp_path / "a", 2, dataset="a") | make_fileset(tmp_path / "b", 1, dataset="b", seed=5)
+    out = tmp_path / "out"
+    first = run_tagging(fileset, out, config())
+    saved = pickle.loads((out / "histograms.pkl").read_bytes())[SCORE]
+    rows = read_rows(first)
+    scores = ak.to_numpy(ak.flatten(rows[SCORE]))
+    assert saved.sum() == np.isfinite(scores).sum()
+    table = {row["dataset"]: row for row in first.datasets}
+    assert {name: row["events"] for name, row in table.items()} == {"a": 10, "b": 5}
+    assert sum(row["jets"] for row in table.values()) == len(scores)
+    assert sum(row["no_constituents"] for row in table.values()) == int(np.isnan(scores).sum())
+    finite_a = ak.to_numpy(ak.flatten(read_rows(first)[SCORE][:10]))
+    finite_a = finite_a[np.isfinite(finite_a)]
+    assert abs(table["a"]["mean"] - finite_a.mean()) < 1.0 / 50  # histogram mean, to a bin width
+    assert (out / "plots" / f"{SCORE}.png").read_bytes()[:4] == b"\x89PNG"
+    os.remove(first.outputs[0])
+    resumed = run_tagging(fileset, out, config())
+    assert resumed.skipped == 5 and resumed.processed == 1
+    assert resumed.histograms[SCORE] == saved
