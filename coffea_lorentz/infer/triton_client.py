@@ -47,7 +47,7 @@ from ..batch import Batch
 from ..errors import CoffeaLorentzError, ConfigurationError, InferenceError, ModelMismatchError, ServerError
 from .base import Backend
 
-__all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url"]
+__all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url", "split_urls"]
 
 #: The inputs every served tagger takes: name → (datatype, shape with -1 for B and N).
 EXPECTED_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {"p4": ("FP32", (-1, -1, 4)), "mask": ("BOOL", (-1, -1))}
@@ -89,6 +89,20 @@ def normalise_url(url: str) -> str:
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ServerError(f"malformed server URL {url!r}: expected grpc://HOST:PORT with a port in [1, 65535]")
     return f"{host}:{port}"
+
+
+def split_urls(url: str) -> tuple[str, ...]:
+    """A comma-separated list of server URLs → their ``HOST:PORT`` forms, in order, without repeats;
+    :class:`ServerError` for an empty list or a malformed URL (named)."""
+    addresses: list[str] = []
+    for part in url.split(","):
+        if part.strip():
+            address = normalise_url(part.strip())
+            if address not in addresses:
+                addresses.append(address)
+    if not addresses:
+        raise ServerError(f"no server URL in {url!r}: expected grpc://HOST:PORT[,grpc://HOST:PORT...]")
+    return tuple(addresses)
 
 
 def backoff_delay_s(attempt: int, *, backoff_ms: float, max_backoff_ms: float, jitter_ms: float) -> float:
@@ -293,9 +307,13 @@ def inspect_served_models(
     """Check, before a run, that the server at ``url`` serves every one of ``models`` as the client needs.
 
     Reads the server's readiness, its repository index, and each model's metadata and config.
+    With several servers (``url`` a comma-separated list) every server that answers must pass, and
+    all must serve the same model (``model_sha256``, ``n_classes``); servers that do not answer
+    within ``server_wait_s`` while another does are named in a :class:`RuntimeWarning` (the client
+    keeps trying them during the run). The returned ``max_batch_size`` is the smallest served one.
 
     Args:
-        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``.
+        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``, or several separated by commas.
         models: served model names (tagger names).
         max_batch_size: jets per request the run will send; checked against each served model's
             ``max_batch_size``. None skips the check.
@@ -308,12 +326,66 @@ def inspect_served_models(
 
     Raises:
         ConfigurationError: a model is not served (the message lists those that are), its signature
-            differs from the client's, or ``max_batch_size`` is above the served one.
-        ServerError: ``url`` is malformed, or the server did not answer within ``server_wait_s``.
+            differs from the client's, ``max_batch_size`` is above the served one, or two servers
+            serve different models.
+        ServerError: ``url`` is malformed, or no server answered within ``server_wait_s``.
     """
+    addresses = split_urls(url)
+    if len(addresses) == 1:
+        return _inspect_server(addresses[0], models, max_batch_size=max_batch_size, timeout_s=timeout_s,
+                               server_wait_s=server_wait_s)
+    outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
+    answers: dict[str, dict[str, ServedModel]] = {}
+    errors: dict[str, str] = {}
+    while True:
+        for address in addresses:
+            if address in answers:
+                continue
+            try:
+                answers[address] = _inspect_server(address, models, max_batch_size=max_batch_size,
+                                                   timeout_s=outage.probe_timeout_s(timeout_s), server_wait_s=0.0)
+            except ConfigurationError:
+                raise
+            except ServerError as err:
+                errors[address] = _one_line(err)
+        if answers:
+            break
+        delay_s = outage.failed("; ".join(errors.values()))
+        if delay_s is None:
+            raise ServerError(f"no Triton server of {','.join(addresses)} answered the preflight within "
+                              f"server_wait_s={server_wait_s:g}: " + "; ".join(errors.values()))
+        time.sleep(delay_s)
+    silent = [address for address in addresses if address not in answers]
+    if silent:
+        import warnings
+
+        warnings.warn(f"Triton servers {', '.join(silent)} did not answer the preflight; the run uses "
+                      f"{', '.join(answers)} and retries the others: " + "; ".join(errors[a] for a in silent),
+                      RuntimeWarning, stacklevel=2)
+    return {name: _merge_served(name, {address: answer[name] for address, answer in answers.items()})
+            for name in models}
+
+
+def _merge_served(name: str, per_server: dict[str, ServedModel]) -> ServedModel:
+    """One :class:`ServedModel` for model ``name`` served by several servers (address → what it says)."""
+    (first_address, first), *others = per_server.items()
+    for address, served in others:
+        if (served.sha256, served.n_classes) != (first.sha256, first.n_classes):
+            raise ConfigurationError(
+                f"model {name!r}: Triton server {address} serves model_sha256 {served.sha256} with {served.n_classes} "
+                f"classes, server {first_address} {first.sha256} with {first.n_classes}; every server must serve "
+                "the same model"
+            )
+    smallest = min(served.max_batch_size for served in per_server.values())
+    return ServedModel(name=name, version=first.version, max_batch_size=smallest, n_classes=first.n_classes,
+                       sha256=first.sha256)
+
+
+def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int | None, timeout_s: float,
+                    server_wait_s: float) -> dict[str, ServedModel]:
+    """:func:`inspect_served_models` for one server at ``address`` (``HOST:PORT``)."""
     import tritonclient.grpc as grpcclient
 
-    address = normalise_url(url)
     outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
     while True:
         client = grpcclient.InferenceServerClient(address)
@@ -341,10 +413,14 @@ def inspect_served_models(
 
 
 class TritonBackend(Backend):
-    """Scores batches on a Triton Inference Server over gRPC.
+    """Scores batches on a Triton Inference Server over gRPC — or on several.
+
+    With several servers (``url`` a comma-separated list) each request goes to the server with the
+    fewest outstanding requests, and a server that fails is taken out for ``server_cooldown_s`` while
+    its requests are resent to the others (:mod:`coffea_lorentz.infer.balance`).
 
     Args:
-        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``.
+        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``; several separated by commas.
         model: served model name (the tagger name).
         model_version: served version; ``""`` lets the server choose.
         max_in_flight: most requests awaiting an answer at once.
@@ -354,9 +430,10 @@ class TritonBackend(Backend):
         backoff_ms: wait before the first retry of an outage in milliseconds; doubled each further retry.
         max_backoff_ms: cap of each wait before the jitter, in milliseconds.
         jitter_ms: a uniform random delay in [0, jitter_ms) milliseconds added to each wait.
+        server_cooldown_s: with several servers, how long a failed server gets no request, in seconds.
     """
 
-    _lazy_attributes = ("_client", "_n_classes", "_served_sha256")
+    _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool")
 
     def __init__(
         self,
@@ -370,8 +447,10 @@ class TritonBackend(Backend):
         backoff_ms: float = 200.0,
         max_backoff_ms: float = 10_000.0,
         jitter_ms: float = 100.0,
+        server_cooldown_s: float = 5.0,
     ):
-        self.url = normalise_url(url)
+        addresses = split_urls(url)
+        self.url = ",".join(addresses)
         self.model = model
         self.model_version = model_version
         self.max_in_flight = max(1, int(max_in_flight))
@@ -380,6 +459,18 @@ class TritonBackend(Backend):
         self.backoff_ms = float(backoff_ms)
         self.max_backoff_ms = float(max_backoff_ms)
         self.jitter_ms = float(jitter_ms)
+        self.server_cooldown_s = max(0.0, float(server_cooldown_s))
+        #: One single-server backend per server when there are several, else empty.
+        self._servers: tuple[TritonBackend, ...] = ()
+        if len(addresses) > 1:
+            self._servers = tuple(
+                TritonBackend(address, model, model_version=model_version, max_in_flight=max_in_flight,
+                              timeout_s=timeout_s, server_wait_s=server_wait_s, backoff_ms=backoff_ms,
+                              max_backoff_ms=max_backoff_ms, jitter_ms=jitter_ms)
+                for address in addresses
+            )
+        self._pool = None
+        self._served_max_batch_size: int | None = None
         self._client = None
         self._n_classes: int | None = None
         #: sha256 of the served model.pt seen at the last connection (None: not published).
@@ -411,16 +502,21 @@ class TritonBackend(Backend):
     # -- connection -------------------------------------------------------------------------
     @property
     def client(self):
-        """The gRPC client, connected and checked on first use in this process."""
+        """The gRPC client, connected and checked on first use in this process (with several
+        servers: the first server's)."""
+        if self._servers:
+            return self._servers[0].client
         if self._client is None:
             self._recover(self._new_outage(), reconnect=True, stale_generation=self._generation, resume_at_s=0.0)
         return self._client
 
     def close(self) -> None:
-        """Close the gRPC channel; the backend reconnects on its next request."""
+        """Close the gRPC channel(s); the backend reconnects on its next request."""
         client, self._client = self._client, None
         if client is not None:
             client.close()
+        for server in self._servers:
+            server.close()
         super().close()
 
     def _open(self, outage: _Outage, expected_sha256: str | None):
@@ -440,6 +536,7 @@ class TritonBackend(Backend):
             config = client.get_model_config(self.model, self.model_version, as_json=True,
                                              client_timeout=self.timeout_s).get("config", {})
             sha256 = _config_sha256(config)
+            served_max_batch_size = int(config.get("max_batch_size", 0)) or None
             if expected_sha256 is not None and sha256 != expected_sha256:
                 raise ModelMismatchError(
                     f"{where}: the served model changed after reconnecting (model_sha256 {expected_sha256} before, "
@@ -449,6 +546,7 @@ class TritonBackend(Backend):
             client.close()
             raise
         self._n_classes, self._served_sha256 = n_classes, sha256
+        self._served_max_batch_size = served_max_batch_size
         return client
 
     def _probe(self, client, outage: _Outage) -> None:
@@ -507,14 +605,15 @@ class TritonBackend(Backend):
         return _check_metadata(metadata, f"model {self.model!r} at {self.url}")
 
     # -- requests ---------------------------------------------------------------------------
-    def _submit(self, batch: Batch, on_done) -> None:
+    def _submit(self, batch: Batch, on_done, client=None) -> None:
+        """Send ``batch`` asynchronously on ``client`` (default: this backend's); ``on_done(result=, error=)``."""
         import tritonclient.grpc as grpcclient
 
         p4 = grpcclient.InferInput("p4", list(batch.p4.shape), "FP32")
         p4.set_data_from_numpy(np.ascontiguousarray(batch.p4, dtype=np.float32))
         mask = grpcclient.InferInput("mask", list(batch.mask.shape), "BOOL")
         mask.set_data_from_numpy(np.ascontiguousarray(batch.mask, dtype=bool))
-        self._client.async_infer(
+        (client or self._client).async_infer(
             self.model,
             [p4, mask],
             callback=on_done,
@@ -529,6 +628,13 @@ class TritonBackend(Backend):
         Keeps up to ``max_in_flight`` requests awaiting an answer; see the module docstring for how
         failures are retried.
         """
+        if self._servers:
+            from .balance import PoolState, infer_balanced
+
+            with self._lock:
+                if self._pool is None:
+                    self._pool = PoolState(n_servers=len(self._servers))
+            return infer_balanced(self, batches)
         results: list[np.ndarray | None] = [None] * len(batches)
         if not batches:
             return []
