@@ -48,7 +48,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--walltime", metavar="HH:MM:SS", help="wall time of one batch job (default: dask config)")
     parser.add_argument("--print-job-script", action="store_true",
                         help="print the batch job script of --cluster htcondor/slurm and exit")
+    parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
+                        help="dask (default: the --cluster), futures (a pool of --workers local processes) or "
+                             "iterative (every chunk in this process)")
     parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk and output file (default: 100000)")
+    parser.add_argument("--maxchunks", type=int, metavar="N", help="process at most N chunks per dataset (a quick test)")
+    parser.add_argument("--skipbadfiles", action="store_true",
+                        help="skip input files that cannot be opened or lack the PF-candidate branches (listed; the run "
+                             "completes without them)")
+    parser.add_argument("--treename", default="Events", help="tree of ROOT files given directly (default: Events)")
     parser.add_argument("--max-constituents", type=int, default=None,
                         help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
     parser.add_argument("--batch-size", type=int, default=256, help="most jets per inference request (default: 256)")
@@ -82,6 +90,8 @@ def print_summary(summary: RunSummary) -> None:
     for source, count in summary.nonfinite_jets.items():
         table.add_row("non-finite inputs", f"{source}: {count} jets had constituents with non-finite values (dropped)")
     table.add_row("output", summary.output)
+    if summary.limited:
+        table.add_row("limited", "--maxchunks: part of the fileset only, no manifest")
     table.add_row("manifest", summary.manifest or "not written (run incomplete)")
     table.add_row("log", summary.log or "")
     if summary.plots:
@@ -101,8 +111,11 @@ def print_summary(summary: RunSummary) -> None:
         console.print(per_dataset)
     if summary.bad_files or summary.failed:
         # Plain lines, never cut: a path or reason must be copyable whole.
-        console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "
-                      "fix the cause and rerun the same command to resume:", highlight=False)
+        if summary.has_failures:
+            console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "
+                          "fix the cause and rerun the same command to resume:", highlight=False)
+        else:
+            console.print(f"skipped {len(summary.bad_files)} unusable input files (--skipbadfiles):", highlight=False)
         for info in summary.bad_files:
             console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
         for record in summary.failed:
@@ -126,12 +139,15 @@ def main(args: argparse.Namespace) -> int:
     max_constituents = args.max_constituents or default_max_constituents(taggers)
     if args.cluster and args.scheduler:
         raise ValueError("give --cluster or --scheduler, not both")
+    if args.executor != "dask" and (args.cluster or args.scheduler):
+        raise ValueError(f"--executor {args.executor} runs on this machine; --cluster/--scheduler need --executor dask")
+    cluster = {"futures": "futures", "iterative": "in-process"}.get(args.executor, args.cluster)
     config = RunConfig(
         taggers=taggers,
         backend=args.backend,
         server_url=args.server,
         server_host=args.server_host,
-        cluster=args.cluster,
+        cluster=cluster,
         scheduler=args.scheduler,
         n_workers=args.workers,
         adapt=_adapt(args.adapt),
@@ -139,6 +155,9 @@ def main(args: argparse.Namespace) -> int:
         worker_memory=args.worker_memory,
         walltime=args.walltime,
         chunksize=args.chunksize,
+        max_chunks=args.maxchunks,
+        skip_bad_files=args.skipbadfiles,
+        treename=args.treename,
         batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
         client_options=(("timeout_s", args.timeout_s),) if args.backend == "triton" else (),
         server_wait_s=args.server_wait_s,
@@ -153,4 +172,4 @@ def main(args: argparse.Namespace) -> int:
         return 0
     summary = run_tagging(args.inputs, args.output, config)
     print_summary(summary)
-    return 0 if summary.complete else EXIT_FAILURES
+    return EXIT_FAILURES if summary.has_failures else 0

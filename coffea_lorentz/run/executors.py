@@ -9,6 +9,7 @@ or from a batch pool through dask-jobqueue — or this process.
                              gateway.address), scaled to n_workers or adaptive
     htcondor | slurm         a dask-jobqueue cluster: worker jobs with cores, memory, walltime from
                              the options or the user's dask config (jobqueue.htcondor / jobqueue.slurm)
+    futures                  a pool of n_workers local processes (``concurrent.futures``), no Dask
     in-process               every task in this process, one after the other
 
 :func:`open_executor` starts (and at the end closes) the cluster, waits for workers — reporting
@@ -30,9 +31,10 @@ from pathlib import Path
 
 from ..errors import ConfigurationError
 
-__all__ = ["ClusterSpec", "InProcessExecutor", "DaskExecutor", "open_executor", "job_script", "check_worker"]
+__all__ = ["ClusterSpec", "InProcessExecutor", "FuturesExecutor", "DaskExecutor", "open_executor", "job_script",
+           "check_worker"]
 
-_KINDS = ("local", "address", "gateway", "htcondor", "slurm", "in-process")
+_KINDS = ("local", "address", "gateway", "htcondor", "slurm", "futures", "in-process")
 _JOBQUEUE_CLASSES = {"htcondor": "HTCondorCluster", "slurm": "SLURMCluster"}
 _DEFAULT_HTCONDOR_DISK = "2GB"
 
@@ -81,7 +83,7 @@ class ClusterSpec:
         if text in _KINDS and text != "address":
             return cls(kind=text, **options)
         raise ConfigurationError(
-            f"--cluster {text!r}: expected local, tcp://HOST:PORT, gateway[:URL], htcondor, slurm or in-process"
+            f"--cluster {text!r}: expected local, tcp://HOST:PORT, gateway[:URL], htcondor, slurm, futures or in-process"
         )
 
     @property
@@ -141,6 +143,37 @@ class InProcessExecutor:
 
     def check_workers(self, server_url: str | None) -> None:
         """Nothing to check: the tasks run here."""
+
+
+class FuturesExecutor:
+    """Runs tasks in a pool of local processes (``concurrent.futures``, started with ``spawn``)."""
+
+    scheduler_address: str | None = None
+
+    def __init__(self, pool):
+        self.pool = pool
+
+    def map(self, function: Callable, items: Sequence, *, on_error: Callable | None = None,
+            key_prefix: str = "task") -> Iterator[tuple[object, object]]:
+        from concurrent.futures import as_completed
+
+        futures = {self.pool.submit(function, item): item for item in items}
+        try:
+            for future in as_completed(futures):
+                item = futures[future]
+                try:
+                    result = future.result()
+                except Exception as err:  # noqa: BLE001 - a task error or a lost process
+                    if on_error is None:
+                        raise
+                    result = on_error(item, err)
+                yield item, result
+        finally:
+            for future in futures:
+                future.cancel()
+
+    def check_workers(self, server_url: str | None) -> None:
+        """The pool's processes run this environment on this machine: nothing to check."""
 
 
 class DaskExecutor:
@@ -280,8 +313,15 @@ def _scale(cluster, spec: ClusterSpec) -> int:
 def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda line: None
                   ) -> Iterator[InProcessExecutor | DaskExecutor]:
     """The executor of ``spec``; a cluster started here is closed on exit, one given by address is not."""
-    if spec.kind == "in-process" or (spec.kind == "local" and spec.n_workers <= 0):
+    if spec.kind == "in-process" or (spec.kind in ("local", "futures") and spec.n_workers <= 0):
         yield InProcessExecutor()
+        return
+    if spec.kind == "futures":
+        import multiprocessing
+        from concurrent.futures import ProcessPoolExecutor
+
+        with ProcessPoolExecutor(max_workers=spec.n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+            yield FuturesExecutor(pool)
         return
     import logging
 

@@ -48,11 +48,12 @@ def normalise_source(source: str | Path) -> str:
     return str(Path(text).expanduser().resolve())
 
 
-def load_fileset(inputs: Sequence[str | Path] | dict) -> dict[str, dict]:
+def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events") -> dict[str, dict]:
     """ROOT files and/or coffea fileset JSON files → a coffea fileset ``{dataset: {"files": {path: tree}}}``.
 
-    A ROOT file given directly goes to a dataset named after the file's stem. Relative paths in a
-    fileset JSON are relative to the JSON file. Local paths are made absolute.
+    A ROOT file given directly goes to a dataset named after the file's stem, with tree
+    ``treename``. Relative paths in a fileset JSON are relative to the JSON file. Local paths are
+    made absolute.
     """
     if isinstance(inputs, dict):
         return {dataset: {"files": {normalise_source(f): tree for f, tree in _files_of(spec).items()}}
@@ -74,7 +75,7 @@ def load_fileset(inputs: Sequence[str | Path] | dict) -> dict[str, dict]:
                 fileset.setdefault(dataset, {"files": {}})["files"].update(resolved)
         else:
             stem = text.rstrip("/").rsplit("/", 1)[-1].removesuffix(".root")
-            fileset.setdefault(stem, {"files": {}})["files"][normalise_source(text)] = "Events"
+            fileset.setdefault(stem, {"files": {}})["files"][normalise_source(text)] = treename
     if not fileset or not any(spec["files"] for spec in fileset.values()):
         raise InvalidInputError("no input files given")
     return fileset

@@ -36,8 +36,10 @@ def software_versions() -> dict[str, str]:
     return versions
 
 
-def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRecord], wall_s: float) -> dict:
-    """The manifest of a complete run (``records`` all done or skipped, every file verified)."""
+def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRecord], wall_s: float,
+                   skipped_files: dict[str, str] | None = None) -> dict:
+    """The manifest of a complete run (``records`` all done or skipped, every file verified);
+    ``skipped_files`` are unusable inputs left out on request (path → reason)."""
     chunks = sorted(records, key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
     datasets: dict[str, dict] = {}
     for record in chunks:
@@ -56,6 +58,7 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
         "settings": settings.to_json(),
         "software": software_versions(),
         "datasets": datasets,
+        "skipped_files": dict(skipped_files or {}),
         "chunks": [
             {"path": record.chunk.path, "rows": record.rows, "dataset": record.chunk.dataset,
              "source": record.chunk.source, "entry_start": record.chunk.entry_start,

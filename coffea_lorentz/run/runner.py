@@ -75,6 +75,10 @@ class RunConfig:
         adapt: ``(minimum, maximum)`` workers, scaled adaptively (gateway, batch pools).
         worker_cores, worker_memory, walltime: resources of one batch job (None: the dask config).
         worker_wait_s: how long to wait for the first workers of a cluster.
+        treename: the tree of ROOT files given directly (a fileset JSON names its own trees).
+        max_chunks: process at most this many chunks per dataset (a quick test; no manifest).
+        skip_bad_files: input files that cannot be opened or lack the PF-candidate branches are
+            listed and skipped; the run is complete (manifest written, exit 0) without them.
         chunksize: events per chunk (one output file each).
         batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
             the taggers' shipped weights were trained on (:func:`default_max_constituents`).
@@ -98,6 +102,9 @@ class RunConfig:
     worker_memory: str | None = None
     walltime: str | None = None
     worker_wait_s: float = 600.0
+    treename: str = "Events"
+    max_chunks: int | None = None
+    skip_bad_files: bool = False
     chunksize: int = 100_000
     batch_config: BatchConfig | None = None
     client_options: tuple[tuple[str, object], ...] = ()
@@ -148,13 +155,21 @@ class RunSummary:
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
     histograms: dict | None = None
+    skipped_bad_files: bool = False
+    limited: bool = False
     plots: list[str] = field(default_factory=list)
     datasets: list[dict] = field(default_factory=list)
 
     @property
     def complete(self) -> bool:
-        """Every chunk of every file done and verified."""
-        return not self.bad_files and all(record.ok for record in self.records)
+        """Every chunk of every (not skipped) file done and verified, and no chunk left out by ``max_chunks``."""
+        return ((not self.bad_files or self.skipped_bad_files) and not self.limited
+                and all(record.ok for record in self.records))
+
+    @property
+    def has_failures(self) -> bool:
+        """Failed chunks, or unusable files that were not to be skipped: rerun to resume."""
+        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files)
 
     @property
     def failed(self) -> list[ChunkRecord]:
@@ -411,10 +426,10 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     :class:`~coffea_lorentz.errors.CoffeaLorentzError`) before any chunk runs when the run cannot
     start as configured. With ``config.fail_fast`` the first chunk error is raised.
     """
-    from processors.tagger import TaggerProcessor
+    from ..processors.tagger import TaggerProcessor
 
     started = time.perf_counter()
-    fileset = load_fileset(inputs)
+    fileset = load_fileset(inputs, treename=config.treename)
     _check_taggers(config.taggers)
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
@@ -446,11 +461,18 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
                                                        dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
+        order = {(dataset, source): i for i, (dataset, source, _) in enumerate(targets)}
+        files.sort(key=lambda info: order[(info.dataset, info.source)])  # fileset order, however they finished
         summary.bad_files = [info for info in files if info.error is not None]
         if summary.bad_files and config.fail_fast:
             bad = summary.bad_files[0]
             raise InputFileError(bad.source, bad.error or "unusable")
         chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
+        summary.skipped_bad_files = config.skip_bad_files
+        if config.max_chunks is not None:
+            kept = _first_chunks(chunks, config.max_chunks)
+            summary.limited = len(kept) < len(chunks)
+            chunks = kept
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
         with _progress(config.progress, len(chunks)) as advance:
@@ -466,10 +488,22 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         store.write_text(log_name, _log_text(summary, settings))
         summary.log = store.url_of(log_name)
         if summary.complete:
-            manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s)
+            manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s,
+                                      skipped_files={info.source: info.error or "" for info in summary.bad_files})
             store.write_text(MANIFEST_NAME, dumps(manifest))
             summary.manifest = store.url_of(MANIFEST_NAME)
     return summary
+
+
+def _first_chunks(chunks: list[Chunk], per_dataset: int) -> list[Chunk]:
+    """The first ``per_dataset`` chunks of each dataset, in file and entry order."""
+    counts: dict[str, int] = {}
+    kept = []
+    for chunk in chunks:
+        if counts.get(chunk.dataset, 0) < per_dataset:
+            counts[chunk.dataset] = counts.get(chunk.dataset, 0) + 1
+            kept.append(chunk)
+    return kept
 
 
 def _reporter(enabled: bool):

@@ -244,3 +244,25 @@ def test_score_histograms_plots_and_table_survive_a_resume(tmp_path):
     resumed = run_tagging(fileset, out, config())
     assert resumed.skipped == 5 and resumed.processed == 1
     assert resumed.histograms[SCORE] == saved
+
+
+@pytest.mark.parametrize("executor", ["iterative", "futures"])
+def test_cli_executors_maxchunks_skipbadfiles(executor, tmp_path, shared_data, capsys):
+    from coffea_lorentz.cli import main
+
+    fileset = make_fileset(tmp_path / "inputs", 2)
+    fileset["dimuon"] = {"files": {str(shared_data / "nano_dimuon.root"): "Events"}}
+    fileset_path = tmp_path / "fileset.json"
+    fileset_path.write_text(json.dumps(fileset))
+    base = ["run", str(fileset_path), "--output", str(tmp_path / "out"), "--backend", "torch", "--tagger", TAGGER,
+            "--chunksize", "2", "--executor", executor, "--workers", "2", "--no-progress"]
+    assert main(base + ["--maxchunks", "1"]) == 3  # the unusable file is a failure without --skipbadfiles
+    assert main(base + ["--maxchunks", "1", "--skipbadfiles"]) == 0
+    out = capsys.readouterr().out
+    assert "part of the fileset only" in out and not (tmp_path / "out" / "manifest.json").exists()
+    assert len(list((tmp_path / "out" / "sample").glob("*.root"))) == 1
+    assert main(base + ["--skipbadfiles"]) == 0
+    manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
+    assert manifest["events"] == 2 * EVENTS_PER_FILE and list(manifest["skipped_files"]) == [
+        str(shared_data / "nano_dimuon.root")]
+    assert "skipped 1 unusable input files" in " ".join(capsys.readouterr().out.split())
