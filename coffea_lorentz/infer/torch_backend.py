@@ -9,6 +9,7 @@ import torch
 
 from ..batch import Batch
 from ..errors import InferenceError
+from ..threads import thread_count
 from .base import Backend
 
 __all__ = ["TorchBackend"]
@@ -18,10 +19,13 @@ class TorchBackend(Backend):
     """Runs tagger ``tagger`` in this process and returns softmax probabilities.
 
     Args:
-        tagger: a name from :func:`coffea_lorentz.models.available`.
+        tagger: a name from :func:`coffea_lorentz.models.available`, or a ``"package.module:Class"``
+            target (built the same way in every process, Dask workers included).
         weights: state-dict file; default: the tagger's shipped weights (or seeded initial ones).
         device: torch device, ``"cpu"`` by default; ``"cuda"`` where a GPU is present.
-        n_threads: torch intra-op threads in this process; None leaves torch's default.
+        n_threads: torch intra-op threads while this backend computes; the process's previous
+            count is restored after each call (:func:`coffea_lorentz.threads.thread_count`), so
+            the setting never leaks into the rest of the process. None leaves torch's count alone.
     """
 
     _lazy_attributes = ("_model",)
@@ -40,15 +44,13 @@ class TorchBackend(Backend):
             from ..export import ScoredTagger
             from ..models import pretrained
 
-            if self.n_threads is not None:
-                torch.set_num_threads(self.n_threads)
             self._model = ScoredTagger(pretrained(self.tagger, weights=self.weights)).to(self.device).eval()
         return self._model
 
     def infer_batches(self, batches: Sequence[Batch]) -> list[np.ndarray]:
         model = self.model
         outputs = []
-        with torch.inference_mode():
+        with thread_count(self.n_threads), torch.inference_mode():
             for batch in batches:
                 p4 = torch.from_numpy(batch.p4).to(self.device)
                 mask = torch.from_numpy(batch.mask).to(self.device)

@@ -1,0 +1,120 @@
+"""Import structure: light paths load no torch, the library never imports its CLI, no file imports itself back.
+
+Which way imports go is described in ARCHITECTURE.md (cli → run → processors → pipeline →
+read/batch/infer/write → models). These checks read the source with :mod:`ast` or run a fresh
+interpreter. The CLI check counts imports inside functions too (a lazy import is still a
+dependency); the cycle check counts the imports that run when a module is imported.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+PACKAGE = Path(__file__).resolve().parents[1] / "coffea_lorentz"
+
+
+def _loads_torch(code: str) -> bool:
+    """Whether running ``code`` in a fresh interpreter leaves ``torch`` in ``sys.modules``."""
+    probe = f"{code}\nimport sys\nprint('torch' in sys.modules)"
+    result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120, check=True)
+    return result.stdout.strip().splitlines()[-1] == "True"
+
+
+@pytest.mark.parametrize(
+    "code",
+    [
+        "import coffea_lorentz.infer.triton_client",
+        "from coffea_lorentz.infer import BackendSpec, process_backend\n"
+        "BackendSpec.make('lloca', kind='triton', url='127.0.0.1:8001').create()",
+    ],
+    ids=["triton_client", "triton_spec"],
+)
+def test_light_paths_import_no_torch(code):
+    assert not _loads_torch(code), f"{code!r} imported torch"
+
+
+def test_torch_backend_is_still_reachable_from_the_package():
+    assert _loads_torch("from coffea_lorentz.infer import TorchBackend")
+
+
+def _modules() -> dict[str, tuple[Path, bool]]:
+    """Dotted name → (file, is a package ``__init__``) of every module of the package."""
+    modules = {}
+    for path in PACKAGE.rglob("*.py"):
+        parts = list(path.relative_to(PACKAGE.parent).with_suffix("").parts)
+        is_package = parts[-1] == "__init__"
+        modules[".".join(parts[:-1] if is_package else parts)] = (path, is_package)
+    return modules
+
+
+def _import_nodes(tree: ast.AST, *, lazy: bool) -> list[ast.Import | ast.ImportFrom]:
+    """Import statements of ``tree``; with ``lazy`` False, not those inside functions (they run later)."""
+    found, pending = [], [tree]
+    while pending:
+        node = pending.pop()
+        if isinstance(node, (ast.Import, ast.ImportFrom)):
+            found.append(node)
+        elif lazy or not isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.Lambda)):
+            pending.extend(ast.iter_child_nodes(node))
+    return found
+
+
+def _imports(name: str, path: Path, is_package: bool, modules: dict, *, lazy: bool = True) -> set[str]:
+    """The package's modules that ``name`` imports (the closest existing module of each); with
+    ``lazy`` False only those imported when ``name`` itself is."""
+    found = set()
+    for node in _import_nodes(ast.parse(path.read_text()), lazy=lazy):
+        if isinstance(node, ast.Import):
+            targets = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            if node.level:
+                base = name.split(".") if is_package else name.split(".")[:-1]
+                base = base[: len(base) - (node.level - 1)]
+                prefix = ".".join(base + ([node.module] if node.module else []))
+            else:
+                prefix = node.module or ""
+            targets = [f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix for alias in node.names]
+        else:
+            continue
+        for target in targets:
+            while target not in modules and "." in target:
+                target = target.rsplit(".", 1)[0]
+            if target in modules and target != name:
+                found.add(target)
+    return found
+
+
+def test_only_the_cli_imports_the_cli():
+    modules = _modules()
+    offenders = {
+        name: sorted(target for target in _imports(name, path, is_package, modules) if target.startswith("coffea_lorentz.cli"))
+        for name, (path, is_package) in modules.items()
+        if not name.startswith("coffea_lorentz.cli")
+    }
+    assert {name: targets for name, targets in offenders.items() if targets} == {}
+
+
+def test_no_import_cycles():
+    modules = _modules()
+    graph = {name: _imports(name, path, is_package, modules, lazy=False) for name, (path, is_package) in modules.items()}
+    cycles = []
+    state: dict[str, int] = {}  # 1 = on the current path, 2 = done
+
+    def visit(name: str, path: list[str]) -> None:
+        state[name] = 1
+        for target in sorted(graph[name]):
+            if state.get(target) == 1:
+                cycles.append(path[path.index(target):] + [target])
+            elif target not in state:
+                visit(target, path + [target])
+        state[name] = 2
+
+    for name in sorted(graph):
+        if name not in state:
+            visit(name, [name])
+    assert cycles == []
