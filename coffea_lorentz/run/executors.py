@@ -126,6 +126,20 @@ def check_worker(server_url: str | None, timeout_s: float = 10.0) -> dict:
     return report
 
 
+def _results(completed: Iterator, item_of: Callable, on_error: Callable | None) -> Iterator[tuple[object, object]]:
+    """``(item, result)`` for futures in the order they complete; a task's error (or its lost
+    worker) goes to ``on_error``, or is raised when there is none."""
+    for future in completed:
+        item = item_of(future)
+        try:
+            result = future.result()
+        except Exception as err:  # noqa: BLE001 - a task error or a lost worker
+            if on_error is None:
+                raise
+            result = on_error(item, err)
+        yield item, result
+
+
 class InProcessExecutor:
     """Runs tasks one after the other in this process."""
 
@@ -159,15 +173,7 @@ class FuturesExecutor:
 
         futures = {self.pool.submit(function, item): item for item in items}
         try:
-            for future in as_completed(futures):
-                item = futures[future]
-                try:
-                    result = future.result()
-                except Exception as err:  # noqa: BLE001 - a task error or a lost process
-                    if on_error is None:
-                        raise
-                    result = on_error(item, err)
-                yield item, result
+            yield from _results(as_completed(futures), futures.__getitem__, on_error)
         finally:
             for future in futures:
                 future.cancel()
@@ -196,16 +202,7 @@ class DaskExecutor:
         futures = self.client.map(function, list(items), pure=False, retries=0, key=keys)
         item_of = {future.key: item for future, item in zip(futures, items)}
         try:
-            for future in as_completed(futures, loop=self.client.loop):
-                item = item_of[future.key]
-                try:
-                    result = future.result()
-                except Exception as err:  # noqa: BLE001 - a task error or a lost worker
-                    if on_error is None:
-                        raise
-                    result = on_error(item, err)
-                future.release()
-                yield item, result
+            yield from _results(as_completed(futures, loop=self.client.loop), lambda f: item_of[f.key], on_error)
         finally:
             pending = [future for future in futures if not future.done()]
             if pending:
