@@ -19,7 +19,6 @@ servers (:mod:`coffea_lorentz.envoy`):
 from __future__ import annotations
 
 import functools
-import heapq
 import threading
 import time
 from collections.abc import Sequence
@@ -36,6 +35,7 @@ from .triton_client import (
     _classify,
     _Outage,
     _one_line,
+    _Requests,
     TritonBackend,
 )
 
@@ -140,27 +140,25 @@ def infer_balanced(backend: TritonBackend, batches: Sequence[Batch]) -> list[np.
     if not batches:
         return []
     state, servers = backend._pool, backend._servers
-    results: list[np.ndarray | None] = [None] * len(batches)
+    requests = _Requests(batches, backend._known_max_batch_size)
     outage = backend._new_outage()  # time without an answer from any server
-    finished: list[tuple[int, int, int, object, Exception | None]] = []
+    finished: list[tuple[tuple[int, int], int, int, object, Exception | None]] = []
     condition = threading.Condition()
 
-    def on_done(index: int, server: int, generation: int, result=None, error=None) -> None:
+    def on_done(key: tuple[int, int], server: int, generation: int, result=None, error=None) -> None:
         state.sent(server, -1)
         with condition:
-            finished.append((index, server, generation, result, error))
+            finished.append((key, server, generation, result, error))
             condition.notify()
 
     def failed(server: int, generation: int, error: BaseException, kind: str) -> None:
         _take_out(backend, server, generation, kind)
         if outage.failed(error) is None:
-            raise outage.gave_up(backend.url, backend.model,
-                                 f"inference on every server ({len(batches) - remaining} of {len(batches)} batches done)")
+            raise outage.gave_up(backend.url, backend.model, f"inference on every server ({requests.describe_done()})")
 
-    pending = list(range(len(batches)))  # a heap: the lowest index is sent first
-    in_flight, remaining = 0, len(batches)
-    while remaining:
-        while pending:
+    in_flight = 0
+    while requests.remaining:
+        while requests.pending:
             server = state.pick(backend.max_in_flight)
             if server is None:
                 break
@@ -175,12 +173,12 @@ def infer_balanced(backend: TritonBackend, batches: Sequence[Batch]) -> list[np.
                                       f"(not retried): {_one_line(err)}") from None
                 failed(server, servers[server]._generation, err, kind)
                 continue
-            index = heapq.heappop(pending)
+            key, batch = requests.take()
             state.sent(server, +1)
             in_flight += 1
-            callback = functools.partial(on_done, index, server, generation)
+            callback = functools.partial(on_done, key, server, generation)
             try:
-                servers[server]._submit(batches[index], callback, client=client)
+                servers[server]._submit(batch, callback, client=client)
             except Exception as err:  # noqa: BLE001 - handled like an answered failure
                 callback(error=err)
         if in_flight == 0:
@@ -193,17 +191,16 @@ def infer_balanced(backend: TritonBackend, batches: Sequence[Batch]) -> list[np.
             if not finished:
                 condition.wait(timeout=backend.timeout_s + 5.0)
             done, finished[:] = list(finished), []
-        for index, server, generation, result, error in done:
+        for key, server, generation, result, error in done:
             in_flight -= 1
             if error is None:
-                results[index] = servers[server]._check_output(result.as_numpy("score"), batches[index])
-                remaining -= 1
+                requests.answered(key, servers[server]._check_output(result.as_numpy("score"), requests.batch(key)))
                 outage.reset()
                 continue
             kind = _classify(error)
             if kind in (_PERMANENT, _MODEL_FAILED):
-                raise servers[server]._request_error(kind, index, batches[index], error)
-            heapq.heappush(pending, index)
+                raise servers[server]._request_error(kind, key[0], requests.batch(key), error)
+            requests.retry(key)
             if not state.cooling(server):  # the first failure seen from this server: take it out
                 failed(server, generation, error, kind)
-    return results  # type: ignore[return-value]
+    return requests.results()

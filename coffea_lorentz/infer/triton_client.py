@@ -412,6 +412,64 @@ def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int 
         time.sleep(delay_s)
 
 
+class _Requests:
+    """The requests of one call, planned lazily: a batch of more than the served ``max_batch_size``
+    jets goes as several requests (pieces), found when the batch is first taken to be sent; the
+    caller's sequence is read only to send a request and to check its answer.
+
+    A request is named by its key ``(batch index, piece)``; ``pending`` is a heap of keys, piece -1
+    meaning "not planned yet".
+    """
+
+    def __init__(self, batches: Sequence[Batch], limit):
+        self.batches = batches
+        self.limit = limit  # () -> most jets per request (None: no limit known)
+        self.pending: list[tuple[int, int]] = [(index, -1) for index in range(len(batches))]
+        self.pieces: list[list[np.ndarray | None] | None] = [None] * len(batches)
+        self.sizes: list[int] = [0] * len(batches)  # jets per piece of each planned batch
+        self.remaining = len(batches)  # requests not answered yet
+        self.n_requests = len(batches)
+
+    def take(self) -> tuple[tuple[int, int], Batch]:
+        """The next request to send: its key and its batch (or piece)."""
+        index, piece = heapq.heappop(self.pending)
+        if piece < 0:
+            batch = self.batches[index]
+            limit = self.limit()
+            size = len(batch) if limit is None or len(batch) <= limit else limit
+            n_pieces = max(1, -(-len(batch) // max(size, 1)))
+            self.pieces[index], self.sizes[index] = [None] * n_pieces, size
+            self.remaining += n_pieces - 1
+            self.n_requests += n_pieces - 1
+            for later in range(1, n_pieces):
+                heapq.heappush(self.pending, (index, later))
+            return (index, 0), self._piece(batch, index, 0)
+        return (index, piece), self.batch((index, piece))
+
+    def batch(self, key: tuple[int, int]) -> Batch:
+        """The batch (or piece) of request ``key``."""
+        return self._piece(self.batches[key[0]], *key)
+
+    def _piece(self, batch: Batch, index: int, piece: int) -> Batch:
+        if len(self.pieces[index]) == 1:
+            return batch
+        first, stop = piece * self.sizes[index], (piece + 1) * self.sizes[index]
+        return Batch(p4=batch.p4[first:stop], mask=batch.mask[first:stop], jet_index=batch.jet_index[first:stop])
+
+    def retry(self, key: tuple[int, int]) -> None:
+        heapq.heappush(self.pending, key)
+
+    def answered(self, key: tuple[int, int], output: np.ndarray) -> None:
+        self.pieces[key[0]][key[1]] = output
+        self.remaining -= 1
+
+    def results(self) -> list[np.ndarray]:
+        return [pieces[0] if len(pieces) == 1 else np.concatenate(pieces) for pieces in self.pieces]
+
+    def describe_done(self) -> str:
+        return f"{self.n_requests - self.remaining} of {self.n_requests} requests done"
+
+
 class TritonBackend(Backend):
     """Scores batches on a Triton Inference Server over gRPC — or on several.
 
@@ -536,7 +594,10 @@ class TritonBackend(Backend):
             config = client.get_model_config(self.model, self.model_version, as_json=True,
                                              client_timeout=self.timeout_s).get("config", {})
             sha256 = _config_sha256(config)
-            served_max_batch_size = int(config.get("max_batch_size", 0)) or None
+            served_max_batch_size = int(config.get("max_batch_size", 0))
+            if served_max_batch_size < 1:
+                raise ModelMismatchError(f"{where}: max_batch_size is {served_max_batch_size}; the client needs a "
+                                         "batching model (max_batch_size >= 1)")
             if expected_sha256 is not None and sha256 != expected_sha256:
                 raise ModelMismatchError(
                     f"{where}: the served model changed after reconnecting (model_sha256 {expected_sha256} before, "
@@ -622,12 +683,45 @@ class TritonBackend(Backend):
             client_timeout=self.timeout_s,
         )
 
+    def served_max_batch_size(self) -> int | None:
+        """The most jets one request may hold: the served model's ``max_batch_size`` (with several
+        servers, the smallest of those known). Connects on first use; None when no server answered."""
+        if not self._servers:
+            if self._served_max_batch_size is None:
+                self.client  # noqa: B018 - connects (retrying within server_wait_s) and reads the config
+            return self._served_max_batch_size
+        if self._known_max_batch_size() is None:
+            from .balance import PoolState, _connected
+
+            with self._lock:
+                if self._pool is None:
+                    self._pool = PoolState(n_servers=len(self._servers))
+            for index in range(len(self._servers)):
+                try:
+                    _connected(self, index)
+                    break
+                except ModelMismatchError:
+                    raise
+                except Exception:  # noqa: BLE001 - this server is down: infer_balanced deals with it
+                    continue
+        return self._known_max_batch_size()
+
+    def _known_max_batch_size(self) -> int | None:
+        """The served ``max_batch_size`` learnt so far (the smallest over connected servers); no connecting."""
+        if not self._servers:
+            return self._served_max_batch_size
+        known = [server._served_max_batch_size for server in self._servers if server._served_max_batch_size]
+        return min(known) if known else None
+
     def infer_batches(self, batches: Sequence[Batch]) -> list[np.ndarray]:
         """Probabilities float32 [B, n_classes] for each batch, in order.
 
-        Keeps up to ``max_in_flight`` requests awaiting an answer; see the module docstring for how
-        failures are retried.
+        A batch larger than the served ``max_batch_size`` is sent as several requests and its
+        results joined. Keeps up to ``max_in_flight`` requests awaiting an answer; see the module
+        docstring for how failures are retried.
         """
+        if not batches:
+            return []
         if self._servers:
             from .balance import PoolState, infer_balanced
 
@@ -635,22 +729,18 @@ class TritonBackend(Backend):
                 if self._pool is None:
                     self._pool = PoolState(n_servers=len(self._servers))
             return infer_balanced(self, batches)
-        results: list[np.ndarray | None] = [None] * len(batches)
-        if not batches:
-            return []
+        requests = _Requests(batches, lambda: self._served_max_batch_size)
         outage = self._new_outage()
-        # (index, epoch at sending, client generation, result, error) of each answered request.
-        finished: list[tuple[int, int, int, object, Exception | None]] = []
+        # (request key, epoch at sending, client generation, result, error) of each answered request.
+        finished: list[tuple[tuple[int, int], int, int, object, Exception | None]] = []
         condition = threading.Condition()
 
-        def on_done(index: int, epoch: int, generation: int, result=None, error=None) -> None:
+        def on_done(key: tuple[int, int], epoch: int, generation: int, result=None, error=None) -> None:
             with condition:
-                finished.append((index, epoch, generation, result, error))
+                finished.append((key, epoch, generation, result, error))
                 condition.notify()
 
-        pending = list(range(len(batches)))  # a heap: the lowest index is sent first
         in_flight = 0
-        remaining = len(batches)
         window = self.max_in_flight
         epoch = 0  # counts handled failures; a failure of a request sent before the last one is not new
         resume_at_s = 0.0  # time.monotonic() before which nothing is sent
@@ -658,50 +748,49 @@ class TritonBackend(Backend):
         probe = False
         stale_generation = self._generation
         call_sha256: str | None = None  # sha256 of the model that computed this call's first answer
-        while remaining:
-            if pending and in_flight < window:
+        while requests.remaining:
+            if requests.pending and in_flight < window:
                 if reconnect or probe or time.monotonic() < resume_at_s:
                     self._recover(outage, reconnect=reconnect, stale_generation=stale_generation,
                                   resume_at_s=resume_at_s, expected_sha256=call_sha256)
                     reconnect = probe = False
                 generation = self._generation
-                while pending and in_flight < window:
-                    index = heapq.heappop(pending)
-                    callback = functools.partial(on_done, index, epoch, generation)
+                while requests.pending and in_flight < window:
+                    key, batch = requests.take()
+                    callback = functools.partial(on_done, key, epoch, generation)
                     in_flight += 1
                     try:
-                        self._submit(batches[index], callback)
+                        self._submit(batch, callback)
                     except Exception as err:  # noqa: BLE001 - handled like an answered failure
                         callback(error=err)
             with condition:
                 if not finished:
                     condition.wait(timeout=self.timeout_s + 5.0)
                 done, finished[:] = list(finished), []
-            for index, sent_epoch, generation, result, error in done:
+            for key, sent_epoch, generation, result, error in done:
                 in_flight -= 1
                 if error is None:
-                    results[index] = self._check_output(result.as_numpy(OUTPUT_NAME), batches[index])
-                    remaining -= 1
+                    requests.answered(key, self._check_output(result.as_numpy(OUTPUT_NAME), requests.batch(key)))
                     call_sha256 = call_sha256 or self._served_sha256
                     outage.reset()
                     window = min(self.max_in_flight, window + 1)
                     continue
                 kind = _classify(error)
                 if kind in (_PERMANENT, _MODEL_FAILED):
-                    raise self._request_error(kind, index, batches[index], error)
-                heapq.heappush(pending, index)
+                    raise self._request_error(kind, key[0], requests.batch(key), error)
+                requests.retry(key)
                 if sent_epoch < epoch:
                     continue  # sent before the failure being handled already: re-send, nothing new learnt
                 epoch += 1
                 delay_s = outage.failed(error)
                 if delay_s is None:
-                    raise outage.gave_up(self.url, self.model, f"inference ({len(batches) - remaining} of {len(batches)} batches done)")
+                    raise outage.gave_up(self.url, self.model, f"inference ({requests.describe_done()})")
                 resume_at_s = time.monotonic() + delay_s
                 if kind == _RECONNECT:
                     reconnect, stale_generation = True, generation
                 elif kind == _SLOW_DOWN:
                     window, probe = 1, True
-        return results  # type: ignore[return-value]
+        return requests.results()
 
     def _request_error(self, kind: str, index: int, batch: Batch, error: Exception) -> Exception:
         what = f"request {index} ({len(batch)} jets, N={batch.p4.shape[1]})"
