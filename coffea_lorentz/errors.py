@@ -93,7 +93,8 @@ class MissingBranchError(CoffeaLorentzError, KeyError):
         return self.message
 
     def __reduce__(self):
-        # the closest names alone reproduce ``closest``: the best matches of a set are the best of any subset holding them
+        # the closest names alone reproduce ``closest``: the best matches of a set are also
+        # the best of any subset that holds them
         kept = sorted({name for matches in self.closest.values() for name in matches})
         return (type(self), (self.path, self.branches, self.hint, kept if self.closest else None))
 

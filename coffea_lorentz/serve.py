@@ -335,9 +335,10 @@ class TritonServer:
         """Start the server if needed, then block until Ctrl-C or SIGTERM; the server is stopped on return.
 
         ``announce(line)`` receives the startup time, pid, endpoints and log path once every model
-        is ready (and "Ctrl-C to stop" in the main thread). Returns normally on SIGINT or SIGTERM (SIGTERM is caught only when called from the
-        main thread; the previous handler is put back); raises :class:`ServerError` with the end of
-        the log when the server process exits by itself.
+        is ready (and "Ctrl-C to stop" in the main thread). Returns normally on SIGINT or SIGTERM
+        (SIGTERM is caught only when called from the main thread; the previous handler is put
+        back); raises :class:`ServerError` with the end of the log when the server process exits
+        by itself.
         """
         main_thread = threading.current_thread() is threading.main_thread()
         previous = signal.signal(signal.SIGTERM, _raise_interrupt) if main_thread else None
@@ -444,12 +445,16 @@ def _raise_interrupt(signum: int, frame) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``python -m coffea_lorentz.serve REPOSITORY``: serve until interrupted (``coffea-lorentz serve`` also builds one)."""
+    """``python -m coffea_lorentz.serve REPOSITORY``: serve until interrupted.
+
+    ``coffea-lorentz serve`` does the same and can also build the repository first.
+    """
     arguments = sys.argv[1:] if argv is None else argv
     if len(arguments) != 1:
         print("usage: python -m coffea_lorentz.serve REPOSITORY", file=sys.stderr)
         return 2
-    TritonServer(ServerConfig(repository=Path(arguments[0]))).serve_forever(announce=lambda line: print(line, flush=True))
+    server = TritonServer(ServerConfig(repository=Path(arguments[0])))
+    server.serve_forever(announce=lambda line: print(line, flush=True))
     return 0
 
 

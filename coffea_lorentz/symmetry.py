@@ -6,7 +6,9 @@ input dtype, so a float32 check measures the tagger's own rounding, not the tran
 
 Each ``assert_*`` check returns the measured relative logit change
 ``max |f(p') − f(p)| / max |f(p)|`` (over the whole batch) and raises :class:`SymmetryError`
-when it exceeds the tolerance. Pass models in ``eval()`` mode.
+when it exceeds the tolerance: ``rtol`` when given, else the check's entry of :data:`TOLERANCE`
+for the input's dtype — one set of numbers per dtype that every tagger meets and every test reads
+(as e3nn's ``FLOAT_TOLERANCE``). Pass models in ``eval()`` mode.
 
 A tagger states the group it is invariant under in a string attribute ``invariance``:
 ``"lorentz"`` (proper orthochronous Lorentz group), ``"z_boost_rotation"`` (boosts along and
@@ -22,14 +24,21 @@ True
 from __future__ import annotations
 
 import math
+import types
+from collections.abc import Mapping
+from dataclasses import dataclass
+
 import torch
 from torch import nn
 
-from .errors import SymmetryError
+from .errors import InvalidInputError, SymmetryError
 from .models.minkowski import metric
 
 __all__ = [
     "SymmetryError",
+    "Tolerance",
+    "TOLERANCE",
+    "tolerance",
     "INVARIANCES",
     "declared_invariance",
     "rotation_matrix",
@@ -54,6 +63,53 @@ __all__ = [
 
 #: The values a tagger's ``invariance`` attribute may take, largest group first.
 INVARIANCES = ("lorentz", "z_boost_rotation", "z_rotation", "none")
+
+
+@dataclass(frozen=True, kw_only=True)
+class Tolerance:
+    """Relative logit changes ``max |Δf| / max |f|`` the checks allow, for one dtype.
+
+    Attributes:
+        invariance: under a transformation of the tagger's group (float64: boosts up to
+            rapidity 4; float32: beam-subgroup transforms up to Δy = 2, beyond which the rounding of
+            the boosted inputs themselves dominates).
+        permutation: constituent slots shuffled.
+        padding: padded slots refilled (NaN, ±inf, large values) or appended; a batch run in
+            chunks instead of whole.
+        batch: a jet computed alone instead of in a batch.
+        float64_agreement: this dtype's logits against a float64 evaluation of the same weights.
+        violation: a transformation outside the tagger's group must change the logits by more
+            than this (the check that a broken symmetry is really broken).
+    """
+
+    invariance: float
+    permutation: float
+    padding: float
+    batch: float
+    float64_agreement: float
+    violation: float
+
+
+#: One :class:`Tolerance` per dtype, read by every symmetry test and by the checks' defaults.
+TOLERANCE: Mapping[torch.dtype, Tolerance] = types.MappingProxyType(
+    {
+        torch.float32: Tolerance(
+            invariance=1e-3, permutation=1e-5, padding=1e-6, batch=1e-5, float64_agreement=1e-3, violation=1e-3
+        ),
+        torch.float64: Tolerance(
+            invariance=1e-9, permutation=1e-9, padding=1e-9, batch=1e-9, float64_agreement=0.0, violation=1e-6
+        ),
+    }
+)
+
+
+def tolerance(dtype: torch.dtype) -> Tolerance:
+    """``TOLERANCE[dtype]``, with an error naming the dtypes that have one."""
+    try:
+        return TOLERANCE[dtype]
+    except KeyError:
+        known = ", ".join(map(str, TOLERANCE))
+        raise InvalidInputError(f"no symmetry tolerance for {dtype}; expected one of {known}") from None
 
 
 def declared_invariance(model: nn.Module, *, beam_reference: bool) -> str:
@@ -286,9 +342,13 @@ def _check(name: str, measured: float, tolerance: float, detail: str) -> float:
 
 
 def assert_invariant(
-    model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, transform: torch.Tensor, rtol: float
+    model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, transform: torch.Tensor, rtol: float | None = None
 ) -> float:
-    """Check f(Λp) = f(p) for ``transform`` [4, 4] or [B, 4, 4]; returns the relative logit change."""
+    """Check f(Λp) = f(p) for ``transform`` [4, 4] or [B, 4, 4]; returns the relative logit change.
+
+    ``rtol`` defaults to ``TOLERANCE[p4.dtype].invariance``.
+    """
+    rtol = tolerance(p4.dtype).invariance if rtol is None else rtol
     reference = _evaluate(model, p4, mask)
     moved = _evaluate(model, apply_transform(p4, transform), mask)
     measured = relative_change(reference, moved)
@@ -296,9 +356,13 @@ def assert_invariant(
 
 
 def assert_permutation_invariant(
-    model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, rtol: float, *, seed: int = 0
+    model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, rtol: float | None = None, *, seed: int = 0
 ) -> float:
-    """Check that shuffling constituent slots (real and padded alike, per jet) leaves logits unchanged."""
+    """Check that shuffling constituent slots (real and padded alike, per jet) leaves logits unchanged.
+
+    ``rtol`` defaults to ``TOLERANCE[p4.dtype].permutation``.
+    """
+    rtol = tolerance(p4.dtype).permutation if rtol is None else rtol
     generator = torch.Generator().manual_seed(seed)
     order = torch.argsort(torch.rand(mask.shape, generator=generator), dim=1)
     shuffled_p4 = torch.gather(p4, 1, order.unsqueeze(-1).expand_as(p4))
@@ -311,13 +375,15 @@ def assert_padding_invariant(
     model: nn.Module,
     p4: torch.Tensor,
     mask: torch.Tensor,
-    rtol: float,
+    rtol: float | None = None,
     *,
     extra: int = 7,
     pad_value: float = math.nan,
 ) -> float:
     """Check that refilling padded slots with ``pad_value`` and appending ``extra`` padded slots
-    changes nothing; returns the relative logit change."""
+    changes nothing; returns the relative logit change. ``rtol`` defaults to
+    ``TOLERANCE[p4.dtype].padding``."""
+    rtol = tolerance(p4.dtype).padding if rtol is None else rtol
     n_jets = p4.shape[0]
     refilled = torch.where(mask.unsqueeze(-1), p4, torch.full_like(p4, pad_value))
     padded_p4 = torch.cat([refilled, torch.full((n_jets, extra, 4), pad_value, dtype=p4.dtype)], dim=1)
@@ -326,8 +392,14 @@ def assert_padding_invariant(
     return _check("padding invariance", measured, rtol, f"pad value {pad_value}, {extra} extra slots, dtype {p4.dtype}")
 
 
-def assert_batch_independent(model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, rtol: float) -> float:
-    """Check that each jet's logits are the same alone as in the batch."""
+def assert_batch_independent(
+    model: nn.Module, p4: torch.Tensor, mask: torch.Tensor, rtol: float | None = None
+) -> float:
+    """Check that each jet's logits are the same alone as in the batch.
+
+    ``rtol`` defaults to ``TOLERANCE[p4.dtype].batch``.
+    """
+    rtol = tolerance(p4.dtype).batch if rtol is None else rtol
     together = _evaluate(model, p4, mask)
     alone = torch.cat([_evaluate(model, p4[index : index + 1], mask[index : index + 1]) for index in range(p4.shape[0])])
     measured = relative_change(together, alone)

@@ -78,7 +78,9 @@ def _imports(name: str, path: Path, is_package: bool, modules: dict, *, lazy: bo
                 prefix = ".".join(base + ([node.module] if node.module else []))
             else:
                 prefix = node.module or ""
-            targets = [f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix for alias in node.names]
+            targets = [
+                f"{prefix}.{alias.name}" if f"{prefix}.{alias.name}" in modules else prefix for alias in node.names
+            ]
         else:
             continue
         for target in targets:
@@ -92,7 +94,9 @@ def _imports(name: str, path: Path, is_package: bool, modules: dict, *, lazy: bo
 def test_only_the_cli_imports_the_cli():
     modules = _modules()
     offenders = {
-        name: sorted(target for target in _imports(name, path, is_package, modules) if target.startswith("coffea_lorentz.cli"))
+        name: sorted(
+            target for target in _imports(name, path, is_package, modules) if target.startswith("coffea_lorentz.cli")
+        )
         for name, (path, is_package) in modules.items()
         if not name.startswith("coffea_lorentz.cli")
     }
@@ -101,7 +105,9 @@ def test_only_the_cli_imports_the_cli():
 
 def test_no_import_cycles():
     modules = _modules()
-    graph = {name: _imports(name, path, is_package, modules, lazy=False) for name, (path, is_package) in modules.items()}
+    graph = {
+        name: _imports(name, path, is_package, modules, lazy=False) for name, (path, is_package) in modules.items()
+    }
     cycles = []
     state: dict[str, int] = {}  # 1 = on the current path, 2 = done
 

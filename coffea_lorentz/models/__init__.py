@@ -11,9 +11,19 @@ special-case a model:
   is then invariant under boosts along z and rotations about z only, otherwise under the whole
   proper orthochronous Lorentz group.
 
+Layout: :mod:`.minkowski` (the metric, inner products) and :mod:`.frames` (boosts, inverse
+transforms, local frames) → :mod:`.layers` (masked MLPs, invariant embeddings) and :mod:`.base`
+(:class:`~.base.TaggerModel`, the contract's keywords and ``invariance``) → one network per file.
+
+A tagger is named by its registry name (:func:`available`) or by a ``"package.module:Class"``
+target. :func:`register` adds a name in this process only; Dask workers are other processes, so
+a tagger that must build there (``BackendSpec(kind="torch")``) is best named by its target.
+
 >>> from coffea_lorentz import models
 >>> "lorentznet" in models.available()
 True
+>>> type(models.build("coffea_lorentz.models.identity:Identity")).__name__
+'Identity'
 """
 
 from __future__ import annotations
@@ -24,7 +34,21 @@ from pathlib import Path
 
 import torch
 
-__all__ = ["available", "build", "register", "pretrained", "shipped_weights", "weights_info", "trained_max_constituents"]
+from ..errors import InvalidInputError, ModelMismatchError
+from .base import TaggerModel
+
+__all__ = [
+    "TaggerModel",
+    "available",
+    "build",
+    "register",
+    "is_target",
+    "resolve_target",
+    "pretrained",
+    "shipped_weights",
+    "weights_info",
+    "trained_max_constituents",
+]
 
 #: name → "module:Class"; the module is imported only when the tagger is built.
 _REGISTRY: dict[str, str] = {
@@ -45,22 +69,46 @@ def available() -> list[str]:
 
 
 def register(name: str, target: str) -> None:
-    """Add a tagger ``name`` built from ``target`` = ``"package.module:Class"``."""
+    """Add a tagger ``name`` built from ``target`` = ``"package.module:Class"``, in this process only.
+
+    Other processes (Dask workers) do not see the registration; name the tagger by its target
+    there (:func:`is_target`).
+    """
+    if not is_target(target):
+        raise InvalidInputError(f"register({name!r}): target must be 'package.module:Class', got {target!r}")
     _REGISTRY[name] = target
 
 
+def is_target(name: str) -> bool:
+    """Whether ``name`` is a ``"package.module:Class"`` target rather than a registry name."""
+    module_name, colon, class_name = name.partition(":")
+    return bool(colon) and bool(module_name) and class_name.isidentifier()
+
+
+def resolve_target(name: str) -> str:
+    """The ``"package.module:Class"`` of tagger ``name`` (a registry name or a target itself)."""
+    if is_target(name):
+        return name
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise KeyError(
+            f"unknown tagger {name!r}; available: {', '.join(_REGISTRY)} (or a 'package.module:Class' target)"
+        ) from None
+
+
 def build(name: str, **config) -> torch.nn.Module:
-    """Build tagger ``name`` with keyword ``config`` overriding its defaults.
+    """Build tagger ``name`` (registry name or ``"package.module:Class"``) with keyword ``config``
+    overriding its defaults.
 
     ``size="compact"`` (default, ≤ 50k parameters) or ``size="large"`` selects a preset; other
     keywords are the tagger's own options (see each tagger's docstring).
     """
+    module_name, class_name = resolve_target(name).split(":")
     try:
-        target = _REGISTRY[name]
-    except KeyError:
-        raise KeyError(f"unknown tagger {name!r}; available: {', '.join(_REGISTRY)}") from None
-    module_name, class_name = target.split(":")
-    cls = getattr(importlib.import_module(module_name), class_name)
+        cls = getattr(importlib.import_module(module_name), class_name)
+    except (ImportError, AttributeError) as err:
+        raise InvalidInputError(f"tagger {name!r}: cannot load {module_name}:{class_name} ({err})") from err
     return cls(**config)
 
 
@@ -71,7 +119,9 @@ WEIGHTS_DIR = Path(__file__).resolve().parent.parent / "weights"
 
 
 def shipped_weights(name: str) -> Path | None:
-    """The state-dict file shipped for model ``name``, or None when it ships untrained."""
+    """The state-dict file shipped for model ``name``, or None when it ships untrained (or is a target)."""
+    if is_target(name):
+        return None
     path = WEIGHTS_DIR / f"{name}.pt"
     return path if path.is_file() else None
 
@@ -101,13 +151,11 @@ def pretrained(name: str, *, weights: str | Path | None = None, seed: int = 0, *
     tagger (the in-process backend, the Triton model repository) gets the same numbers. The global
     torch random state is left untouched.
     """
-    from ..errors import InvalidInputError, ModelMismatchError
-
     path = Path(weights) if weights is not None else shipped_weights(name)
     if path is not None and not path.is_file():
         raise InvalidInputError(f"weights for model {name!r} not found: {path}")
     info = weights_info(name, path)
-    architecture = name if name in _REGISTRY else info.get("architecture", name)
+    architecture = name if name in _REGISTRY or is_target(name) else info.get("architecture", name)
     state = torch.load(path, map_location="cpu", weights_only=True) if path is not None else None
     if isinstance(state, dict) and "state_dict" in state:
         config = config or dict(state.get("config") or {})

@@ -17,7 +17,8 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .layers import MLP, check_inputs, jet_p4, resolve_config
+from .base import TaggerModel
+from .layers import MLP, check_inputs, jet_p4
 from .minkowski import masked_p4
 
 __all__ = ["ParticleTransformer", "ParticleTransformerConfig", "PRESETS", "jet_frame_features"]
@@ -33,8 +34,6 @@ class ParticleTransformerConfig:
     feed-forward part in units of ``width``.
     """
 
-    n_classes: int = 2
-    beam_reference: bool = False
     width: int = 32
     n_heads: int = 4
     n_layers: int = 3
@@ -132,7 +131,9 @@ class TransformerBlock(nn.Module):
         return tokens + self.ffn(self.norm_ffn(tokens))
 
 
-class ParticleTransformer(nn.Module):
+class ParticleTransformer(
+    TaggerModel, name="baseline", config=ParticleTransformerConfig, presets=PRESETS, symmetry="z_rotation"
+):
     """Non-equivariant transformer: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     ``beam_reference`` is accepted for the common contract and changes nothing: the features are
@@ -144,21 +145,11 @@ class ParticleTransformer(nn.Module):
     torch.Size([2, 2])
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(
-            ParticleTransformerConfig,
-            PRESETS,
-            size=size,
-            where="baseline",
-            n_classes=n_classes,
-            beam_reference=beam_reference,
-            **options,
-        )
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         if config.width % config.n_heads != 0:
             raise InvalidInputError(f"baseline: width {config.width} is not divisible by n_heads {config.n_heads}")
-        self.config = config
-        self.invariance = "z_rotation"
         self.scale_gev = float(config.scale_gev)
         self.min_pt_gev = float(config.min_pt_gev)
         self.embed = MLP(N_FEATURES, 2 * config.width, config.width)
@@ -167,7 +158,7 @@ class ParticleTransformer(nn.Module):
             [TransformerBlock(config.width, config.n_heads, config.ffn_factor) for _ in range(config.n_layers)]
         )
         self.norm = nn.LayerNorm(config.width)
-        self.head = nn.Linear(config.width, n_classes)
+        self.head = nn.Linear(config.width, self.n_classes)
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)

@@ -3,22 +3,18 @@
 from __future__ import annotations
 
 import torch
-from torch import nn
+
+from .base import TaggerModel
 
 __all__ = ["Identity"]
 
 
-class Identity(nn.Module):
-    """Returns logits ``[0, mean E of real constituents]`` in GeV; no trainable weights.
+class Identity(TaggerModel, name="identity", symmetry="z_rotation"):  # the mean energy changes under any boost
+    """Returns logits ``[0, mean E of real constituents]`` in GeV; no trainable weights, no options.
 
     Its cost is negligible, so the end-to-end rate with it measures reading, batching, transport
     and writing alone.
     """
-
-    def __init__(self, n_classes: int = 2, size: str = "compact", beam_reference: bool = False):
-        super().__init__()
-        self.n_classes = n_classes
-        self.invariance = "z_rotation"  # the mean energy changes under any boost
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → logits [B, n_classes]."""

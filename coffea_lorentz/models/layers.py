@@ -1,4 +1,4 @@
-"""Layers shared by the taggers: masked MLPs and reductions, invariant embeddings, config presets.
+"""Layers shared by the taggers: masked MLPs and reductions, invariant embeddings, the pair-tagger base.
 
 Conventions as in :mod:`.minkowski`: ``p4`` [B, N, 4] as (E, px, py, pz) in GeV, ``mask`` [B, N]
 bool with True = real constituent. Every function here selects with ``torch.where`` on the mask,
@@ -19,13 +19,11 @@ a z-boost leaves px, py and so T untouched, while ⟨a, b⟩ of a collinear pair
 
 from __future__ import annotations
 
-import dataclasses
-from typing import Any, Mapping, TypeVar
-
 import torch
 from torch import nn
 
 from ..errors import InvalidInputError
+from .base import TaggerModel, resolve_config
 from .minkowski import masked_p4, minkowski_dot, minkowski_norm2, pairwise_dot, psi
 
 __all__ = [
@@ -46,38 +44,6 @@ __all__ = [
     "check_inputs",
     "PairTagger",
 ]
-
-ConfigT = TypeVar("ConfigT")
-
-
-# ----------------------------------------------------------------------------- config
-
-
-def resolve_config(
-    config_cls: type[ConfigT],
-    presets: Mapping[str, Mapping[str, Any]],
-    *,
-    size: str,
-    where: str,
-    **fields: Any,
-) -> ConfigT:
-    """Build a frozen config from preset ``size`` overridden by ``fields``.
-
-    Raises :class:`~coffea_lorentz.errors.InvalidInputError` naming ``where`` (the tagger) for an
-    unknown size or an option the config does not have.
-    """
-    if size not in presets:
-        raise InvalidInputError(f"{where}: unknown size {size!r}; expected one of {', '.join(presets)}")
-    known = {field.name for field in dataclasses.fields(config_cls)}  # type: ignore[arg-type]
-    unknown = sorted(set(fields) - known)
-    if unknown:
-        raise InvalidInputError(
-            f"{where}: unknown option(s) {', '.join(unknown)}; expected some of {', '.join(sorted(known))}"
-        )
-    values = dict(presets[size])
-    values.update(fields)
-    return config_cls(**values)
-
 
 def check_inputs(p4: torch.Tensor, mask: torch.Tensor) -> None:
     """Raise :class:`InvalidInputError` unless ``p4`` is [B, N, 4] floating and ``mask`` is [B, N] bool."""
@@ -103,15 +69,19 @@ def jets_per_chunk(n_jets: int, n_constituents: int, pairs_per_chunk: int) -> in
     return max(1, min(n_jets, pairs_per_chunk // max(1, n_constituents * n_constituents)))
 
 
-class PairTagger(nn.Module):
-    """Base of taggers whose cost is dominated by [B, N, N, C] pair tensors.
+class PairTagger(TaggerModel):
+    """Base of taggers whose cost is dominated by [B, N, N, C] pair tensors (a :class:`~.base.TaggerModel`).
 
     :meth:`forward` checks ``p4`` [B, N, 4] GeV and ``mask`` [B, N] bool, then calls the subclass's
     ``logits(p4, mask) → [B, n_classes]`` on slices of at most :func:`jets_per_chunk` jets when
     running on a CPU (``pairs_per_chunk`` ≤ 0 or a CUDA tensor: the whole batch at once). Each jet
-    is computed on its own, so slicing never changes a result. Subclasses set the int attribute
-    ``pairs_per_chunk``.
+    is computed on its own, so slicing never changes a result. The config's ``pairs_per_chunk``
+    field (about 65k pairs by default) sets the slice.
     """
+
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        self.pairs_per_chunk = int(self.config.pairs_per_chunk)
 
     def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         check_inputs(p4, mask)

@@ -38,10 +38,10 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .layers import MLP, PairTagger, resolve_config
-from .lloca import rest_frame_boost
+from .frames import boost_to_rest, longitudinal_rest_boost
+from .layers import MLP, PairTagger
 from .lorentz_cg import SCALAR, TENSOR, VECTOR, clebsch_gordan
-from .minkowski import masked_p4, minkowski_dot, pairwise_dot, psi
+from .minkowski import masked_p4, metric_signs, minkowski_dot, pairwise_dot, psi
 
 __all__ = ["LGNConfig", "LGN", "LGNLayer", "PRESETS"]
 
@@ -266,38 +266,25 @@ def _normalise(
     return v, t
 
 
-def _completed_timelike(v: torch.Tensor, min_mass2: float) -> torch.Tensor:
-    """v [..., 4] if future timelike with v² ≥ ``min_mass2``, else (|v⃗| + μ, v⃗) with μ² = ``min_mass2``."""
-    spatial_norm = torch.linalg.vector_norm(v[..., 1:], dim=-1)
-    completed = torch.cat([(spatial_norm + min_mass2**0.5).unsqueeze(-1), v[..., 1:]], dim=-1)
-    good = (minkowski_dot(v, v) >= min_mass2) & (v[..., 0] > 0)
-    return torch.where(good.unsqueeze(-1), v, completed)
-
-
-class LGN(PairTagger):
+class LGN(PairTagger, name="lgn", config=LGNConfig, presets=PRESETS):
     """Lorentz Group Network tagger.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
     (True = real constituent) → logits [B, n_classes]. Options are the fields of :class:`LGNConfig`.
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(LGNConfig, PRESETS, size=size, where="LGN", **options)
-        self.config = config
-        self.n_classes = n_classes
-        self.beam_reference = beam_reference
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         self.scale_gev = float(config.scale_gev)
         self.norm_mass2 = float((config.norm_mass_gev / config.scale_gev) ** 2)
         self.min_mass2 = float((config.min_frame_mass_gev / config.scale_gev) ** 2)
         self.jet_rest_frame = bool(config.jet_rest_frame)
-        self.pairs_per_chunk = int(config.pairs_per_chunk)
         c0, c1, c2 = config.scalar_channels, config.vector_channels, config.tensor_channels
         self.cg = CGTables()
         # inputs: scalars ψ(x²), ψ⟨x, X⟩ (+ ∥ partners); vectors x, X (+ x∥, X∥);
         # tensors CG(x ⊗ x), CG(x ⊗ X) (+ traceless t⊗t − z⊗z)
-        n_s, n_v, n_t = (4, 4, 3) if beam_reference else (2, 2, 2)
+        n_s, n_v, n_t = (4, 4, 3) if self.beam_reference else (2, 2, 2)
         self.embed_s = MLP(n_s, c0, c0)
         self.embed_v = ChannelMix(n_v, c1)
         self.embed_t = ChannelMix(n_t, c2)
@@ -305,36 +292,17 @@ class LGN(PairTagger):
             [LGNLayer(c0, c1, c2, config.product_channels, config.pair_hidden) for _ in range(config.n_layers)]
         )
         self.head_hidden = nn.Linear(c0 + 1, c0)
-        self.head_out = nn.Linear(c0, n_classes)
+        self.head_out = nn.Linear(c0, self.n_classes)
 
     def _to_working_frame(self, x: torch.Tensor, jet: torch.Tensor) -> torch.Tensor:
         """[B, 4, 4] Lorentz matrix to the frame the network runs in (the identity when not
         ``jet_rest_frame``): the jet rest frame, or with ``beam_reference`` the z-boost to the
         frame where the jet has pz = 0, which keeps the spurion tensor O(1) as well."""
-        n_batch = x.shape[0]
-        eye = torch.eye(4, dtype=x.dtype, device=x.device).expand(n_batch, 4, 4)
         if not self.jet_rest_frame:
-            return eye
+            return torch.eye(4, dtype=x.dtype, device=x.device).expand(x.shape[0], 4, 4)
         if self.beam_reference:
-            energy, pz = jet[:, 0], jet[:, 3]
-            mt2 = energy * energy - pz * pz
-            good = (mt2 > self.min_mass2) & (energy > 0)
-            mt = torch.sqrt(torch.where(good, mt2, torch.ones_like(mt2)))
-            cosh, sinh = energy / mt, pz / mt
-            zeros, ones = torch.zeros_like(cosh), torch.ones_like(cosh)
-            z_boost = torch.stack(
-                [
-                    torch.stack([cosh, zeros, zeros, -sinh], dim=-1),
-                    torch.stack([zeros, ones, zeros, zeros], dim=-1),
-                    torch.stack([zeros, zeros, ones, zeros], dim=-1),
-                    torch.stack([-sinh, zeros, zeros, cosh], dim=-1),
-                ],
-                dim=-2,
-            )
-            return torch.where(good.unsqueeze(-1).unsqueeze(-1), z_boost, eye)
-        timelike = _completed_timelike(jet, self.min_mass2)
-        velocity = timelike / torch.sqrt(minkowski_dot(timelike, timelike)).unsqueeze(-1)
-        return rest_frame_boost(velocity)
+            return longitudinal_rest_boost(jet, self.min_mass2)
+        return boost_to_rest(jet, self.min_mass2)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""
@@ -344,7 +312,7 @@ class LGN(PairTagger):
         boost = self._to_working_frame(x64, jet64)  # [B, 4, 4], float64
         x = torch.einsum("bij,bnj->bni", boost, x64)
         jet = torch.einsum("bij,bj->bi", boost, jet64)
-        signs = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=torch.float64, device=p4.device)
+        signs = metric_signs(x64)
 
         scalars = [psi(minkowski_dot(x, x)), psi(minkowski_dot(x, jet.unsqueeze(1)))]
         vectors = [x, jet.unsqueeze(1).expand_as(x)]

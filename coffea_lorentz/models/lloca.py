@@ -7,7 +7,7 @@ Lorentz-Equivariant":
    of the constituents with weights from invariant pair features (plus the jet momentum for v0,
    the constituent's own momentum for v1): v0_i timelike, v1_i and v2_i giving directions. They
    transform like the momenta.
-2. :func:`local_frames` turns them into a proper orthochronous Lorentz matrix Λ_i: the boost to the
+2. :func:`.frames.local_frames` turns them into a proper orthochronous Lorentz matrix Λ_i: the boost to the
    rest frame of v0_i, then Gram–Schmidt of the spatial parts of v1_i, v2_i there, and the cross
    product for the third axis. Then Λ_i(Λp) = Λ_i(p) Λ⁻¹, so anything expressed in a local frame,
    Λ_i x_j, is invariant.
@@ -27,7 +27,7 @@ are undefined or amplify rounding. Frames, local coordinates and four-vector cha
 computed in float64 (``invariants_float64``) whatever the model dtype.
 
 Numerics: everything runs in canonical coordinates x = B p, B the boost of the jet momentum to rest
-(:func:`canonical_boost`; a z-boost to zero jet rapidity with ``beam_reference``). The tagger is
+(:func:`.frames.canonical_boost`; a z-boost to zero jet rapidity with ``beam_reference``). The tagger is
 invariant under B, so this changes no result in exact arithmetic, but in the lab frame a jet of
 Lorentz factor γ has momenta, frames Λ_i and lab-frame four-vector channels of size γ, and
 Λ_i Λ_j⁻¹ cancels terms of size γ²: a float64 jet boosted to γ ~ 10³ lost ~10⁻⁹ of its logits. The
@@ -51,18 +51,20 @@ import torch
 from torch import nn
 
 from ..errors import InvalidInputError
-from .layers import MLP, PairTagger, resolve_config
-from .minkowski import masked_p4, minkowski_dot, psi
+from .frames import canonical_boost, inverse_lorentz, local_frames, rest_frame_boost
+from .layers import MLP, PairTagger
+from .minkowski import masked_p4, metric_signs, minkowski_dot, psi
 
 __all__ = [
     "LLoCaConfig",
     "LLoCaTransformer",
     "FramePredictor",
+    "PRESETS",
+    # the frame primitives live in .frames; these names stay importable from here for one release
     "local_frames",
     "canonical_boost",
     "rest_frame_boost",
     "inverse_lorentz",
-    "PRESETS",
 ]
 
 #: Added to attention logits of padded keys; exp of it underflows to exactly 0 in float32/64.
@@ -116,82 +118,7 @@ PRESETS = types.MappingProxyType(
 )
 
 
-# ----------------------------------------------------------------------------- frames
-
-
-def inverse_lorentz(frames: torch.Tensor) -> torch.Tensor:
-    """Λ⁻¹ = g Λᵀ g for Lorentz matrices [..., 4, 4]."""
-    signs = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=frames.dtype, device=frames.device)
-    return signs.unsqueeze(-1) * frames.transpose(-1, -2) * signs
-
-
-def rest_frame_boost(velocity: torch.Tensor) -> torch.Tensor:
-    """The pure boost taking the unit timelike ``velocity`` u [..., 4] (u² = 1, u⁰ > 0) to (1, 0, 0, 0).
-
-    Returns [..., 4, 4]: [[γ, −u⃗ᵀ], [−u⃗, 1 + u⃗u⃗ᵀ/(γ + 1)]] with γ = u⁰.
-    """
-    gamma = velocity[..., :1]  # [..., 1]
-    spatial = velocity[..., 1:]  # [..., 3]
-    eye = torch.eye(3, dtype=velocity.dtype, device=velocity.device)
-    block = eye + spatial.unsqueeze(-1) * spatial.unsqueeze(-2) / (gamma + 1.0).unsqueeze(-1)
-    top = torch.cat([gamma, -spatial], dim=-1).unsqueeze(-2)  # [..., 1, 4]
-    bottom = torch.cat([-spatial.unsqueeze(-1), block], dim=-1)  # [..., 3, 4]
-    return torch.cat([top, bottom], dim=-2)
-
-
-def _timelike(v0: torch.Tensor, min_mass2: float) -> torch.Tensor:
-    """v0 [..., 4] if future timelike with v0² ≥ ``min_mass2``, else (|v⃗0| + μ, v⃗0), μ² = ``min_mass2``."""
-    spatial_norm = torch.linalg.vector_norm(v0[..., 1:], dim=-1)
-    completed = torch.cat([(spatial_norm + min_mass2**0.5).unsqueeze(-1), v0[..., 1:]], dim=-1)
-    good = (minkowski_dot(v0, v0) >= min_mass2) & (v0[..., 0] > 0)
-    return torch.where(good.unsqueeze(-1), v0, completed)
-
-
-def _pick_direction(
-    candidate: torch.Tensor, reference: torch.Tensor, fallback: torch.Tensor, eps: float
-) -> torch.Tensor:
-    """Unit 3-vector: ``candidate`` [..., 3] normalised if its norm exceeds ``eps``·``reference`` [...],
-    else the longest of the ``fallback`` rows [..., 3, 3], normalised (first one on ties)."""
-    norm = torch.linalg.vector_norm(candidate, dim=-1)
-    fallback_norm = torch.linalg.vector_norm(fallback, dim=-1)  # [..., 3]
-    best = torch.argmax(fallback_norm, dim=-1, keepdim=True)  # [..., 1]
-    one_hot = (best == torch.arange(3, device=best.device)).to(fallback.dtype)  # [..., 3]
-    chosen = (one_hot.unsqueeze(-1) * fallback).sum(-2) / (one_hot * fallback_norm).sum(-1, keepdim=True)
-    good = norm > eps * reference
-    safe_norm = torch.where(good, norm, torch.ones_like(norm))
-    return torch.where(good.unsqueeze(-1), candidate / safe_norm.unsqueeze(-1), chosen)
-
-
-def local_frames(
-    v0: torch.Tensor, v1: torch.Tensor, v2: torch.Tensor, *, min_mass2: float, eps: float
-) -> torch.Tensor:
-    """Proper orthochronous frames Λ [..., 4, 4] from four-vectors v0, v1, v2 [..., 4].
-
-    Λ boosts v0 to rest (Λ v0 ∝ (1, 0, 0, 0)), puts v1 in the (t, x) plane with positive x and v2 in
-    the (t, x, y) half-plane with positive y. Equivariant: frames of (Λ' v0, Λ' v1, Λ' v2) equal
-    Λ Λ'⁻¹ whenever v0² ≥ ``min_mass2`` and the directions are longer than ``eps`` (relative);
-    otherwise completed deterministically (see the module docstring). Λᵀ g Λ = g always.
-    """
-    v0 = _timelike(v0, min_mass2)
-    velocity = v0 / torch.sqrt(minkowski_dot(v0, v0)).unsqueeze(-1)
-    boost = rest_frame_boost(velocity)  # [..., 4, 4]
-    rest1 = torch.einsum("...ij,...j->...i", boost, v1)
-    rest2 = torch.einsum("...ij,...j->...i", boost, v2)
-    axes = boost[..., 1:, 1:].transpose(-1, -2)  # rows: rest-frame spatial parts of the lab axes
-
-    # directions count as degenerate relative to the Euclidean size of the rest-frame vector
-    u1 = _pick_direction(rest1[..., 1:], torch.linalg.vector_norm(rest1, dim=-1), axes, eps)
-    residual2 = rest2[..., 1:] - (rest2[..., 1:] * u1).sum(-1, keepdim=True) * u1
-    axes_residual = axes - (axes * u1.unsqueeze(-2)).sum(-1, keepdim=True) * u1.unsqueeze(-2)
-    u2 = _pick_direction(residual2, torch.linalg.vector_norm(rest2, dim=-1), axes_residual, eps)
-    u3 = torch.linalg.cross(u1, u2, dim=-1)
-
-    rotation = torch.stack([u1, u2, u3], dim=-2)  # [..., 3, 3]
-    zeros = torch.zeros_like(u1)
-    one = torch.ones_like(u1[..., :1])
-    top = torch.cat([one, zeros], dim=-1).unsqueeze(-2)
-    bottom = torch.cat([zeros.unsqueeze(-1), rotation], dim=-1)
-    return torch.cat([top, bottom], dim=-2) @ boost
+# ----------------------------------------------------------------------------- frame vectors
 
 
 def _spurion_images(x: torch.Tensor) -> torch.Tensor:
@@ -202,42 +129,6 @@ def _spurion_images(x: torch.Tensor) -> torch.Tensor:
     z_boost = torch.stack([pz, zeros, zeros, energy], dim=-1)
     z_rotation = torch.stack([zeros, -py, px, zeros], dim=-1)
     return torch.stack([parallel, z_boost, z_rotation], dim=-2)
-
-
-def canonical_boost(jet: torch.Tensor, *, beam_reference: bool, max_gamma: float) -> torch.Tensor:
-    """A boost B [B, 4, 4] that takes the jet momentum ``jet`` [B, 4] close to rest.
-
-    Without beam reference: the pure boost to the rest frame of the jet, with the Lorentz factor
-    capped at ``max_gamma`` (and B = 1 for a jet without spatial momentum). With beam reference:
-    the z-boost to zero jet rapidity, the rapidity capped at acosh(``max_gamma``), so B stays in
-    the group the tagger respects. The tagger is invariant under any such B, so B only serves
-    numerics: in these coordinates the momenta, frames and four-vector channels are O(jet mass)
-    instead of O(jet energy), and the boosts into the local frames no longer amplify rounding.
-    """
-    energy = jet[:, 0]
-    max_beta_gamma = (max_gamma**2 - 1.0) ** 0.5
-    if beam_reference:
-        transverse_mass2 = energy**2 - jet[:, 3] ** 2
-        heavy = (transverse_mass2 > 0) & (energy > 0)
-        safe_mass = torch.sqrt(torch.where(heavy, transverse_mass2, torch.ones_like(energy)))
-        cap = torch.full_like(energy, max_beta_gamma)
-        longitudinal = (jet[:, 3] / safe_mass).clamp(-max_beta_gamma, max_beta_gamma)
-        beta_gamma = torch.where(heavy, longitudinal, torch.sign(jet[:, 3]) * cap)
-        gamma = torch.sqrt(1.0 + beta_gamma**2)
-        zeros = torch.zeros_like(energy)
-        velocity = torch.stack([gamma, zeros, zeros, beta_gamma], dim=-1)
-        return rest_frame_boost(velocity)
-    momentum = torch.linalg.vector_norm(jet[:, 1:], dim=-1)
-    mass2 = minkowski_dot(jet, jet)
-    heavy = (mass2 > 0) & (energy > 0)
-    safe_mass = torch.sqrt(torch.where(heavy, mass2, torch.ones_like(mass2)))
-    cap = torch.full_like(momentum, max_beta_gamma)
-    beta_gamma = torch.where(heavy, (momentum / safe_mass).clamp(max=max_beta_gamma), cap)
-    moving = momentum > 0
-    direction = jet[:, 1:] / torch.where(moving, momentum, torch.ones_like(momentum)).unsqueeze(-1)
-    beta_gamma = torch.where(moving, beta_gamma, torch.zeros_like(beta_gamma))
-    velocity = torch.cat([torch.sqrt(1.0 + beta_gamma**2).unsqueeze(-1), beta_gamma.unsqueeze(-1) * direction], dim=-1)
-    return rest_frame_boost(velocity)
 
 
 class FramePredictor(nn.Module):
@@ -285,8 +176,7 @@ class FramePredictor(nn.Module):
             candidates = x
         n_candidates = candidates.shape[1]
         jet_mass2 = minkowski_dot(jet, jet).clamp(min=0.0)  # [B, 1]
-        signs = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=x.dtype, device=x.device)
-        dots = torch.einsum("bid,bjd->bij", x * signs, candidates)  # [B, N, C]
+        dots = torch.einsum("bid,bjd->bij", x * metric_signs(x), candidates)  # [B, N, C]
         x_jet = minkowski_dot(x, jet)  # [B, N]
         c_jet = minkowski_dot(candidates, jet)  # [B, C]
         # ≈ 1 − cos θ* between constituents x_i and c in the jet rest frame (massless limit),
@@ -367,8 +257,7 @@ class TensorialAttentionBlock(nn.Module):
         q = q.reshape(n_batch, n_particles, self.n_heads, self.head_dim)
         k = k.reshape(n_batch, n_particles, self.n_heads, self.head_dim)
         v = v.reshape(n_batch, n_particles, self.n_heads, self.head_dim)
-        signs = torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=frames.dtype, device=h.device)
-        q_lab = self._to_lab(q, inverse, gate) * signs
+        q_lab = self._to_lab(q, inverse, gate) * metric_signs(frames)
         k_lab = self._to_lab(k, inverse, gate)
         v_lab = self._to_lab(v, inverse, gate)
 
@@ -389,7 +278,7 @@ class TensorialAttentionBlock(nn.Module):
         return torch.where(mask.unsqueeze(-1), h, torch.zeros_like(h))
 
 
-class LLoCaTransformer(PairTagger):
+class LLoCaTransformer(PairTagger, name="lloca", config=LLoCaConfig, presets=PRESETS):
     """Transformer made Lorentz-invariant by local canonicalisation.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
@@ -397,27 +286,22 @@ class LLoCaTransformer(PairTagger):
     :class:`LLoCaConfig`.
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(LLoCaConfig, PRESETS, size=size, where="LLoCaTransformer", **options)
-        self.config = config
-        self.n_classes = n_classes
-        self.beam_reference = beam_reference
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         self.scale_gev = float(config.scale_gev)
         self.min_mass2 = float((config.min_frame_mass_gev / config.scale_gev) ** 2)
         self.gate_mass2 = float((config.frame_gate_mass_gev / config.scale_gev) ** 2)
         self.invariants_float64 = bool(config.invariants_float64)
-        self.pairs_per_chunk = int(config.pairs_per_chunk)
         self.frame_eps = float(config.frame_eps)
         if not config.canonical_max_gamma >= 1.0:
             raise InvalidInputError(
                 f"LLoCaTransformer: canonical_max_gamma must be ≥ 1, got {config.canonical_max_gamma!r}"
             )
         self.canonical_max_gamma = float(config.canonical_max_gamma)
-        self.frame_predictor = FramePredictor(config.frame_hidden, beam_reference, self.gate_mass2)
+        self.frame_predictor = FramePredictor(config.frame_hidden, self.beam_reference, self.gate_mass2)
         # gate × ψ of Λ_i x_i (4), Λ_i X (4) [, projector entries (16)]; gate, ψ(x_i²), ψ(⟨x_i, X⟩)
-        n_features = 11 + (16 if beam_reference else 0)
+        n_features = 11 + (16 if self.beam_reference else 0)
         self.embed = MLP(n_features, config.hidden, config.hidden)
         self.blocks = nn.ModuleList(
             [
@@ -426,7 +310,7 @@ class LLoCaTransformer(PairTagger):
             ]
         )
         self.norm_out = nn.LayerNorm(config.hidden)
-        self.head = MLP(config.hidden + 1, config.hidden, n_classes)
+        self.head = MLP(config.hidden + 1, config.hidden, self.n_classes)
 
     def frames(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """Local frames Λ [B, N, 4, 4] of ``p4`` [B, N, 4] GeV (identity for padded entries).

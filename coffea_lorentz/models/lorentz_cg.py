@@ -90,12 +90,12 @@ def _tensor_power_generators(rank: int) -> torch.Tensor:
     return out
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Irrep:
     """The real irrep (k, k) of the Lorentz group: symmetric traceless rank-k tensors.
 
-    ``basis`` [dim, 4^k] embeds irrep coordinates into flattened tensors; ``generators``
-    [6, dim, dim] (float64) act on irrep coordinates.
+    ``Irrep(k=1, n=1)`` is the four-vector; ``basis`` [dim, 4^k] embeds irrep coordinates into
+    flattened tensors; ``generators`` [6, dim, dim] (float64) act on irrep coordinates.
     """
 
     k: int
@@ -132,9 +132,9 @@ class Irrep:
         return f"({self.k},{self.n})"
 
 
-SCALAR = Irrep(0, 0)
-VECTOR = Irrep(1, 1)
-TENSOR = Irrep(2, 2)
+SCALAR = Irrep(k=0, n=0)
+VECTOR = Irrep(k=1, n=1)
+TENSOR = Irrep(k=2, n=2)
 
 
 def irrep_generators(irrep: Irrep) -> torch.Tensor:
@@ -155,7 +155,7 @@ def representation(irrep: Irrep, transform: torch.Tensor) -> torch.Tensor:
 
 @functools.lru_cache(maxsize=None)
 def _clebsch_gordan(a: tuple[int, int], b: tuple[int, int], c: tuple[int, int]) -> torch.Tensor:
-    irrep_a, irrep_b, irrep_c = Irrep(*a), Irrep(*b), Irrep(*c)
+    irrep_a, irrep_b, irrep_c = (Irrep(k=k, n=n) for k, n in (a, b, c))
     da, db, dc = irrep_a.dim, irrep_b.dim, irrep_c.dim
     eye_a, eye_b = torch.eye(da, dtype=torch.float64), torch.eye(db, dtype=torch.float64)
     eye_c, eye_ab = torch.eye(dc, dtype=torch.float64), torch.eye(da * db, dtype=torch.float64)

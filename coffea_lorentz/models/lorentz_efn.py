@@ -27,10 +27,9 @@ from __future__ import annotations
 import dataclasses
 
 import torch
-from torch import nn
 
 from ..errors import InvalidInputError
-from .layers import MLP, InvariantEmbedding, PairTagger, jet_p4, masked_sum, pair_mask, resolve_config
+from .layers import MLP, InvariantEmbedding, PairTagger, jet_p4, masked_sum, pair_mask
 from .minkowski import masked_p4, minkowski_dot, minkowski_norm2, psi
 
 __all__ = ["LorentzEFN", "LorentzEFNConfig", "PRESETS"]
@@ -48,8 +47,6 @@ class LorentzEFNConfig:
     ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many pairs; 0 = whole.
     """
 
-    n_classes: int = 2
-    beam_reference: bool = False
     hidden: int = 32
     n_hidden_layers: int = 2
     scale_gev: float = 100.0
@@ -92,7 +89,7 @@ def rest_frame_invariants(
     return fraction, angle, torch.where(pairs, pair_dot, torch.zeros_like(pair_dot))
 
 
-class LorentzEFN(PairTagger):
+class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, presets=PRESETS):
     """Lorentz-invariant energy flow network: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     >>> import torch
@@ -101,28 +98,21 @@ class LorentzEFN(PairTagger):
     torch.Size([2, 2])
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(
-            LorentzEFNConfig, PRESETS, size=size, where="lorentz_efn",
-            n_classes=n_classes, beam_reference=beam_reference, **options,
-        )
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         if not config.count_scale > 0 or not config.min_invariant > 0:
             raise InvalidInputError(
                 f"lorentz_efn: count_scale and min_invariant must be > 0, got {config.count_scale}, {config.min_invariant}"
             )
-        self.config = config
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
-        self.beam_reference = beam_reference
-        self.pairs_per_chunk = int(config.pairs_per_chunk)
         self.count_scale = float(config.count_scale)
         self.scale_gev = float(config.scale_gev)
         self.min_invariant = float(config.min_invariant)
-        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=beam_reference)
+        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=self.beam_reference)
         hidden, depth = config.hidden, config.n_hidden_layers
         self.pair_kernel = MLP(2, hidden, hidden, n_hidden_layers=depth)
         self.particle_map = MLP(1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
-        self.readout = MLP(2 * hidden, 2 * hidden, n_classes)
+        self.readout = MLP(2 * hidden, 2 * hidden, self.n_classes)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""

@@ -19,17 +19,25 @@ kept by boosts along z and rotations about z, so the logits are invariant under 
 
 from __future__ import annotations
 
-import dataclasses
+import types
 from dataclasses import dataclass
 
 import torch
 from torch import nn
 
 from ..errors import InvalidInputError
+from .base import resolve_config
 from .layers import PairTagger
 from .minkowski import beam_reference_vectors, masked_p4, minkowski_dot, pairwise_dot, psi
 
-__all__ = ["LorentzTransformerConfig", "LorentzTransformer", "preset", "beam_plane_projection", "pair_invariants"]
+__all__ = [
+    "LorentzTransformerConfig",
+    "LorentzTransformer",
+    "PRESETS",
+    "preset",
+    "beam_plane_projection",
+    "pair_invariants",
+]
 
 #: Added to attention logits of padded keys; exp of it underflows to exactly 0 in float32/64.
 _MASKED_LOGIT = -1.0e30
@@ -57,31 +65,20 @@ class LorentzTransformerConfig:
     pairs_per_chunk: int = 65536
 
 
+#: ``size`` presets: compact ≤ 50k parameters (CPU), large for a GPU.
+PRESETS = types.MappingProxyType(
+    {
+        "compact": types.MappingProxyType({}),
+        "large": types.MappingProxyType(
+            {"hidden": 128, "n_heads": 8, "n_blocks": 6, "pair_hidden": 64, "ffn_factor": 4}
+        ),
+    }
+)
+
+
 def preset(size: str) -> LorentzTransformerConfig:
     """The ``"compact"`` (≤ 50k parameters, CPU) or ``"large"`` (GPU) configuration."""
-    if size == "compact":
-        return LorentzTransformerConfig()
-    if size == "large":
-        return LorentzTransformerConfig(hidden=128, n_heads=8, n_blocks=6, pair_hidden=64, ffn_factor=4)
-    raise InvalidInputError(f"LorentzTransformer: size must be 'compact' or 'large', got {size!r}")
-
-
-def _configure(size: str, options: dict) -> LorentzTransformerConfig:
-    config = preset(size)
-    known = {field.name for field in dataclasses.fields(config)}
-    unknown = sorted(set(options) - known)
-    if unknown:
-        raise InvalidInputError(
-            f"LorentzTransformer: unknown options {unknown}; expected some of {sorted(known)}"
-        )
-    config = dataclasses.replace(config, **options)
-    if config.hidden % config.n_heads != 0:
-        raise InvalidInputError(
-            f"LorentzTransformer: hidden={config.hidden} must be a multiple of n_heads={config.n_heads}"
-        )
-    if not config.scale_gev > 0:
-        raise InvalidInputError(f"LorentzTransformer: scale_gev must be > 0 GeV, got {config.scale_gev}")
-    return config
+    return resolve_config(LorentzTransformerConfig, PRESETS, size=size, where="lorentz_transformer")
 
 
 def _mlp(n_in: int, n_hidden: int, n_out: int) -> nn.Sequential:
@@ -155,7 +152,7 @@ class InvariantAttentionBlock(nn.Module):
         return h, x
 
 
-class LorentzTransformer(PairTagger):
+class LorentzTransformer(PairTagger, name="lorentz_transformer", config=LorentzTransformerConfig, presets=PRESETS):
     """Invariant-attention transformer tagger.
 
     ``forward(p4, mask)``: ``p4`` [B, N, 4] (E, px, py, pz) GeV, ``mask`` [B, N] bool
@@ -163,29 +160,31 @@ class LorentzTransformer(PairTagger):
     :class:`LorentzTransformerConfig` (e.g. ``scale_gev=100.0``, ``hidden=32``).
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        self.config = _configure(size, options)
-        self.n_classes = n_classes
-        self.beam_reference = beam_reference
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
-        self.scale_gev = float(self.config.scale_gev)
-        self.invariants_float64 = bool(self.config.invariants_float64)
-        self.pairs_per_chunk = int(self.config.pairs_per_chunk)
-        hidden = self.config.hidden
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
+        if config.hidden % config.n_heads != 0:
+            raise InvalidInputError(
+                f"lorentz_transformer: hidden={config.hidden} must be a multiple of n_heads={config.n_heads}"
+            )
+        if not config.scale_gev > 0:
+            raise InvalidInputError(f"lorentz_transformer: scale_gev must be > 0 GeV, got {config.scale_gev}")
+        self.scale_gev = float(config.scale_gev)
+        self.invariants_float64 = bool(config.invariants_float64)
+        hidden = config.hidden
         # inputs per constituent: ψ(x²), ψ(⟨x, X_jet⟩) (+ their ∥ partners with beam_reference)
-        n_features = 4 if beam_reference else 2
+        n_features = 4 if self.beam_reference else 2
         self.embed = _mlp(n_features, hidden, hidden)
         self.blocks = nn.ModuleList(
             [
                 InvariantAttentionBlock(
-                    hidden, self.config.n_heads, self.config.pair_hidden, self.config.ffn_factor, beam_reference
+                    hidden, config.n_heads, config.pair_hidden, config.ffn_factor, self.beam_reference
                 )
-                for _ in range(self.config.n_blocks)
+                for _ in range(config.n_blocks)
             ]
         )
         self.norm_out = nn.LayerNorm(hidden)
-        self.head = _mlp(hidden + n_features // 2, hidden, n_classes)
+        self.head = _mlp(hidden + n_features // 2, hidden, self.n_classes)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] bool → [B, n_classes]."""

@@ -25,7 +25,6 @@ from .layers import (
     masked_mean,
     pair_invariants,
     pair_mask,
-    resolve_config,
 )
 from .minkowski import masked_p4
 
@@ -43,8 +42,6 @@ class LorentzNetConfig:
     (results are the same; large batches run faster); 0 runs every batch whole, as on a GPU.
     """
 
-    n_classes: int = 2
-    beam_reference: bool = False
     hidden: int = 32
     n_layers: int = 4
     coordinate_weight: float = 1e-3
@@ -102,7 +99,7 @@ class LGEB(nn.Module):
         return h, x
 
 
-class LorentzNet(PairTagger):
+class LorentzNet(PairTagger, name="lorentznet", config=LorentzNetConfig, presets=PRESETS):
     """LorentzNet tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Node scalars start from ψ(m_i²/s²) and ψ(⟨p_i, J⟩/s²) (J = jet four-momentum, s = ``scale_gev``).
@@ -117,23 +114,11 @@ class LorentzNet(PairTagger):
     torch.Size([2, 2])
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(
-            LorentzNetConfig,
-            PRESETS,
-            size=size,
-            where="lorentznet",
-            n_classes=n_classes,
-            beam_reference=beam_reference,
-            **options,
-        )
-        self.config = config
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
-        self.beam_reference = beam_reference
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         self.scale_gev = float(config.scale_gev)
-        self.pairs_per_chunk = int(config.pairs_per_chunk)
-        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=beam_reference)
+        self.embedding = InvariantEmbedding(scale_gev=config.scale_gev, beam_reference=self.beam_reference)
         self.encoder = nn.Linear(self.embedding.n_features, config.hidden)
         self.blocks = nn.ModuleList(
             [
@@ -141,12 +126,12 @@ class LorentzNet(PairTagger):
                     config.hidden,
                     coordinate_weight=config.coordinate_weight,
                     update_x=index < config.n_layers - 1,
-                    beam_reference=beam_reference,
+                    beam_reference=self.beam_reference,
                 )
                 for index in range(config.n_layers)
             ]
         )
-        self.decoder = MLP(config.hidden, config.hidden, n_classes)
+        self.decoder = MLP(config.hidden, config.hidden, self.n_classes)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""

@@ -11,6 +11,7 @@ import torch
 
 __all__ = [
     "METRIC_SIGNS",
+    "metric_signs",
     "metric",
     "minkowski_dot",
     "minkowski_norm2",
@@ -21,23 +22,27 @@ __all__ = [
     "psi",
 ]
 
-#: The diagonal of the Minkowski metric, (+, -, -, -).
-METRIC_SIGNS = (1.0, -1.0, -1.0, -1.0)
+def metric_signs(like: torch.Tensor) -> torch.Tensor:
+    """The diagonal of the Minkowski metric, (+1, −1, −1, −1), as a [4] tensor in ``like``'s dtype and device.
+
+    The one place the signature is written: every primitive and tagger that needs g takes it from
+    here (a function rather than a module constant, which TorchScript cannot read).
+    """
+    return torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=like.dtype, device=like.device)
+
+
+#: The diagonal of the Minkowski metric, (+, -, -, -), as Python floats.
+METRIC_SIGNS: tuple[float, ...] = tuple(metric_signs(torch.empty(0, dtype=torch.float64)).tolist())
 
 
 def metric(dtype: torch.dtype = torch.float32, device: torch.device | None = None) -> torch.Tensor:
-    """The Minkowski metric diag(+1, -1, -1, -1) as a [4, 4] tensor."""
-    return torch.diag(torch.tensor(METRIC_SIGNS, dtype=dtype, device=device))
-
-
-def _signs(like: torch.Tensor) -> torch.Tensor:
-    # a literal rather than METRIC_SIGNS: TorchScript cannot read module-level tuples
-    return torch.tensor([1.0, -1.0, -1.0, -1.0], dtype=like.dtype, device=like.device)
+    """The Minkowski metric g = diag(+1, -1, -1, -1) as a [4, 4] tensor."""
+    return torch.diag(metric_signs(torch.empty(0, dtype=dtype, device=device)))
 
 
 def minkowski_dot(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     """⟨a, b⟩ = a⁰b⁰ − a·b over the last axis: [..., 4] × [..., 4] → [...], GeV²."""
-    return (a * b * _signs(a)).sum(-1)
+    return (a * b * metric_signs(a)).sum(-1)
 
 
 def minkowski_norm2(p4: torch.Tensor) -> torch.Tensor:
@@ -47,7 +52,7 @@ def minkowski_norm2(p4: torch.Tensor) -> torch.Tensor:
 
 def pairwise_dot(p4: torch.Tensor) -> torch.Tensor:
     """All pairwise inner products ⟨p_i, p_j⟩: [B, N, 4] → [B, N, N], GeV²."""
-    return torch.einsum("bid,bjd->bij", p4 * _signs(p4), p4)
+    return torch.einsum("bid,bjd->bij", p4 * metric_signs(p4), p4)
 
 
 def pairwise_diff_norm2(p4: torch.Tensor) -> torch.Tensor:

@@ -31,7 +31,6 @@ from .layers import (
     longitudinal_dot,
     masked_count,
     pair_mask,
-    resolve_config,
     transverse_dot,
 )
 from ..errors import InvalidInputError
@@ -61,8 +60,6 @@ class PELICANConfig:
     (results are the same; large batches run faster); 0 runs every batch whole, as on a GPU.
     """
 
-    n_classes: int = 2
-    beam_reference: bool = False
     channels: int = 24
     n_layers: int = 4
     scales_gev: tuple[float, ...] = (16.0, 64.0)
@@ -178,7 +175,7 @@ class PELICANBlock(nn.Module):
         return t + self.aggregate(self.message(t), mask, pair_weights)
 
 
-class PELICAN(PairTagger):
+class PELICAN(PairTagger, name="pelican", config=PELICANConfig, presets=PRESETS):
     """PELICAN tagger: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
     Input channels per pair: ψ(⟨p_i, p_j⟩ / s_k²) for the learnable scales s_k
@@ -194,26 +191,14 @@ class PELICAN(PairTagger):
     torch.Size([2, 2])
     """
 
-    def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options):
-        super().__init__()
-        config = resolve_config(
-            PELICANConfig,
-            PRESETS,
-            size=size,
-            where="pelican",
-            n_classes=n_classes,
-            beam_reference=beam_reference,
-            **options,
-        )
-        self.config = config
-        self.invariance = "z_boost_rotation" if beam_reference else "lorentz"
-        self.beam_reference = beam_reference
-        self.pairs_per_chunk = int(config.pairs_per_chunk)
+    def __init__(self, **options) -> None:
+        super().__init__(**options)
+        config = self.config
         self.inputs = PairInputEmbedding(tuple(config.scales_gev))
-        n_invariants = 2 if beam_reference else 1
+        n_invariants = 2 if self.beam_reference else 1
         self.embed = Equivariant2to2(n_invariants * self.inputs.n_scales, config.channels)
         self.blocks = nn.ModuleList([PELICANBlock(config.channels) for _ in range(config.n_layers)])
-        self.decoder = MLP(2 * config.channels, config.channels, n_classes)
+        self.decoder = MLP(2 * config.channels, config.channels, self.n_classes)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""

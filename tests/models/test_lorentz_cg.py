@@ -135,4 +135,4 @@ def test_clebsch_gordan_is_reproducible():
 @pytest.mark.parametrize("label", [(1, 0), (3, 3), (0, 2)])
 def test_unsupported_irreps_are_rejected(label):
     with pytest.raises(InvalidInputError, match="irreps"):
-        Irrep(*label)
+        Irrep(k=label[0], n=label[1])

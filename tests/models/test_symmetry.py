@@ -21,6 +21,8 @@ N_CONSTITUENTS = 20
 README_JETS = {"n_jets": 64, "n_constituents": 32, "seed": 0}
 LORENTZ_RAPIDITIES = [0.0, 1.0, 2.0, 3.0, 4.0]
 BEAM_RAPIDITIES = [0.0, 1.0, 2.0]
+#: The shipped tolerances, one set per dtype (no literals in the checks below).
+TOL32, TOL64 = symmetry.TOLERANCE[torch.float32], symmetry.TOLERANCE[torch.float64]
 
 
 def build_tagger(name: str, dtype: torch.dtype = torch.float32, **config) -> torch.nn.Module:
@@ -99,7 +101,7 @@ def test_checker_catches_a_violation():
     model = build_tagger("identity")  # mean energy: changes under any boost
     p4, mask = symmetry.random_jets(4, 8, dtype=torch.float32)
     with pytest.raises(symmetry.SymmetryError, match="exceeds tolerance"):
-        symmetry.assert_invariant(model, p4, mask, symmetry.z_boost(1.0), 1e-3)
+        symmetry.assert_invariant(model, p4, mask, symmetry.z_boost(1.0), TOL32.violation)
 
 
 # ----------------------------------------------------------------------------- every tagger
@@ -116,7 +118,7 @@ def test_lorentz_invariance_float64(name):
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=10)
     for seed in range(3):
         transform = symmetry.random_lorentz(N_JETS, max_rapidity=4.0, seed=seed)
-        symmetry.assert_invariant(model, p4, mask, transform, 1e-9)
+        symmetry.assert_invariant(model, p4, mask, transform, TOL64.invariance)
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -127,7 +129,7 @@ def test_lorentz_invariance_float64_readme_jets(name):
     if invariance != "lorentz":
         pytest.skip(f"{name} declares invariance {invariance!r}, not the Lorentz group")
     curve = symmetry.invariance_curve(model, LORENTZ_RAPIDITIES, dtype=torch.float64, **README_JETS)
-    assert all(change <= 1e-9 for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
+    assert all(change <= TOL64.invariance for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -140,7 +142,7 @@ def test_beam_reference_subgroup_invariance_float32_readme_jets(name):
         pytest.skip(f"{name} declares no invariance")
     rapidities = [0.0] if invariance == "z_rotation" else BEAM_RAPIDITIES
     curve = symmetry.invariance_curve(model, rapidities, dtype=torch.float32, beam_subgroup=True, **README_JETS)
-    assert all(change <= 1e-3 for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
+    assert all(change <= TOL32.invariance for _, change in curve), f"{name}: relative logit change per rapidity {curve}"
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -152,8 +154,8 @@ def test_beam_reference_subgroup_invariance_float32(name):
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=11)
     max_rapidity = 0.0 if invariance == "z_rotation" else 2.0
     transform = symmetry.random_z_transform(N_JETS, max_rapidity=max_rapidity, seed=12)
-    symmetry.assert_invariant(model, p4, mask, transform, 1e-3)
-    symmetry.assert_invariant(model, p4, mask, symmetry.z_boost(max_rapidity), 1e-3)
+    symmetry.assert_invariant(model, p4, mask, transform, TOL32.invariance)
+    symmetry.assert_invariant(model, p4, mask, symmetry.z_boost(max_rapidity), TOL32.invariance)
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -165,30 +167,34 @@ def test_beam_reference_breaks_general_boosts(name):
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=13)
     transform = symmetry.boost(1.0, torch.tensor([[1.0, 0.0, 0.0]]))
     with pytest.raises(symmetry.SymmetryError):
-        symmetry.assert_invariant(model, p4, mask, transform, 1e-6)
+        symmetry.assert_invariant(model, p4, mask, transform, TOL64.violation)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("beam_reference", [False, True], ids=["no_beam", "beam"])
 @pytest.mark.parametrize("name", TAGGERS)
-def test_permutation_invariance(name, beam_reference):
-    model = build_tagger(name, beam_reference=beam_reference)
-    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=14)
-    symmetry.assert_permutation_invariant(model, p4, mask, 1e-5, seed=15)
+def test_permutation_invariance(name, beam_reference, dtype):
+    model = build_tagger(name, dtype, beam_reference=beam_reference)
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=14)
+    symmetry.assert_permutation_invariant(model, p4, mask, symmetry.TOLERANCE[dtype].permutation, seed=15)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("pad_value", [math.nan, 0.0, 1e4, -math.inf], ids=["nan", "zero", "large", "minus_inf"])
 @pytest.mark.parametrize("name", TAGGERS)
-def test_padding_invariance(name, pad_value):
-    model = build_tagger(name)
-    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=16)
-    symmetry.assert_padding_invariant(model, p4, mask, 1e-6, extra=9, pad_value=pad_value)
+def test_padding_invariance(name, pad_value, dtype):
+    model = build_tagger(name, dtype)
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=16)
+    tolerance = symmetry.TOLERANCE[dtype].padding
+    symmetry.assert_padding_invariant(model, p4, mask, tolerance, extra=9, pad_value=pad_value)
 
 
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
 @pytest.mark.parametrize("name", TAGGERS)
-def test_batch_independence(name):
-    model = build_tagger(name)
-    p4, mask = symmetry.random_jets(6, N_CONSTITUENTS, dtype=torch.float32, seed=17)
-    symmetry.assert_batch_independent(model, p4, mask, 1e-5)
+def test_batch_independence(name, dtype):
+    model = build_tagger(name, dtype)
+    p4, mask = symmetry.random_jets(6, N_CONSTITUENTS, dtype=dtype, seed=17)
+    symmetry.assert_batch_independent(model, p4, mask, symmetry.TOLERANCE[dtype].batch)
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -220,7 +226,7 @@ def test_float32_and_float64_agree(name):
     with torch.no_grad():
         logits32, logits64 = single(p4.float(), mask), double(p4, mask)
     assert logits32.dtype == torch.float32 and logits64.dtype == torch.float64
-    assert symmetry.relative_change(logits64, logits32.double()) < 1e-3
+    assert symmetry.relative_change(logits64, logits32.double()) < TOL32.float64_agreement
 
 
 @pytest.mark.parametrize("name", TAGGERS)
@@ -255,4 +261,17 @@ def test_chunked_batches_match_whole_batches(name):
         pytest.skip(f"{name} has no pairs_per_chunk option ({err})")
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=torch.float32, seed=21, pad_value=math.nan)
     with torch.no_grad():
-        assert symmetry.relative_change(whole(p4, mask), chunked(p4, mask)) <= 1e-6
+        assert symmetry.relative_change(whole(p4, mask), chunked(p4, mask)) <= TOL32.padding
+
+
+def test_tolerances_are_one_set_per_dtype_and_the_checks_default_to_them():
+    assert set(symmetry.TOLERANCE) == {torch.float32, torch.float64}
+    for field in ("invariance", "permutation", "padding", "batch"):
+        assert getattr(TOL64, field) <= getattr(TOL32, field), field  # float64 is held tighter
+    model = build_tagger("identity")
+    p4, mask = symmetry.random_jets(4, 8, dtype=torch.float32)
+    with pytest.raises(symmetry.SymmetryError, match=f"exceeds tolerance {TOL32.invariance:g}"):
+        symmetry.assert_invariant(model, p4, mask, symmetry.z_boost(1.0))  # rtol from TOLERANCE[float32]
+    assert symmetry.assert_permutation_invariant(model, p4, mask) <= TOL32.permutation
+    with pytest.raises(InvalidInputError, match="no symmetry tolerance for torch.float16"):
+        symmetry.tolerance(torch.float16)
