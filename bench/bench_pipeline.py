@@ -28,9 +28,9 @@ from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
 from coffea_lorentz.batch import BatchConfig, make_batches  # noqa: E402
 from coffea_lorentz.infer import BackendSpec  # noqa: E402
+from coffea_lorentz.processors.tagger import TaggerProcessor  # noqa: E402
 from coffea_lorentz.read import REQUIRED_BRANCHES, jet_constituents  # noqa: E402
 from coffea_lorentz.runner import default_max_constituents  # noqa: E402
-from processors.tagger import TaggerProcessor  # noqa: E402
 
 
 def open_events(path: Path, n_events: int):

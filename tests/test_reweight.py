@@ -272,7 +272,7 @@ def test_processor_writes_weights_one_row_per_event(tmp_path):
     from coffea_lorentz.infer import BackendSpec
     from coffea_lorentz.pipeline import tag_events
     from coffea_lorentz.testing import write_small_pfnano
-    from processors.reweight import ReweighterSpec, ReweightProcessor
+    from coffea_lorentz.processors.reweight import ReweighterSpec, ReweightProcessor
 
     source = write_small_pfnano(tmp_path / "small.root")
     weights_path, _ = _saved_reweighter(tmp_path / "rw")
@@ -302,7 +302,7 @@ def test_processor_writes_weights_one_row_per_event(tmp_path):
 def test_processor_pickles_and_needs_a_reweighter(tmp_path):
     import pickle
 
-    from processors.reweight import ReweighterSpec, ReweightProcessor
+    from coffea_lorentz.processors.reweight import ReweighterSpec, ReweightProcessor
 
     weights_path, _ = _saved_reweighter(tmp_path)
     processor = ReweightProcessor(reweighters=[ReweighterSpec.from_file(weights_path)], output_dir=tmp_path)
@@ -312,7 +312,7 @@ def test_processor_pickles_and_needs_a_reweighter(tmp_path):
 
 
 def test_triton_spec_names_the_served_model(tmp_path):
-    from processors.reweight import ReweighterSpec
+    from coffea_lorentz.processors.reweight import ReweighterSpec
 
     weights_path, _ = _saved_reweighter(tmp_path, name="fsr")
     spec = ReweighterSpec.from_file(weights_path, kind="triton", url="localhost:8001")

@@ -4,7 +4,7 @@ For each reweighter ``NAME`` it adds ``FatJet_weight_NAME`` (one weight per fat 
 nominal-vs-alternative classifier, see :mod:`coffea_lorentz.reweight`) and ``weight_NAME`` (one per
 event: the leading fat jet's weight, 1 for events without fat jets). Tagger scores
 ``FatJet_<tagger>_score`` of any extra ``taggers`` go into the same file. Like
-:class:`~processors.tagger.TaggerProcessor`, each chunk becomes one output ROOT file with
+:class:`~coffea_lorentz.processors.tagger.TaggerProcessor`, each chunk becomes one output ROOT file with
 ``run``, ``luminosityBlock``, ``event`` and ``nFatJet``; the processor is stateless and pickles,
 and backends are created lazily on each worker.
 
@@ -15,7 +15,7 @@ the classifier.
 
 Usage::
 
-    from processors.reweight import ReweighterSpec, ReweightProcessor
+    from coffea_lorentz.processors.reweight import ReweighterSpec, ReweightProcessor
 
     spec = ReweighterSpec.from_file("reweighters/reweight_fsr.pt")                 # torch, in-process
     spec = ReweighterSpec.from_file("reweighters/reweight_fsr.pt", kind="triton", url="localhost:8001")
@@ -32,12 +32,12 @@ import awkward as ak
 import numpy as np
 from coffea import processor
 
-from coffea_lorentz.batch import BatchConfig
-from coffea_lorentz.errors import InvalidInputError
-from coffea_lorentz.infer import BackendSpec, process_backend
-from coffea_lorentz.pipeline import score_branch, tag_events
-from coffea_lorentz.reweight import event_weights, reweighter_name, weights_from_probability
-from coffea_lorentz.write import write_chunk
+from ..batch import BatchConfig
+from ..errors import InvalidInputError
+from ..infer import BackendSpec, process_backend
+from ..pipeline import score_branch, tag_events
+from ..reweight import event_weights, reweighter_name, weights_from_probability
+from ..write import write_chunk
 
 __all__ = ["ReweighterSpec", "ReweightProcessor", "jet_weight_branch", "event_weight_branch"]
 

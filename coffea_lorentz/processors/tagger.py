@@ -13,7 +13,7 @@ Usage with coffea's Runner::
     from coffea import processor
     from coffea.nanoevents import PFNanoAODSchema
     from coffea_lorentz.infer import BackendSpec
-    from processors import TaggerProcessor
+    from coffea_lorentz.processors import TaggerProcessor
 
     proc = TaggerProcessor(backends=[BackendSpec.make("lloca", kind="triton", url="localhost:8001")],
                            output="out/")
@@ -31,12 +31,12 @@ from pathlib import Path
 import awkward as ak
 from coffea import processor
 
-from coffea_lorentz.batch import BatchConfig
-from coffea_lorentz.infer import BackendSpec, process_backend
-from coffea_lorentz.pipeline import tag_events
-from coffea_lorentz.run.chunks import Chunk, RunSettings
-from coffea_lorentz.store import OutputStore
-from coffea_lorentz.write import write_chunk
+from ..batch import BatchConfig
+from ..infer import BackendSpec, process_backend
+from ..pipeline import tag_events
+from ..run.chunks import Chunk, RunSettings
+from ..store import OutputStore
+from ..write import write_chunk
 
 __all__ = ["TaggerProcessor", "chunk_of"]
 
