@@ -12,7 +12,11 @@ The data flow, one module per step:
   :mod:`coffea_lorentz.repository` — Triton model repositories from exported taggers.
 - :mod:`coffea_lorentz.cli` — the ``coffea-lorentz`` command.
 
-The coffea processor that ties them together lives in :mod:`processors.tagger`.
+For an analysis: :class:`~coffea_lorentz.tagger.Tagger` scores the fat jets of coffea NanoEvents
+(eager, virtual or dask-awkward) inside your own processor; :func:`~coffea_lorentz.load.load_scores`
+reads a finished run's scores back beside the events. The processor ``coffea-lorentz run`` drives
+lives in :mod:`coffea_lorentz.processors`. Both names are loaded on first use, so importing the
+package stays light (no torch, no awkward).
 """
 
 from .errors import CoffeaLorentzError
@@ -22,4 +26,15 @@ __version__ = "0.1.0"
 #: The tagger ``coffea-lorentz run``, ``demo`` and ``serve`` use when none is named (it ships trained weights).
 DEFAULT_TAGGER = "lloca"
 
-__all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "__version__"]
+__all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "Tagger", "load_scores", "__version__"]
+
+#: Public names loaded on first access: name → module.
+_LAZY = {"Tagger": ".tagger", "load_scores": ".load"}
+
+
+def __getattr__(name: str):
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name], __name__), name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

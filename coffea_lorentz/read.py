@@ -38,7 +38,15 @@ import numpy as np
 
 from .errors import InvalidInputError, MissingBranchError
 
-__all__ = ["JetConstituents", "jet_constituents", "p4_from_ptetaphim", "finite_constituents", "REQUIRED_BRANCHES"]
+__all__ = [
+    "JetConstituents",
+    "jet_constituents",
+    "constituent_columns",
+    "touch_constituent_columns",
+    "p4_from_ptetaphim",
+    "finite_constituents",
+    "REQUIRED_BRANCHES",
+]
 
 #: Branches that any supported PFNano layout provides (``FatJet_nConstituents`` is optional).
 REQUIRED_BRANCHES: tuple[str, ...] = (
@@ -180,44 +188,87 @@ def _as_numpy(array: ak.Array) -> np.ndarray:
     return np.asarray(ak.to_numpy(array))
 
 
-def _check_range(index: ak.Array, size: ak.Array, branch: str, source: str) -> None:
-    """Every entry of jagged ``index`` must lie in [0, size of its event)."""
-    flat = _as_numpy(ak.flatten(index))
-    limit = np.repeat(_as_numpy(size), _as_numpy(ak.num(index, axis=1)))
-    bad = (flat < 0) | (flat >= limit)
+def _check_range(flat_index: np.ndarray, n_per_event: np.ndarray, size: np.ndarray, branch: str, source: str) -> None:
+    """Every entry of a jagged index (``flat_index``, ``n_per_event`` entries per event) must lie in
+    [0, ``size`` of its event)."""
+    limit = np.repeat(size, n_per_event)
+    bad = (flat_index < 0) | (flat_index >= limit)
     if bad.any():
         first = int(np.flatnonzero(bad)[0])
         raise InvalidInputError(
-            f"{source}: branch {branch} holds {int(flat[first])} at entry {first}, "
+            f"{source}: branch {branch} holds {int(flat_index[first])} at entry {first}, "
             f"outside [0, {int(limit[first])}) of its event"
         )
+
+
+def constituent_columns(events: ak.Array, *, source: str = "<events>") -> dict[str, ak.Array]:
+    """The arrays of ``events`` that :func:`jet_constituents` reads, by role — nothing else is read.
+
+    Roles: ``n_jets`` (FatJets per event), ``pf_index`` (``FatJetPFCands_pFCandsIdx``), ``n_pf``
+    (PF candidates per event), ``pt``, ``eta``, ``phi``, ``mass`` (``PFCands_*``), and either
+    ``n_constituents`` (``FatJet_nConstituents``, newer layout) or ``jet_index``
+    (``FatJetPFCands_jetIdx``, older layout). Only field names are inspected here, so this works on
+    dask-awkward's typetracer arrays as well: touching these arrays' data is how a lazy graph
+    learns the columns it needs (:func:`touch_constituent_columns`). Raises
+    :class:`MissingBranchError` when a branch is missing.
+    """
+    check_pfnano_fields(events, source)
+    links = events.FatJetPFCands
+    candidates = events.PFCands
+    columns = {
+        "n_jets": ak.num(events.FatJet, axis=1),
+        "pf_index": links.pFCandsIdx,
+        "n_pf": ak.num(candidates, axis=1),
+        "pt": candidates.pt,
+        "eta": candidates.eta,
+        "phi": candidates.phi,
+        "mass": candidates.mass,
+    }
+    if "nConstituents" in _fields(events, "FatJet"):
+        columns["n_constituents"] = events.FatJet.nConstituents
+    else:
+        columns["jet_index"] = links.jetIdx
+    return columns
+
+
+def touch_constituent_columns(events: ak.Array, *, source: str = "<events>") -> None:
+    """Mark every column :func:`jet_constituents` reads as needed, on typetracer ``events``.
+
+    dask-awkward runs a graph on typetracers (arrays that know their type but hold no data) to find
+    the columns it must read; this touches exactly the arrays of :func:`constituent_columns`.
+    """
+    for array in constituent_columns(events, source=source).values():
+        ak.typetracer.touch_data(array)
 
 
 def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConstituents:
     """Constituents of every ``FatJet`` of ``events`` (coffea NanoEvents, ``PFNanoAODSchema``).
 
-    ``source`` names the input in error messages (a file name, say). Raises
-    :class:`MissingBranchError` for a file without PF candidates and :class:`InvalidInputError`
-    for indices that point outside their collections. Constituents with non-finite values are
-    dropped and counted in ``n_dropped`` (see the module docstring).
+    ``events`` is an eager or virtual (lazily loaded) array of one chunk; only the columns of
+    :func:`constituent_columns` are read. ``source`` names the input in error messages (a file
+    name, say). Raises :class:`MissingBranchError` for a file without PF candidates and
+    :class:`InvalidInputError` for indices that point outside their collections. Constituents
+    with non-finite values are dropped and counted in ``n_dropped`` (see the module docstring).
     """
-    check_pfnano_fields(events, source)
-    n_jets = _as_numpy(ak.num(events.FatJet, axis=1)).astype(np.int64)
-    links = events.FatJetPFCands
-    n_links = _as_numpy(ak.num(links, axis=1)).astype(np.int64)
-    pf_index = links.pFCandsIdx
-    _check_range(pf_index, ak.num(events.PFCands, axis=1), "FatJetPFCands_pFCandsIdx", source)
-    candidates = events.PFCands[pf_index]
-    pt = _as_numpy(ak.flatten(candidates.pt)).astype(np.float64)
-    eta = _as_numpy(ak.flatten(candidates.eta))
-    phi = _as_numpy(ak.flatten(candidates.phi))
-    mass = _as_numpy(ak.flatten(candidates.mass))
+    columns = constituent_columns(events, source=source)
+    n_jets = _as_numpy(columns["n_jets"]).astype(np.int64)
+    n_pf = _as_numpy(columns["n_pf"]).astype(np.int64)
+    n_links = _as_numpy(ak.num(columns["pf_index"], axis=1)).astype(np.int64)
+    pf_local = _as_numpy(ak.flatten(columns["pf_index"])).astype(np.int64)
+    _check_range(pf_local, n_links, n_pf, "FatJetPFCands_pFCandsIdx", source)
+    pf_start = np.zeros(len(n_pf), dtype=np.int64)
+    np.cumsum(n_pf[:-1], out=pf_start[1:])
+    pf_global = pf_local + np.repeat(pf_start, n_links)
+    pt = _as_numpy(ak.flatten(columns["pt"]))[pf_global].astype(np.float64)
+    eta = _as_numpy(ak.flatten(columns["eta"]))[pf_global]
+    phi = _as_numpy(ak.flatten(columns["phi"]))[pf_global]
+    mass = _as_numpy(ak.flatten(columns["mass"]))[pf_global]
 
     jet_start = np.zeros(len(n_jets), dtype=np.int64)
     np.cumsum(n_jets[:-1], out=jet_start[1:])
     total_jets = int(n_jets.sum())
-    if "nConstituents" in _fields(events, "FatJet"):
-        n_constituents = _as_numpy(ak.flatten(events.FatJet.nConstituents)).astype(np.int64)
+    if "n_constituents" in columns:
+        n_constituents = _as_numpy(ak.flatten(columns["n_constituents"])).astype(np.int64)
         event_of_jet = np.repeat(np.arange(len(n_jets)), n_jets)
         per_event = np.bincount(event_of_jet, weights=n_constituents, minlength=len(n_jets)).astype(np.int64)
         if not np.array_equal(per_event, n_links):
@@ -228,8 +279,8 @@ def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConsti
             )
         global_jet = np.repeat(np.arange(total_jets, dtype=np.int64), n_constituents)
     else:
-        _check_range(links.jetIdx, ak.num(events.FatJet, axis=1), "FatJetPFCands_jetIdx", source)
-        local_jet = _as_numpy(ak.flatten(links.jetIdx)).astype(np.int64)
+        local_jet = _as_numpy(ak.flatten(columns["jet_index"])).astype(np.int64)
+        _check_range(local_jet, n_links, n_jets, "FatJetPFCands_jetIdx", source)
         global_jet = local_jet + np.repeat(jet_start, n_links)
         n_constituents = np.bincount(global_jet, minlength=total_jets).astype(np.int64)
 
