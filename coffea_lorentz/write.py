@@ -62,7 +62,7 @@ def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
 
 def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: dict[str, ak.Array] | None = None,
                  event_branches: dict[str, np.ndarray] | None = None, collection: str = "FatJet",
-                 metadata: dict | None = None) -> Path:
+                 metadata: dict | None = None, collections: dict[str, dict[str, ak.Array]] | None = None) -> Path:
     """Write one ``Events`` tree to ``path`` atomically.
 
     Args:
@@ -71,6 +71,8 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
             with the counter ``n<collection>``.
         event_branches: name → [n_events] flat values (e.g. per-event weights).
         metadata: a JSON-serialisable record stored as the ``TObjString`` :data:`METADATA_KEY`.
+        collections: other jagged collections, name → field → [n_events][items], written as
+            ``<name>_<field>`` with the counter ``n<name>`` (e.g. input branches copied along).
     """
     import uproot
 
@@ -89,6 +91,11 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
         if any(n != n_events for n in lengths.values()):
             raise InvalidInputError(f"{path}: per-jet branches have rows {lengths} for {n_events} events")
         tree[collection] = ak.zip(dict(jet_branches))
+    for name, fields in (collections or {}).items():
+        lengths = {field: len(values) for field, values in fields.items()}
+        if any(n != n_events for n in lengths.values()):
+            raise InvalidInputError(f"{path}: collection {name} has rows {lengths} for {n_events} events")
+        tree[name] = ak.zip(dict(fields))
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
     try:
         with uproot.recreate(tmp) as file:
@@ -105,14 +112,17 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
 
 
 def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
-                event_branches: dict[str, np.ndarray] | None = None, metadata: dict | None = None) -> str:
+                event_branches: dict[str, np.ndarray] | None = None, metadata: dict | None = None,
+                copy_branches: tuple[str, ...] = ()) -> str:
     """Write one coffea chunk's new branches beside its event identifiers to ``output``.
 
     ``output`` is an :class:`~coffea_lorentz.store.OutputStore`, a local folder or an fsspec URL.
     The file goes to ``<dataset>/<chunk_file_name(...)>``, named from ``events.metadata``
     (``dataset``, ``filename``, ``entrystart``, ``entrystop``) so that the same chunk always gets the
     same name and chunk files sort in input order. ``metadata`` is stored in the file (see
-    :func:`write_events`). Returns the path relative to ``output``.
+    :func:`write_events`). Input branches matching the globs ``copy_branches`` (``"FatJet_*"``) are
+    copied along (:func:`read_input_branches`), so the file is a self-contained NanoAOD-style file
+    with the new branches next to, say, the jet kinematics. Returns the path relative to ``output``.
     """
     from .store import OutputStore
 
@@ -123,11 +133,44 @@ def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
     entry_stop = int(info.get("entrystop", entry_start + len(events)))
     relative = chunk_path(str(info.get("dataset", "events")), source, entry_start, entry_stop)
     ids = {name: np.asarray(ak.to_numpy(events[name])) for name in _ID_BRANCHES}
+    collections: dict = {}
+    if copy_branches:
+        own, collections, flat = read_input_branches(source, str(info.get("treename", "Events")), entry_start,
+                                                     entry_stop, tuple(copy_branches))
+        jet_branches = {**{k: v for k, v in own.items() if k not in jet_branches}, **jet_branches}
+        event_branches = {**flat, **(event_branches or {})}
     with tempfile.TemporaryDirectory(prefix="coffea-lorentz-chunk-") as scratch:
         local = write_events(Path(scratch) / "chunk.root", ids=ids, jet_branches=jet_branches,
-                             event_branches=event_branches, metadata=metadata)
+                             event_branches=event_branches, metadata=metadata, collections=collections)
         store.put_file(local, relative)
     return relative
+
+
+def read_input_branches(source: str, treename: str, entry_start: int, entry_stop: int, patterns: tuple[str, ...],
+                        *, collection: str = "FatJet") -> tuple[dict, dict, dict]:
+    """Input branches matching the glob ``patterns`` (e.g. ``FatJet_*``) over one entry range, grouped
+    for :func:`write_events`: ``(fields of collection, other collections, flat branches)``.
+
+    A branch ``X_y`` is a field ``y`` of collection ``X`` when the tree has the counter ``nX``;
+    counters and the event identifiers are written anyway and are not copied.
+    """
+    import uproot
+
+    with uproot.open(source) as file:
+        tree = file[treename]
+        present = set(tree.keys())
+        names = [name for name in tree.keys(filter_name=list(patterns))
+                 if name not in _ID_BRANCHES and not (name.startswith("n") and name[1:] and any(
+                     key.startswith(f"{name[1:]}_") for key in present))]
+        arrays = tree.arrays(names, entry_start=entry_start, entry_stop=entry_stop, library="ak") if names else {}
+    own, others, flat = {}, {}, {}
+    for name in names:
+        prefix, _, field = name.partition("_")
+        if field and f"n{prefix}" in present:
+            (own if prefix == collection else others.setdefault(prefix, {}))[field] = arrays[name]
+        else:
+            flat[name] = ak.to_numpy(arrays[name])
+    return own, others, flat
 
 
 def chunk_path(dataset: str, source: str, entry_start: int, entry_stop: int) -> str:

@@ -56,6 +56,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--skipbadfiles", action="store_true",
                         help="skip input files that cannot be opened or lack the PF-candidate branches (listed; the run "
                              "completes without them)")
+    parser.add_argument("--copy-branches", action="append", default=[], metavar="GLOB",
+                        help="copy input branches matching GLOB (repeatable, e.g. 'FatJet_*') into the outputs, so "
+                             "they read as NanoAOD with the scores next to the kinematics")
     parser.add_argument("--treename", default="Events", help="tree of ROOT files given directly (default: Events)")
     parser.add_argument("--max-constituents", type=int, default=None,
                         help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
@@ -158,6 +161,7 @@ def main(args: argparse.Namespace) -> int:
         max_chunks=args.maxchunks,
         skip_bad_files=args.skipbadfiles,
         treename=args.treename,
+        copy_branches=tuple(args.copy_branches),
         batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
         client_options=(("timeout_s", args.timeout_s),) if args.backend == "triton" else (),
         server_wait_s=args.server_wait_s,

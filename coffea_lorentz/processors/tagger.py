@@ -59,11 +59,13 @@ class TaggerProcessor(processor.ProcessorABC):
             :class:`~coffea_lorentz.store.OutputStore`.
         batch_config: truncation, bucket lengths and batch size.
         settings: the run settings recorded in each chunk file (default: taggers and batching only).
+        copy_branches: globs of input branches copied into each output file (``("FatJet_*",)``);
+            default: ``settings.copy_branches``.
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
                  batch_config: BatchConfig = BatchConfig(), settings: RunSettings | None = None,
-                 output_dir: str | Path | None = None):
+                 output_dir: str | Path | None = None, copy_branches: tuple[str, ...] | None = None):
         self.backends = list(backends)
         target = output if output is not None else output_dir
         if target is None:
@@ -74,12 +76,14 @@ class TaggerProcessor(processor.ProcessorABC):
             taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
             max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
             chunksize=0, backend=self.backends[0].kind if self.backends else "")
+        self.copy_branches = tuple(copy_branches if copy_branches is not None else self.settings.copy_branches)
 
     def process(self, events: ak.Array) -> dict:
         chunk = chunk_of(events)
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
-        output = write_chunk(events, self.output, jet_branches=tagged.scores, metadata=chunk.metadata(self.settings))
+        output = write_chunk(events, self.output, jet_branches=tagged.scores, metadata=chunk.metadata(self.settings),
+                             copy_branches=self.copy_branches)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
         return summary

@@ -73,6 +73,7 @@ class RunSettings:
         max_constituents: leading-pT constituents kept per jet.
         buckets: padded lengths N in use.
         chunksize: events per chunk (fixes the entry ranges, hence the file names).
+        copy_branches: globs of input branches copied into every chunk file.
         backend: ``"triton"`` or ``"torch"`` (recorded, not compared).
         version: coffea-lorentz version (recorded, not compared).
     """
@@ -82,17 +83,19 @@ class RunSettings:
     max_constituents: int
     buckets: tuple[int, ...]
     chunksize: int
+    copy_branches: tuple[str, ...] = ()
     backend: str = "triton"
     version: str = ""
 
     #: Fields that must be equal for two runs to share an output folder.
-    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize")
+    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches")
 
     def to_json(self) -> dict:
         record = asdict(self)
         record["taggers"] = list(self.taggers)
         record["model_sha256"] = dict(self.model_sha256)
         record["buckets"] = list(self.buckets)
+        record["copy_branches"] = list(self.copy_branches)
         return record
 
     def differences(self, other: dict) -> list[str]:
@@ -100,7 +103,7 @@ class RunSettings:
         mine = self.to_json()
         found = []
         for name in self.COMPARED:
-            theirs = other.get(name)
+            theirs = other.get(name, [] if name == "copy_branches" else None)
             if theirs != mine[name]:
                 found.append(f"{name}: {_short(theirs)} there, {_short(mine[name])} now")
         return found

@@ -79,6 +79,8 @@ class RunConfig:
         max_chunks: process at most this many chunks per dataset (a quick test; no manifest).
         skip_bad_files: input files that cannot be opened or lack the PF-candidate branches are
             listed and skipped; the run is complete (manifest written, exit 0) without them.
+        copy_branches: globs of input branches copied into every output file (``("FatJet_*",)``), so
+            that the outputs read as NanoAOD with the scores next to the kinematics.
         chunksize: events per chunk (one output file each).
         batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
             the taggers' shipped weights were trained on (:func:`default_max_constituents`).
@@ -105,6 +107,7 @@ class RunConfig:
     treename: str = "Events"
     max_chunks: int | None = None
     skip_bad_files: bool = False
+    copy_branches: tuple[str, ...] = ()
     chunksize: int = 100_000
     batch_config: BatchConfig | None = None
     client_options: tuple[tuple[str, object], ...] = ()
@@ -449,7 +452,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
-                               backend=config.backend, version=__version__)
+                               copy_branches=tuple(config.copy_branches), backend=config.backend, version=__version__)
         _claim_output(store, settings, config.overwrite)
         options = dict(config.client_options)
         if config.backend == "triton":

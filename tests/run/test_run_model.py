@@ -266,3 +266,25 @@ def test_cli_executors_maxchunks_skipbadfiles(executor, tmp_path, shared_data, c
     assert manifest["events"] == 2 * EVENTS_PER_FILE and list(manifest["skipped_files"]) == [
         str(shared_data / "nano_dimuon.root")]
     assert "skipped 1 unusable input files" in " ".join(capsys.readouterr().out.split())
+
+
+def test_copied_branches_make_outputs_that_nanoevents_reads(tmp_path, pfnano_file):
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    summary = run_tagging({"cms": {"files": {str(pfnano_file): "Events"}}}, tmp_path / "out",
+                          config(chunksize=4, copy_branches=("FatJet_*", "MET_*")))
+    assert summary.complete
+    inputs = uproot.open(pfnano_file)["Events"].arrays(["FatJet_pt", "FatJet_msoftdrop", "MET_pt"], library="ak")
+    outputs = []
+    for url in summary.outputs:
+        events = NanoEventsFactory.from_root({url: "Events"}, schemaclass=NanoAODSchema, mode="eager").events()
+        outputs.append(events)
+    pt = ak.concatenate([events.FatJet.pt for events in outputs])
+    assert ak.to_list(pt) == ak.to_list(inputs["FatJet_pt"])
+    assert ak.to_list(ak.concatenate([e.FatJet.msoftdrop for e in outputs])) == ak.to_list(inputs["FatJet_msoftdrop"])
+    assert ak.to_list(ak.concatenate([e.MET.pt for e in outputs])) == ak.to_list(inputs["MET_pt"])
+    scores = ak.concatenate([events.FatJet[f"{TAGGER}_score"] for events in outputs])
+    assert ak.to_list(ak.num(scores)) == ak.to_list(ak.num(pt))
+    assert float(ak.max(ak.concatenate([(e.FatJet[:, :1] + e.FatJet[:, :1]).mass for e in outputs]))) > 0  # four-vectors
+    with pytest.raises(ConfigurationError, match="copy_branches"):
+        run_tagging({"cms": {"files": {str(pfnano_file): "Events"}}}, tmp_path / "out", config(chunksize=4))
