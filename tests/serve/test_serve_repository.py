@@ -232,3 +232,18 @@ def test_repository_info_errors(tmp_path):
         read_repository_info(tmp_path)
     (tmp_path / REPOSITORY_INFO).write_text(json.dumps({"taggers": []}))
     assert read_repository_info(tmp_path) == {"taggers": []}
+
+
+def test_serving_defaults_one_thread_per_instance_instances_from_the_cores():
+    import os
+
+    from coffea_lorentz.repository import MAX_DEFAULT_CPU_INSTANCES, default_instance_count
+
+    cores = len(os.sched_getaffinity(0))
+    cpu = ServingOptions()
+    assert cpu.intra_op_threads == 1
+    assert cpu.instance_count == default_instance_count("KIND_CPU") == max(1, min(cores, MAX_DEFAULT_CPU_INSTANCES))
+    assert ServingOptions(kind="KIND_GPU").instance_count == 1
+    assert ServingOptions(instance_count=3).instance_count == 3
+    text = model_config_text("m", 2, cpu)
+    assert f"count: {cpu.instance_count}\n" in text and 'key: "intra_op_threads"\n  value: { string_value: "1" }' in text
