@@ -360,7 +360,7 @@ class TritonServer:
         """What a running server offers, one line each: ready time and pid, gRPC, HTTP, metrics, log."""
         return [
             f"Triton server ready in {self.startup_s:.1f} s (pid {self.pid})",
-            f"  gRPC     {self.grpc_url}",
+            f"  gRPC     grpc://{self.grpc_url}   (coffea-lorentz run … --server grpc://{self.grpc_url})",
             f"  HTTP     http://{self.http_url}",
             f"  metrics  {self.metrics_url}",
             f"  log      {self.log_path}",

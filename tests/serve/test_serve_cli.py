@@ -92,7 +92,7 @@ def _start_cli(tmp_path) -> tuple[subprocess.Popen, int, list[int]]:
     text = "".join(output)
     match = re.search(r"ready in [\d.]+ s \(pid (\d+)\)", text)
     assert match, text
-    assert re.search(r"gRPC\s+127\.0\.0\.1:\d+", text), text
+    assert re.search(r"gRPC\s+grpc://127\.0\.0\.1:\d+ .*--server grpc://127\.0\.0\.1:\d+", text), text
     server_pid = int(match.group(1))
     children = [child.pid for child in psutil.Process(server_pid).children(recursive=True)]
     return cli, server_pid, children

@@ -168,7 +168,7 @@ def test_serve_forever_announces_endpoints_and_reports_a_dead_server(identity_re
     thread.start()
     assert ready.wait(timeout=120), lines
     assert lines[0].startswith("Triton server ready in") and f"pid {server.pid}" in lines[0]
-    assert any(line.strip() == f"gRPC     {server.grpc_url}" for line in lines)
+    assert any(line.strip().startswith(f"gRPC     grpc://{server.grpc_url}") for line in lines)
     assert not any("Ctrl-C" in line for line in lines)
     os.kill(server.pid, 9)
     thread.join(timeout=60)
