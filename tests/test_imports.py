@@ -31,8 +31,11 @@ def _loads_torch(code: str) -> bool:
         "import coffea_lorentz.infer.triton_client",
         "from coffea_lorentz.infer import BackendSpec, process_backend\n"
         "BackendSpec.make('lloca', kind='triton', url='127.0.0.1:8001').create()",
+        "import coffea_lorentz.reweight.weights",
+        "from coffea_lorentz.reweight import weights_from_probability, event_weights, reweighter_name, JetSample",
+        "from coffea_lorentz.processors.reweight import ReweighterSpec, ReweightProcessor",
     ],
-    ids=["triton_client", "triton_spec"],
+    ids=["triton_client", "triton_spec", "reweight_weights", "reweight_package_light_names", "reweight_processor"],
 )
 def test_light_paths_import_no_torch(code):
     assert not _loads_torch(code), f"{code!r} imported torch"

@@ -328,6 +328,30 @@ def test_plot_closure_writes_a_png(tmp_path):
     assert path.stat().st_size > 10_000
 
 
+def test_plot_closure_leaves_the_callers_matplotlib_state_alone(tmp_path):
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    values = {"mass": np.random.default_rng(1).gamma(4, 15, 200)}
+    backend, style = matplotlib.get_backend(), dict(matplotlib.rcParams)
+    figures = plt.get_fignums()
+    plot_closure(closure(values, values, np.ones(200)), tmp_path / "closure.png")
+    assert matplotlib.get_backend() == backend
+    assert dict(matplotlib.rcParams) == style  # no global plt.style.use
+    assert plt.get_fignums() == figures  # no pyplot figure left open
+
+
+def test_old_names_still_import_from_the_package():
+    import coffea_lorentz.reweight as package
+    from coffea_lorentz.reweight import closure_check, weights
+
+    assert package.closure is closure_check.closure and callable(package.closure)
+    assert package.weights_from_probability is weights.weights_from_probability
+    assert set(package.__all__) >= {"JetSample", "ReweightConfig", "run_reweighting", "save_reweighter", "closure"}
+    with pytest.raises(AttributeError, match="no_such_name"):
+        package.no_such_name
+
+
 def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     import argparse
 

@@ -20,8 +20,8 @@ __all__ = ["register", "main", "load_sample", "DEFAULTS"]
 
 
 class _Defaults:
-    """The defaults of :class:`coffea_lorentz.reweight.ReweightConfig`, restated so that building the
-    parser does not import torch (a test checks that they agree)."""
+    """The defaults of :class:`coffea_lorentz.reweight.classifier.ReweightConfig`, restated so that building
+    the parser does not import torch (a test checks that they agree)."""
 
     tagger = "lorentz_efn"
     epochs = 20
@@ -91,7 +91,7 @@ def _options(pairs: list[str]) -> tuple[tuple[str, object], ...]:
 
 def load_sample(path: Path, *, label: int | None, max_jets: int | None, max_constituents: int, seed: int):
     """Jets of ``path`` (``.npz`` with ``p4``, ``mask`` and observables, else the generator's HDF5 dataset)."""
-    from ..reweight import JetSample
+    from ..reweight.samples import JetSample
 
     if not path.is_file():
         raise InvalidInputError(f"input not found: {path}")
@@ -112,7 +112,8 @@ def load_sample(path: Path, *, label: int | None, max_jets: int | None, max_cons
 
 
 def main(args: argparse.Namespace) -> int:
-    from ..reweight import ReweightConfig, run_reweighting
+    from ..reweight.classifier import ReweightConfig
+    from ..reweight.workflow import run_reweighting
 
     config = ReweightConfig(
         tagger=args.tagger,

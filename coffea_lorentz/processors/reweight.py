@@ -36,7 +36,7 @@ from ..batch import BatchConfig
 from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import score_branch, tag_events
-from ..reweight import event_weights, reweighter_name, weights_from_probability
+from ..reweight.weights import event_weights, reweighter_name, weights_from_probability
 from ..write import write_chunk
 
 __all__ = ["ReweighterSpec", "ReweightProcessor", "jet_weight_branch", "event_weight_branch"]
