@@ -357,7 +357,7 @@ class EnvoyProxy:
         from dataclasses import replace
 
         effective = replace(self.config, listen_port=self.listen_port, admin_port=self.admin_port)
-        self._workdir = Path(tempfile.mkdtemp(prefix="coffea-lorentz-envoy-"))
+        self._workdir = Path(tempfile.mkdtemp(prefix="coffea-lorentz-envoy-"))  # removed by stop()
         config_path = self._workdir / "envoy.yaml"
         config_path.write_text(render_envoy_config(effective))
         if self.log_path is None:
@@ -440,8 +440,11 @@ class EnvoyProxy:
             pass
         process.wait()
         self.process = None
-        if self._workdir is not None and (self.log_path is None or not self.log_path.is_relative_to(self._workdir)):
+        if self._workdir is not None:  # the rendered configuration, and the log unless given elsewhere
+            if self.log_path is not None and self.log_path.is_relative_to(self._workdir):
+                self.log_path = None
             shutil.rmtree(self._workdir, ignore_errors=True)
+            self._workdir = None
 
     def log_tail(self, n_lines: int = 30) -> str:
         if self.log_path is None or not self.log_path.is_file():

@@ -202,7 +202,8 @@ def test_proxy_balances_and_reports_health(repository):
         first.stop()
         _wait_until(lambda: proxy.healthy_upstreams() == [second.grpc_url], "killed server taken out")
         envoy_pid = proxy.process.pid
-    assert proxy.process is None
+        workdir = proxy._workdir
+    assert proxy.process is None and not workdir.exists()
     with pytest.raises(ProcessLookupError):
         os.kill(envoy_pid, 0)
 
