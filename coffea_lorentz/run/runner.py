@@ -147,6 +147,8 @@ class RunSummary:
         wall_s: seconds from start to end.
         manifest: URL of ``manifest.json`` when the run is complete, else None.
         log: URL of the run's log file.
+        server: what the Triton server measured during the chunks, one line per model (requests,
+            jets, batches formed, queue vs compute time, advice where queueing dominates).
     """
 
     output: str
@@ -158,6 +160,7 @@ class RunSummary:
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
     histograms: dict | None = None
+    server: list[str] = field(default_factory=list)
     skipped_bad_files: bool = False
     limited: bool = False
     plots: list[str] = field(default_factory=list)
@@ -406,6 +409,7 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
              f"settings: {settings.to_json()}",
              f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
              f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}"]
+    lines.extend(f"SERVER {line}" for line in summary.server)
     for info in summary.bad_files:
         lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
     for source, count in summary.nonfinite_jets.items():
@@ -478,10 +482,11 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             chunks = kept
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
-        with _progress(config.progress, len(chunks)) as advance:
+        with _server_window(url, config.taggers) as window, _progress(config.progress, len(chunks)) as advance:
             for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
                 summary.records.append(record)
                 advance(record)
+        summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
         _collect_histograms(store, summary)
         planned = {chunk.path for chunk in chunks}
@@ -496,6 +501,18 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             store.write_text(MANIFEST_NAME, dumps(manifest))
             summary.manifest = store.url_of(MANIFEST_NAME)
     return summary
+
+
+@contextlib.contextmanager
+def _server_window(url: str | None, taggers: Sequence[str]):
+    """Triton's own statistics around the chunks (None in-process)."""
+    if url is None:
+        yield None
+        return
+    from ..infer.server_statistics import ServerStatisticsWindow
+
+    with ServerStatisticsWindow(url, list(taggers)) as window:
+        yield window
 
 
 def _first_chunks(chunks: list[Chunk], per_dataset: int) -> list[Chunk]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
@@ -31,3 +32,4 @@ def test_a_run_prints_a_short_clean_summary(tmp_path, pfnano_file):
     lines = [line for line in text.splitlines() if line.strip()]
     assert len(lines) <= 30, text
     assert "manifest.json" in text and "cms" in text and "events written" in text
+    assert re.search(r"Triton server .* lloca: \d+ requests \(0 failed\), \d+ jets in \d+ batches", text), text
