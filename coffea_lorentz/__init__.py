@@ -5,7 +5,9 @@ The data flow, one module per step::
     read → batch → infer (Triton gRPC | torch) → unflatten → write
     driven per chunk by a coffea processor; chunks run as Dask tasks under the run model
 
-Module map (imports go down this list, never up; ARCHITECTURE.md has the rules):
+Module map. The data-flow layers import downwards only — cli → run → processors → pipeline →
+read/batch/infer/write → models — and nothing imports the CLI; the tools beside them (serve,
+train, reweight, symmetry) build on models and errors (ARCHITECTURE.md has the rules):
 
 - :mod:`coffea_lorentz.cli` — the ``coffea-lorentz`` command, one module per subcommand; the
   only place that parses arguments or prints for a person. Nothing else imports it.
