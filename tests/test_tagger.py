@@ -31,8 +31,8 @@ COMMON_COLUMNS = {"nFatJet", "nFatJetPFCands", "FatJetPFCands_pFCandsIdx", "nPFC
 LAYOUT_COLUMNS = {"new": COMMON_COLUMNS | {"FatJet_nConstituents"}, "old": COMMON_COLUMNS | {"FatJetPFCands_jetIdx"}}
 
 
-def events_of(path, mode: str):
-    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode=mode).events()
+def events_of(path, mode: str, **options):
+    return NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=PFNanoAODSchema, mode=mode, **options).events()
 
 
 def flat(scores) -> np.ndarray:
@@ -109,7 +109,9 @@ def test_dask_equals_eager_and_reads_only_the_constituent_columns(sample):
     path, layout = sample
     tagger = Tagger("lloca", backend="torch")
     eager = tagger(events_of(path, "eager"))
-    virtual = tagger(events_of(path, "virtual"))
+    accessed = []
+    virtual = tagger(events_of(path, "virtual", access_log=accessed))
+    assert {access.branch for access in accessed} == LAYOUT_COLUMNS[layout]
     lazy = tagger(events_of(path, "dask"))
     assert isinstance(lazy, dak.Array)
     assert necessary_columns(lazy) == LAYOUT_COLUMNS[layout]
@@ -173,3 +175,24 @@ def test_several_taggers_through_triton_share_one_pass(sample, triton_server):
         in_process = Tagger(name, backend="torch", max_constituents=both.batch_config.max_constituents)
         np.testing.assert_allclose(flat(in_process(events_of(path, "virtual"))), flat(eager[name]),
                                    atol=1e-5, rtol=0, equal_nan=True)
+
+
+@pytest.mark.slow
+def test_a_worker_scoring_through_triton_never_imports_torch(triton_server, small_pfnano_files, tmp_path):
+    """What a Dask worker does with a Triton Tagger: unpickle it, score a chunk. torch stays out."""
+    import subprocess
+
+    pickled = tmp_path / "tagger.pkl"
+    pickled.write_bytes(pickle.dumps(Tagger("lloca", server=f"grpc://{triton_server.grpc_url}")))
+    code = (
+        "import pickle, sys\n"
+        "from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema\n"
+        f"tagger = pickle.loads(open({str(pickled)!r}, 'rb').read())\n"
+        f"events = NanoEventsFactory.from_root({{{str(small_pfnano_files['new'])!r}: 'Events'}},"
+        " schemaclass=PFNanoAODSchema, mode='virtual').events()\n"
+        "scores = tagger(events)\n"
+        "print(len(scores), 'torch' in sys.modules)\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.split() == ["5", "False"]
