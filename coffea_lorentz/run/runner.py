@@ -21,15 +21,8 @@ from __future__ import annotations
 
 import contextlib
 import datetime
-import hashlib
-import ipaddress
-import os
-import re
-import shutil
-import socket
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -42,7 +35,9 @@ from ..store import OutputStore
 from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
 from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
-from .lock import LOCK_NAME, OutputLock, pid_alive
+from .local_server import triton_url
+from .lock import LOCK_NAME, OutputLock
+from .preflight import check_taggers, served_hashes, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
 from .task import ChunkJob
 
@@ -52,7 +47,6 @@ __all__ = ["RunConfig", "RunSummary", "run_tagging", "default_max_constituents",
 EXIT_FAILURES = 3
 #: Folder of the output that holds the runs' log files.
 LOG_FOLDER = "_logs"
-_REPOSITORY_PREFIX = "coffea-lorentz-repo-"
 _VERIFY_THREADS = 8
 
 
@@ -240,107 +234,6 @@ def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int
     return min(trained) if trained else fallback
 
 
-# -- configuration checks --------------------------------------------------------------------
-def _check_taggers(taggers: Sequence[str]) -> None:
-    import difflib
-
-    from ..models import available, shipped_weights
-
-    known = set(available())
-    for name in taggers:
-        if name not in known and shipped_weights(name) is None:
-            close = difflib.get_close_matches(name, sorted(known), n=3)
-            hint = f"; did you mean {', '.join(close)}?" if close else ""
-            raise ConfigurationError(f"unknown tagger {name!r}{hint} (available: {', '.join(sorted(known))})")
-
-
-def _torch_hashes(taggers: Sequence[str]) -> dict[str, str]:
-    from ..models import shipped_weights
-
-    hashes = {}
-    for name in taggers:
-        path = shipped_weights(name)
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else f"seeded-initial:{name}"
-    return hashes
-
-
-def _served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, config: RunConfig) -> dict[str, str]:
-    """Check the server before any chunk (one line per problem); tagger → served model SHA-256."""
-    from ..infer.triton_client import inspect_served_models
-
-    served = inspect_served_models(url, list(taggers), max_batch_size=batch_config.max_batch_size,
-                                   server_wait_s=min(config.server_wait_s, 30.0))
-    return {name: served[name].sha256 or f"unknown:{name}" for name in taggers}
-
-
-def _host_of(address: str) -> str:
-    text = address.split("://", 1)[-1]
-    return text.rsplit(":", 1)[0].strip("[]") if ":" in text else text
-
-
-def _is_loopback(host: str) -> bool:
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return host in ("localhost", "")
-
-
-def _server_host(config: RunConfig, scheduler_address: str | None) -> str:
-    """The address a local server binds to: one the workers can reach, or a refusal saying why."""
-    if config.server_host:
-        return config.server_host
-    if scheduler_address is None or _is_loopback(_host_of(scheduler_address)):
-        return "127.0.0.1"
-    scheduler_host = _host_of(scheduler_address)
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
-            probe.connect((scheduler_host, 9))
-            address = probe.getsockname()[0]
-    except OSError as err:
-        raise ConfigurationError(
-            f"no --server given and no address of this machine reaches the scheduler host {scheduler_host} ({err}); "
-            "start a Triton server the workers can reach and pass --server, or pass --server-host"
-        ) from None
-    if _is_loopback(address):
-        raise ConfigurationError(
-            f"no --server given and this machine's only address towards {scheduler_host} is {address}, which workers "
-            "on other hosts cannot reach; pass --server or --server-host"
-        )
-    return address
-
-
-def _remove_stale_repositories() -> None:
-    """Remove model repositories left in the temp folder by runs killed with SIGKILL."""
-    pattern = re.compile(rf"^{_REPOSITORY_PREFIX}(\d+)-")
-    for path in Path(tempfile.gettempdir()).glob(f"{_REPOSITORY_PREFIX}*"):
-        match = pattern.match(path.name)
-        if match and not pid_alive(int(match.group(1))):
-            shutil.rmtree(path, ignore_errors=True)
-
-
-@contextlib.contextmanager
-def _triton_url(config: RunConfig, scheduler_address: str | None) -> Iterator[str | None]:
-    """The server to use: the given URL, or a local server started (and stopped) for the run,
-    bound where the workers of ``scheduler_address`` can reach it."""
-    if config.backend != "triton":
-        yield None
-        return
-    if config.server_url:
-        yield config.server_url
-        return
-    from ..models import pretrained
-    from ..repository import build_repository
-    from ..serve import ServerConfig, TritonServer
-
-    host = _server_host(config, scheduler_address)
-    _remove_stale_repositories()
-    with tempfile.TemporaryDirectory(prefix=f"{_REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
-        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in config.taggers},
-                                      intra_op_threads=1)
-        with TritonServer(ServerConfig(repository=repository, host=host)) as server:
-            yield server.grpc_url
-
-
 # -- the output folder -----------------------------------------------------------------------
 def _claim_output(store: OutputStore, settings: RunSettings, overwrite: bool) -> None:
     """Make the output folder this run's: refuse one holding another run's files unless ``overwrite``."""
@@ -369,11 +262,6 @@ def _claim_output(store: OutputStore, settings: RunSettings, overwrite: bool) ->
         )
     store.remove(MANIFEST_NAME)
     store.write_text(RUN_RECORD_NAME, dumps(settings.to_json()))
-
-
-def _failed_file_record(info: InputFile) -> ChunkRecord:
-    chunk = Chunk(dataset=info.dataset, source=info.source, treename=info.treename, entry_start=0, entry_stop=0)
-    return ChunkRecord(chunk=chunk, status="failed", reason=info.error or "unusable")
 
 
 def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSettings) -> None:
@@ -437,21 +325,22 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
 
     started = time.perf_counter()
     fileset = load_fileset(inputs, treename=config.treename)
-    _check_taggers(config.taggers)
+    check_taggers(config.taggers)
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
     sources = sorted({source for spec in fileset.values() for source in spec["files"]})
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes = _served_hashes(config.server_url, config.taggers, batch_config, config)
+        hashes = served_hashes(config.server_url, config.taggers, batch_config, server_wait_s=config.server_wait_s)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
-            _triton_url(config, executor.scheduler_address) as url:
+            triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
+                       chosen_host=config.server_host, scheduler_address=executor.scheduler_address) as url:
         store.remove_temporary_files()
         if config.backend == "torch":
-            hashes = _torch_hashes(config.taggers)
+            hashes = torch_hashes(config.taggers)
         elif not config.server_url:
-            hashes = _served_hashes(url, config.taggers, batch_config, config)
+            hashes = served_hashes(url, config.taggers, batch_config, server_wait_s=config.server_wait_s)
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,

@@ -1,0 +1,96 @@
+"""The Triton server a run talks to: the one given, or a local one started for the run.
+
+A local server gets its model repository in a temporary folder named after this process
+(``coffea-lorentz-repo-<pid>-…``) and binds where the workers can reach it: 127.0.0.1 for a local
+cluster, else this machine's address on the route to the scheduler (or ``--server-host``); a
+machine with no such address is refused up front. Repositories left by runs killed with SIGKILL
+are removed by the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import re
+import shutil
+import socket
+import tempfile
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from ..errors import ConfigurationError
+from .lock import pid_alive
+
+__all__ = ["triton_url", "server_host", "remove_stale_repositories", "REPOSITORY_PREFIX"]
+
+REPOSITORY_PREFIX = "coffea-lorentz-repo-"
+
+
+def _host_of(address: str) -> str:
+    text = address.split("://", 1)[-1]
+    return text.rsplit(":", 1)[0].strip("[]") if ":" in text else text
+
+
+def _is_loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host in ("localhost", "")
+
+
+def server_host(chosen: str | None, scheduler_address: str | None) -> str:
+    """The address a local server binds to: one the workers can reach, or a refusal saying why."""
+    if chosen:
+        return chosen
+    if scheduler_address is None or _is_loopback(_host_of(scheduler_address)):
+        return "127.0.0.1"
+    scheduler_host = _host_of(scheduler_address)
+    try:
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect((scheduler_host, 9))
+            address = probe.getsockname()[0]
+    except OSError as err:
+        raise ConfigurationError(
+            f"no --server given and no address of this machine reaches the scheduler host {scheduler_host} ({err}); "
+            "start a Triton server the workers can reach and pass --server, or pass --server-host"
+        ) from None
+    if _is_loopback(address):
+        raise ConfigurationError(
+            f"no --server given and this machine's only address towards {scheduler_host} is {address}, which workers "
+            "on other hosts cannot reach; pass --server or --server-host"
+        )
+    return address
+
+
+def remove_stale_repositories() -> None:
+    """Remove model repositories left in the temp folder by runs killed with SIGKILL."""
+    pattern = re.compile(rf"^{REPOSITORY_PREFIX}(\d+)-")
+    for path in Path(tempfile.gettempdir()).glob(f"{REPOSITORY_PREFIX}*"):
+        match = pattern.match(path.name)
+        if match and not pid_alive(int(match.group(1))):
+            shutil.rmtree(path, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], chosen_host: str | None,
+               scheduler_address: str | None) -> Iterator[str | None]:
+    """The server to use: ``server_url``, or a local server serving ``taggers`` started (and stopped)
+    for the run, bound where the workers of ``scheduler_address`` can reach it; None in-process."""
+    if backend != "triton":
+        yield None
+        return
+    if server_url:
+        yield server_url
+        return
+    from ..models import pretrained
+    from ..repository import build_repository
+    from ..serve import ServerConfig, TritonServer
+
+    host = server_host(chosen_host, scheduler_address)
+    remove_stale_repositories()
+    with tempfile.TemporaryDirectory(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
+        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in taggers},
+                                      intra_op_threads=1)
+        with TritonServer(ServerConfig(repository=repository, host=host)) as server:
+            yield server.grpc_url
