@@ -7,7 +7,7 @@ in-process). For each :class:`~coffea_lorentz.run.chunks.Chunk` it returns a
 1. the chunk's output file is checked first (before the input is opened); a file that verifies
    makes the chunk ``"skipped"``;
 2. otherwise the entry range is read with coffea's ``NanoEventsFactory`` and handed to the
-   coffea processor (:class:`processors.tagger.TaggerProcessor`), which scores and writes it;
+   coffea processor (:class:`coffea_lorentz.processors.tagger.TaggerProcessor`), which scores and writes it;
 3. any exception becomes a ``"failed"`` record with a one-line reason and the traceback, so one
    bad chunk never stops the others (with ``fail_fast`` the exception is raised instead).
 """
