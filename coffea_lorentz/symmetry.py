@@ -32,6 +32,7 @@ import torch
 from torch import nn
 
 from .errors import InvalidInputError, SymmetryError
+from .models.base import INVARIANCES  # the values a tagger's ``invariance`` may take, largest group first
 from .models.minkowski import metric
 
 __all__ = [
@@ -61,8 +62,6 @@ __all__ = [
 ]
 
 
-#: The values a tagger's ``invariance`` attribute may take, largest group first.
-INVARIANCES = ("lorentz", "z_boost_rotation", "z_rotation", "none")
 
 
 @dataclass(frozen=True, kw_only=True)

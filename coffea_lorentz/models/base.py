@@ -32,6 +32,7 @@ target, it then runs everywhere a shipped tagger does.
 from __future__ import annotations
 
 import dataclasses
+import numbers
 import types
 from collections.abc import Mapping
 from typing import Any, ClassVar, TypeVar
@@ -40,15 +41,15 @@ from torch import nn
 
 from ..errors import InvalidInputError
 
-__all__ = ["TaggerModel", "resolve_config", "SIZES"]
+__all__ = ["TaggerModel", "resolve_config", "SIZES", "INVARIANCES"]
 
 ConfigT = TypeVar("ConfigT")
 
 #: The size presets every tagger offers: ≤ 50k parameters for a CPU, and a larger GPU one.
 SIZES: tuple[str, ...] = ("compact", "large")
 
-#: Groups a tagger may be invariant under, largest first (:data:`coffea_lorentz.symmetry.INVARIANCES`).
-_GROUPS = ("lorentz", "z_boost_rotation", "z_rotation", "none")
+#: The groups a tagger may be invariant under (its ``invariance``), largest first.
+INVARIANCES: tuple[str, ...] = ("lorentz", "z_boost_rotation", "z_rotation", "none")
 
 
 def resolve_config(
@@ -120,8 +121,8 @@ class TaggerModel(nn.Module):
         for attribute, value in given.items():
             if value is not None:
                 setattr(cls, attribute, value)
-        if cls.symmetry not in _GROUPS:
-            raise TypeError(f"{cls.__name__}: symmetry must be one of {', '.join(_GROUPS)}, got {cls.symmetry!r}")
+        if cls.symmetry not in INVARIANCES:
+            raise TypeError(f"{cls.__name__}: symmetry must be one of {', '.join(INVARIANCES)}, got {cls.symmetry!r}")
         if not dataclasses.is_dataclass(cls.config_class):
             raise TypeError(f"{cls.__name__}: config must be a dataclass, got {cls.config_class!r}")
         missing = [size for size in SIZES if size not in cls.presets]
@@ -130,9 +131,9 @@ class TaggerModel(nn.Module):
 
     def __init__(self, *, n_classes: int = 2, size: str = "compact", beam_reference: bool = False, **options: Any):
         super().__init__()
-        if isinstance(n_classes, bool) or not isinstance(n_classes, int) or n_classes < 1:
+        if isinstance(n_classes, bool) or not isinstance(n_classes, numbers.Integral) or n_classes < 1:
             raise InvalidInputError(f"{self.name}: n_classes must be an integer >= 1, got {n_classes!r}")
-        self.n_classes = n_classes
+        self.n_classes = int(n_classes)
         self.beam_reference = bool(beam_reference)
         self.config = resolve_config(self.config_class, self.presets, size=size, where=self.name, **options)
 
