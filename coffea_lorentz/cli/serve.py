@@ -54,12 +54,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default="python",
         help="backend of the built repository (the bundled server has python only)",
     )
-    parser.add_argument("--instances", type=int, default=1, help="model instances per device (default 1)")
+    parser.add_argument("--instances", type=int, default=None,
+                        help="model instances per device (default: one per core on CPU, at most 8; 1 per GPU)")
     parser.add_argument("--max-batch-size", type=int, default=1024, help="largest batch in jets (default 1024)")
     parser.add_argument(
         "--max-queue-delay-us", type=int, default=100, help="dynamic batcher wait in microseconds (default 100)"
     )
-    parser.add_argument("--threads", type=int, default=0, help="torch threads per model instance (0 = default)")
+    parser.add_argument("--threads", type=int, default=1, help="torch threads per model instance (default 1; 0 = torch's own)")
     parser.add_argument("--server-env", type=Path, help="server environment (default $COFFEA_LORENTZ_SERVER_ENV or .venv-server)")
     parser.add_argument("--log", type=Path, help="server log file (default next to the repository)")
     parser.add_argument("--startup-timeout-s", type=float, default=180.0, help="seconds to wait for readiness")

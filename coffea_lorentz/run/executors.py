@@ -107,23 +107,31 @@ def check_worker(server_url: str | None, timeout_s: float = 10.0) -> dict:
 
     report = {"version": coffea_lorentz.__version__, "host": socket.gethostname(), "server": None}
     if server_url:
-        try:
-            import tritonclient.grpc as grpcclient
-
-            from ..infer.triton_client import normalise_url
-
-            urls = [normalise_url(url) for url in server_url.split(",") if url.strip()]
-            for url in urls:
-                client = grpcclient.InferenceServerClient(url)
-                try:
-                    if not client.is_server_ready(client_timeout=timeout_s):
-                        report["server"] = f"Triton server at {url} answers but is not ready"
-                        break
-                finally:
-                    client.close()
-        except Exception as err:  # noqa: BLE001 - any failure is this worker's, reported in one line
-            report["server"] = f"cannot reach the Triton server at {server_url}: {' '.join(str(err).split())[:200]}"
+        # Several servers: the client balances over those that answer, so one reachable is enough.
+        urls = [url for url in server_url.split(",") if url.strip()]
+        errors = [error for error in (_server_problem(url, timeout_s) for url in urls) if error]
+        if len(errors) == len(urls):
+            report["server"] = "; ".join(errors)
     return report
+
+
+def _server_problem(url: str, timeout_s: float) -> str | None:
+    """Why this worker cannot use the Triton server at ``url``, or None."""
+    try:
+        import tritonclient.grpc as grpcclient
+
+        from ..infer.triton_client import normalise_url
+
+        address = normalise_url(url.strip())
+        client = grpcclient.InferenceServerClient(address)
+        try:
+            if not client.is_server_ready(client_timeout=timeout_s):
+                return f"Triton server at {address} answers but is not ready"
+        finally:
+            client.close()
+    except Exception as err:  # noqa: BLE001 - any failure is this worker's, reported in one line
+        return f"cannot reach the Triton server at {url.strip()}: {' '.join(str(err).split())[:200]}"
+    return None
 
 
 def _results(completed: Iterator, item_of: Callable, on_error: Callable | None) -> Iterator[tuple[object, object]]:
