@@ -29,387 +29,52 @@ how many times it was tried.
 serves every model with the expected signature and a large enough ``max_batch_size``, and returns
 what it learned (:class:`ServedModel`, including the ``model_sha256`` written by
 :func:`coffea_lorentz.repository.build_repository`).
+
+The parts live beside this module: :mod:`~coffea_lorentz.infer.urls` (addresses),
+:mod:`~coffea_lorentz.infer.outage` (failure kinds, the time budget and backoff),
+:mod:`~coffea_lorentz.infer.served` (the preflight) and :mod:`~coffea_lorentz.infer.balance`
+(several servers); this module holds the request plan and :class:`TritonBackend`.
 """
+
 
 from __future__ import annotations
 
 import functools
 import heapq
-import random
 import threading
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 import numpy as np
 
 from ..batch import Batch
-from ..errors import CoffeaLorentzError, ConfigurationError, InferenceError, ModelMismatchError, ServerError
+from ..errors import InferenceError, ModelMismatchError, ServerError
 from .base import Backend
+from .outage import (  # noqa: F401 - _classify, _Outage, _NotReady, backoff_delay_s: also used from here
+    _MODEL_FAILED,
+    _PERMANENT,
+    _RECONNECT,
+    _SLOW_DOWN,
+    _classify,
+    _NotReady,
+    _one_line,
+    _Outage,
+    backoff_delay_s,
+)
+from .served import (  # noqa: F401 - the preflight is also reached from here
+    EXPECTED_INPUTS,
+    OUTPUT_NAME,
+    SHA256_PARAMETER,
+    ServedModel,
+    _check_metadata,
+    _config_sha256,
+    _describe_served,
+    _served_models,
+    inspect_served_models,
+)
+from .urls import normalise_url, split_urls
 
 __all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url", "split_urls"]
-
-#: The inputs every served tagger takes: name → (datatype, shape with -1 for B and N).
-EXPECTED_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {"p4": ("FP32", (-1, -1, 4)), "mask": ("BOOL", (-1, -1))}
-#: The output every served tagger returns.
-OUTPUT_NAME = "score"
-#: Key of the ``config.pbtxt`` parameter holding the sha256 of the served ``model.pt``.
-SHA256_PARAMETER = "model_sha256"
-
-#: gRPC status codes that mean "the request itself is wrong": retrying cannot help.
-_PERMANENT_STATUS = frozenset({"INVALID_ARGUMENT", "NOT_FOUND", "UNIMPLEMENTED", "FAILED_PRECONDITION"})
-#: Transient codes after which the connection is rebuilt (the server went away).
-_RECONNECT_STATUS = frozenset({"UNAVAILABLE"})
-#: Transient codes that mean "the server is hung or overloaded": slow down and probe before re-sending.
-_SLOW_DOWN_STATUS = frozenset({"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
-#: Transient codes retried as they are.
-_RETRY_STATUS = frozenset({"ABORTED", "CANCELLED"})
-#: How the python backend says its stub process stopped answering (status INTERNAL): the server, not the model.
-_STUB_UNHEALTHY = "is not healthy"
-
-# Kinds of failure, see _classify.
-_RECONNECT, _SLOW_DOWN, _RETRY, _PERMANENT, _MODEL_FAILED = "reconnect", "slow down", "retry", "permanent", "model failed"
-
-
-class _NotReady(Exception):
-    """The server (or the model) answered but is not ready: transient."""
-
-
-def normalise_url(url: str) -> str:
-    """``grpc://HOST:PORT`` or ``HOST:PORT`` → ``HOST:PORT``; :class:`ServerError` for anything else."""
-    address = url
-    for prefix in ("grpc://", "grpcs://"):
-        if address.startswith(prefix):
-            address = address[len(prefix) :]
-            break
-    else:
-        if "://" in address:
-            raise ServerError(f"unsupported server URL {url!r}: expected grpc://HOST:PORT")
-    host, _, port = address.rstrip("/").rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ServerError(f"malformed server URL {url!r}: expected grpc://HOST:PORT with a port in [1, 65535]")
-    return f"{host}:{port}"
-
-
-def split_urls(url: str) -> tuple[str, ...]:
-    """A comma-separated list of server URLs → their ``HOST:PORT`` forms, in order, without repeats;
-    :class:`ServerError` for an empty list or a malformed URL (named)."""
-    addresses: list[str] = []
-    for part in url.split(","):
-        if part.strip():
-            address = normalise_url(part.strip())
-            if address not in addresses:
-                addresses.append(address)
-    if not addresses:
-        raise ServerError(f"no server URL in {url!r}: expected grpc://HOST:PORT[,grpc://HOST:PORT...]")
-    return tuple(addresses)
-
-
-def backoff_delay_s(attempt: int, *, backoff_ms: float, max_backoff_ms: float, jitter_ms: float) -> float:
-    """Wait before retry number ``attempt`` (1, 2, …) in seconds.
-
-    ``backoff_ms · 2^(attempt-1)`` capped at ``max_backoff_ms``, plus a uniform random jitter in
-    [0, ``jitter_ms``); all three in milliseconds.
-    """
-    delay_ms = min(backoff_ms * 2.0 ** (attempt - 1), max_backoff_ms) + random.uniform(0.0, jitter_ms)
-    return delay_ms / 1000.0
-
-
-def _status(error: BaseException) -> str:
-    """The gRPC status name of ``error`` (``"UNAVAILABLE"``, …), ``""`` when it carries none."""
-    status = getattr(error, "status", None)
-    status = status() if callable(status) else status
-    return str(status or "").rsplit(".", 1)[-1]
-
-
-def _classify(error: BaseException) -> str:
-    """How to react to ``error``: one of the kinds ``_RECONNECT`` … ``_MODEL_FAILED``."""
-    if isinstance(error, CoffeaLorentzError):
-        return _PERMANENT
-    if isinstance(error, _NotReady):
-        return _SLOW_DOWN
-    if isinstance(error, OSError):  # a refused or reset connection outside gRPC
-        return _RECONNECT
-    status = _status(error)
-    if status in _RECONNECT_STATUS:
-        return _RECONNECT
-    if status in _SLOW_DOWN_STATUS:
-        return _SLOW_DOWN
-    if status in _RETRY_STATUS:
-        return _RETRY
-    if status == "INTERNAL" and _STUB_UNHEALTHY in str(error):
-        return _SLOW_DOWN
-    if status in _PERMANENT_STATUS or not status:
-        return _PERMANENT
-    return _MODEL_FAILED
-
-
-def _one_line(error: BaseException | str) -> str:
-    return " ".join(str(error).split())
-
-
-@dataclass(kw_only=True)
-class _Outage:
-    """The time budget of one run of transient failures (mutable, private to one call).
-
-    ``started_s`` is the ``time.monotonic()`` of the first failure, None while all is well.
-    """
-
-    server_wait_s: float
-    backoff_ms: float
-    max_backoff_ms: float
-    jitter_ms: float
-    started_s: float | None = None
-    n_failures: int = 0
-    last_error: str = ""
-
-    def elapsed_s(self) -> float:
-        return 0.0 if self.started_s is None else time.monotonic() - self.started_s
-
-    def remaining_s(self) -> float:
-        return self.server_wait_s - self.elapsed_s()
-
-    def failed(self, error: BaseException | str) -> float | None:
-        """Record a failure; the wait before the next try in seconds, None once the budget is spent."""
-        if self.started_s is None:
-            self.started_s = time.monotonic()
-        self.n_failures += 1
-        self.last_error = _one_line(error)
-        remaining_s = self.remaining_s()
-        if remaining_s <= 0.0:
-            return None
-        delay_s = backoff_delay_s(
-            self.n_failures, backoff_ms=self.backoff_ms, max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms
-        )
-        return min(delay_s, remaining_s)
-
-    def probe_timeout_s(self, timeout_s: float) -> float:
-        """Deadline of a readiness probe in seconds: ``timeout_s``, shortened to what is left of the budget."""
-        if self.started_s is None:
-            return timeout_s
-        return min(timeout_s, max(self.remaining_s(), 1.0))
-
-    def reset(self) -> None:
-        self.started_s = None
-        self.n_failures = 0
-        self.last_error = ""
-
-    def gave_up(self, url: str, model: str | None, what: str) -> ServerError:
-        """The one-line error raised when the budget is spent."""
-        where = f"Triton server {url}" + (f", model {model!r}" if model else "")
-        return ServerError(
-            f"{where}: {what} failed for {self.elapsed_s():.1f} s ({self.n_failures} tries, "
-            f"server_wait_s={self.server_wait_s:g}); last error: {self.last_error}"
-        )
-
-
-def _check_metadata(metadata: dict, where: str) -> int:
-    """Compare a served signature (``get_model_metadata(as_json=True)``) with :data:`EXPECTED_INPUTS`
-    and :data:`OUTPUT_NAME`; returns n_classes, raises :class:`ModelMismatchError` naming ``where``."""
-    inputs = {entry["name"]: entry for entry in metadata.get("inputs", [])}
-    for name, (datatype, shape) in EXPECTED_INPUTS.items():
-        if name not in inputs:
-            raise ModelMismatchError(f"{where}: no input {name!r}; it has {sorted(inputs)}")
-        got_type = inputs[name]["datatype"]
-        got_shape = tuple(int(d) for d in inputs[name]["shape"])
-        if got_type != datatype or len(got_shape) != len(shape) or got_shape[-1] != shape[-1]:
-            raise ModelMismatchError(
-                f"{where}: input {name!r} is {got_type} {list(got_shape)}, expected {datatype} {list(shape)}"
-            )
-    outputs = {entry["name"]: entry for entry in metadata.get("outputs", [])}
-    if OUTPUT_NAME not in outputs:
-        raise ModelMismatchError(f"{where}: no output {OUTPUT_NAME!r}; it has {sorted(outputs)}")
-    out = outputs[OUTPUT_NAME]
-    shape = [int(d) for d in out["shape"]]
-    if out["datatype"] != "FP32" or len(shape) != 2 or shape[-1] < 1:
-        raise ModelMismatchError(
-            f"{where}: output {OUTPUT_NAME!r} is {out['datatype']} {shape}, expected FP32 [-1, n_classes]"
-        )
-    return shape[-1]
-
-
-def _served_models(client, timeout_s: float) -> dict[str, list[dict]]:
-    """The server's repository index: model name → its entries (``version``, ``state``, ``reason``)."""
-    index = client.get_model_repository_index(as_json=True, client_timeout=timeout_s)
-    served: dict[str, list[dict]] = {}
-    for entry in index.get("models", []):
-        served.setdefault(entry["name"], []).append(entry)
-    return served
-
-
-def _describe_served(served: dict[str, list[dict]]) -> str:
-    ready = sorted(name for name, entries in served.items() if any(e.get("state") == "READY" for e in entries))
-    return ", ".join(ready) if ready else "no ready model"
-
-
-def _config_sha256(config: dict) -> str | None:
-    """``parameters["model_sha256"]`` of a model config (``get_model_config(as_json=True)["config"]``)."""
-    value = config.get("parameters", {}).get(SHA256_PARAMETER, {}).get("string_value")
-    return value or None
-
-
-@dataclass(frozen=True, kw_only=True)
-class ServedModel:
-    """What a Triton server says about one served tagger.
-
-    Attributes:
-        name: served model name.
-        version: the ready version the server answers with (``"1"`` for repositories built here).
-        max_batch_size: most jets per request the model accepts (``config.pbtxt``).
-        n_classes: length of the ``score`` output per jet.
-        sha256: hex sha256 of the served ``model.pt`` (``model_sha256`` parameter of the config);
-            None when the repository was not built by :func:`coffea_lorentz.repository.build_repository`.
-    """
-
-    name: str
-    version: str
-    max_batch_size: int
-    n_classes: int
-    sha256: str | None
-
-
-def _inspect_model(client, url: str, name: str, served: dict[str, list[dict]], *, max_batch_size: int | None,
-                   timeout_s: float) -> ServedModel:
-    where = f"model {name!r} at Triton server {url}"
-    ready = [entry for entry in served.get(name, []) if entry.get("state") == "READY"]
-    if not ready:
-        state = ""
-        if name in served:
-            entry = served[name][0]
-            state = f" (it is {entry.get('state', 'UNKNOWN')}" + (f": {entry['reason']}" if entry.get("reason") else "") + ")"
-        raise ConfigurationError(f"Triton server {url} does not serve a ready model {name!r}{state}; it serves: {_describe_served(served)}")
-    metadata = client.get_model_metadata(name, as_json=True, client_timeout=timeout_s)
-    try:
-        n_classes = _check_metadata(metadata, where)
-    except ModelMismatchError as err:
-        raise ConfigurationError(str(err)) from None
-    config = client.get_model_config(name, as_json=True, client_timeout=timeout_s).get("config", {})
-    served_batch = int(config.get("max_batch_size", 0))
-    if served_batch < 1:
-        raise ConfigurationError(f"{where}: max_batch_size is {served_batch}; the client needs a batching model (>= 1)")
-    if max_batch_size is not None and max_batch_size > served_batch:
-        raise ConfigurationError(
-            f"{where}: batch size {max_batch_size} jets is above the served max_batch_size {served_batch}"
-        )
-    versions = sorted((str(entry.get("version", "")) for entry in ready), key=lambda v: (len(v), v))
-    return ServedModel(name=name, version=versions[-1], max_batch_size=served_batch, n_classes=n_classes,
-                       sha256=_config_sha256(config))
-
-
-def inspect_served_models(
-    url: str,
-    models: Sequence[str],
-    *,
-    max_batch_size: int | None = None,
-    timeout_s: float = 10.0,
-    server_wait_s: float = 0.0,
-) -> dict[str, ServedModel]:
-    """Check, before a run, that the server at ``url`` serves every one of ``models`` as the client needs.
-
-    Reads the server's readiness, its repository index, and each model's metadata and config.
-    With several servers (``url`` a comma-separated list) every server that answers must pass, and
-    all must serve the same model (``model_sha256``, ``n_classes``); servers that do not answer
-    within ``server_wait_s`` while another does are named in a :class:`RuntimeWarning` (the client
-    keeps trying them during the run). The returned ``max_batch_size`` is the smallest served one.
-
-    Args:
-        url: gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``, or several separated by commas.
-        models: served model names (tagger names).
-        max_batch_size: jets per request the run will send; checked against each served model's
-            ``max_batch_size``. None skips the check.
-        timeout_s: deadline of each call to the server, in seconds.
-        server_wait_s: how long to keep retrying an unreachable or unready server, in seconds
-            (0: one try).
-
-    Returns:
-        model name → :class:`ServedModel`, in the order of ``models``.
-
-    Raises:
-        ConfigurationError: a model is not served (the message lists those that are), its signature
-            differs from the client's, ``max_batch_size`` is above the served one, or two servers
-            serve different models.
-        ServerError: ``url`` is malformed, or no server answered within ``server_wait_s``.
-    """
-    addresses = split_urls(url)
-    if len(addresses) == 1:
-        return _inspect_server(addresses[0], models, max_batch_size=max_batch_size, timeout_s=timeout_s,
-                               server_wait_s=server_wait_s)
-    outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
-    answers: dict[str, dict[str, ServedModel]] = {}
-    errors: dict[str, str] = {}
-    while True:
-        for address in addresses:
-            if address in answers:
-                continue
-            try:
-                answers[address] = _inspect_server(address, models, max_batch_size=max_batch_size,
-                                                   timeout_s=outage.probe_timeout_s(timeout_s), server_wait_s=0.0)
-            except ConfigurationError:
-                raise
-            except ServerError as err:
-                errors[address] = _one_line(err)
-        if answers:
-            break
-        delay_s = outage.failed("; ".join(errors.values()))
-        if delay_s is None:
-            raise ServerError(f"no Triton server of {','.join(addresses)} answered the preflight within "
-                              f"server_wait_s={server_wait_s:g}: " + "; ".join(errors.values()))
-        time.sleep(delay_s)
-    silent = [address for address in addresses if address not in answers]
-    if silent:
-        import warnings
-
-        warnings.warn(f"Triton servers {', '.join(silent)} did not answer the preflight; the run uses "
-                      f"{', '.join(answers)} and retries the others: " + "; ".join(errors[a] for a in silent),
-                      RuntimeWarning, stacklevel=2)
-    return {name: _merge_served(name, {address: answer[name] for address, answer in answers.items()})
-            for name in models}
-
-
-def _merge_served(name: str, per_server: dict[str, ServedModel]) -> ServedModel:
-    """One :class:`ServedModel` for model ``name`` served by several servers (address → what it says)."""
-    (first_address, first), *others = per_server.items()
-    for address, served in others:
-        if (served.sha256, served.n_classes) != (first.sha256, first.n_classes):
-            raise ConfigurationError(
-                f"model {name!r}: Triton server {address} serves model_sha256 {served.sha256} with {served.n_classes} "
-                f"classes, server {first_address} {first.sha256} with {first.n_classes}; every server must serve "
-                "the same model"
-            )
-    smallest = min(served.max_batch_size for served in per_server.values())
-    return ServedModel(name=name, version=first.version, max_batch_size=smallest, n_classes=first.n_classes,
-                       sha256=first.sha256)
-
-
-def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int | None, timeout_s: float,
-                    server_wait_s: float) -> dict[str, ServedModel]:
-    """:func:`inspect_served_models` for one server at ``address`` (``HOST:PORT``)."""
-    import tritonclient.grpc as grpcclient
-
-    outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
-    while True:
-        client = grpcclient.InferenceServerClient(address)
-        try:
-            probe_s = outage.probe_timeout_s(timeout_s)
-            if not client.is_server_ready(client_timeout=probe_s):
-                raise _NotReady("server not ready")
-            served = _served_models(client, timeout_s)
-            return {
-                name: _inspect_model(client, address, name, served, max_batch_size=max_batch_size, timeout_s=timeout_s)
-                for name in models
-            }
-        except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
-            kind = _classify(err)
-            if kind in (_PERMANENT, _MODEL_FAILED):
-                if isinstance(err, ConfigurationError):
-                    raise
-                raise ServerError(f"Triton server {address}: preflight failed: {_one_line(err)}") from None
-            delay_s = outage.failed(err)
-            if delay_s is None:
-                raise outage.gave_up(address, None, "preflight (readiness, model index, metadata)") from None
-        finally:
-            client.close()
-        time.sleep(delay_s)
 
 
 class _Requests:
