@@ -23,21 +23,17 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..batch import Batch
 from ..errors import ModelMismatchError, ServerError
-from .triton_client import (
-    _MODEL_FAILED,
-    _PERMANENT,
-    _RECONNECT,
-    _classify,
-    _Outage,
-    _one_line,
-    _Requests,
-    TritonBackend,
-)
+from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _classify, _one_line, _Outage
+from .plan import _Requests
+
+if TYPE_CHECKING:
+    from .triton_client import TritonBackend
 
 __all__ = ["PoolState", "infer_balanced"]
 
