@@ -9,6 +9,7 @@ the number of entries and the file's UUID, or the one-line reason it cannot be u
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -41,11 +42,12 @@ class InputFile:
 
 
 def normalise_source(source: str | Path) -> str:
-    """A local path made absolute (so every worker and every rerun names it alike); URLs unchanged."""
+    """A local path made absolute (so every worker and every rerun names it alike), as the user wrote
+    it otherwise (links are not resolved); URLs unchanged."""
     text = str(source)
     if "://" in text:
         return text
-    return str(Path(text).expanduser().resolve())
+    return os.path.normpath(os.path.abspath(os.path.expanduser(text)))
 
 
 def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events") -> dict[str, dict]:
