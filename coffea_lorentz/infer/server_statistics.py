@@ -239,7 +239,7 @@ def format_statistics(delta: Mapping[str, ModelStatistics], *, wall_s: float | N
                 f"(average {stats.average_batch_size:.1f} jets), queue {stats.queue_s:.1f} s vs compute "
                 f"{stats.compute_s:.1f} s ({stats.mean_queue_ms:.1f} / {stats.mean_compute_ms:.1f} ms per request)")
         if wall_s:
-            line += f", server busy {stats.compute_s / wall_s:.2f}× the wall time"
+            line += f", compute {stats.compute_s / wall_s:.2f} s per second of the run (instances run side by side)"
         lines.append(line)
         tip = advice(stats)
         if tip:
