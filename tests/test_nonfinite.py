@@ -23,6 +23,7 @@ from coffea_lorentz.models import trained_max_constituents
 from coffea_lorentz.pipeline import TaggedChunk, score_branch, tag_events
 from coffea_lorentz.read import JetConstituents, jet_constituents
 from coffea_lorentz.testing import write_small_pfnano
+from coffea_lorentz.testing.samples import write_nanoaod_tree
 
 #: Collections of a small PFNano file, each written as ``n<name>`` and ``<name>_<field>`` branches.
 COLLECTIONS = ("FatJet", "PFCands", "FatJetPFCands")
@@ -62,15 +63,7 @@ def read_tree(path: Path) -> dict[str, ak.Array | np.ndarray]:
 
 def write_tree(path: Path, tree: dict[str, ak.Array | np.ndarray]) -> Path:
     """Write ``tree`` (as from :func:`read_tree`) with the PFNano branch names."""
-    with uproot.recreate(path) as file:
-        events = file.mktree(
-            "Events",
-            {k: v.type if isinstance(v, ak.Array) else v.dtype for k, v in tree.items()},
-            field_name=lambda outer, inner: inner if outer == "" else f"{outer}_{inner}",
-            counter_name=lambda counted: f"n{counted}",
-        )
-        events.extend(tree)
-    return path
+    return write_nanoaod_tree(path, tree)
 
 
 def link_positions(tree: dict, event: int, jet: int) -> np.ndarray:

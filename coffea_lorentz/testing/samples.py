@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 
-__all__ = ["write_small_pfnano", "write_pfnano_fileset", "corrupt_baskets", "truncate_file"]
+__all__ = ["write_small_pfnano", "write_nanoaod_tree", "write_pfnano_fileset", "corrupt_baskets", "truncate_file"]
 
 
 def write_small_pfnano(path: Path, *, seed: int = 7, layout: str = "new") -> Path:
@@ -18,7 +18,6 @@ def write_small_pfnano(path: Path, *, seed: int = 7, layout: str = "new") -> Pat
     """
     import awkward as ak
     import numpy as np
-    import uproot
 
     rng = np.random.default_rng(seed)
     constituents_per_jet = [[12, 40], [], [0, 5], [150], [3, 70, 1]]
@@ -65,6 +64,15 @@ def write_small_pfnano(path: Path, *, seed: int = 7, layout: str = "new") -> Pat
         "PFCands": ak.zip({f: jagged(pfcands, f) for f in pfcands[0]}),
         "FatJetPFCands": ak.zip({f: jagged(links, f) for f in link_fields}),
     }
+    return write_nanoaod_tree(path, tree)
+
+
+def write_nanoaod_tree(path: Path, tree: dict) -> Path:
+    """Write an ``Events`` tree with NanoAOD names: a record array ``tree["FatJet"]`` becomes
+    ``FatJet_<field>`` branches with the counter ``nFatJet``; flat arrays keep their names."""
+    import awkward as ak
+    import uproot
+
     with uproot.recreate(path) as file:
         events = file.mktree(
             "Events",
