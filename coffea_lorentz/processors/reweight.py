@@ -19,7 +19,7 @@ Usage::
 
     spec = ReweighterSpec.from_file("reweighters/reweight_fsr.pt")                 # torch, in-process
     spec = ReweighterSpec.from_file("reweighters/reweight_fsr.pt", kind="triton", url="localhost:8001")
-    proc = ReweightProcessor(reweighters=[spec], output_dir="staging/")
+    proc = ReweightProcessor(reweighters=[spec], output_dir="out/")
 """
 
 from __future__ import annotations
@@ -103,7 +103,7 @@ class ReweightProcessor(processor.ProcessorABC):
 
     Args:
         reweighters: one :class:`ReweighterSpec` per reweighting.
-        output_dir: folder the chunk files are written to (a run's staging folder).
+        output_dir: folder or fsspec URL the chunk files are written to.
         taggers: tagger backends whose ``FatJet_<tagger>_score`` go into the same files.
         batch_config: truncation, bucket lengths and batch size.
     """
