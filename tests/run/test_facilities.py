@@ -88,8 +88,10 @@ def test_run_on_a_dask_gateway_cluster(dask_gateway_server, dask_cluster, pfnano
     assert summary.complete and summary.events == 2 * EVENTS_PER_FILE + 10
     rows, local_rows = read_rows(summary), read_rows(local)
     assert ak.to_list(rows["event"]) == ak.to_list(local_rows["event"])
-    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(rows[f"FatJet_{TAGGER}_score"])),
-                                  ak.to_numpy(ak.flatten(local_rows[f"FatJet_{TAGGER}_score"])))
+    # Triton's dynamic batcher may merge concurrent requests differently in the two runs; a float32
+    # tagger's scores then move by ~1e-7 relative (the batch composition, not the cluster).
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(rows[f"FatJet_{TAGGER}_score"])),
+                               ak.to_numpy(ak.flatten(local_rows[f"FatJet_{TAGGER}_score"])), rtol=0, atol=1e-6)
     # the gateway cluster was shut down at the end of the run: no worker it started is left
     leftovers = [p for p in psutil.process_iter(["cmdline"]) if p.info["cmdline"]
                  and "dask-gateway" in " ".join(p.info["cmdline"]) and "worker" in " ".join(p.info["cmdline"])]
