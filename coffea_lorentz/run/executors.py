@@ -236,6 +236,15 @@ class DaskExecutor:
             raise ConfigurationError("workers not ready for this run:\n  " + "\n  ".join(problems))
 
 
+def _closed_for_good(gateway) -> None:
+    """Close a dask-gateway ``Gateway`` now and make its later close from ``__del__`` a no-op: that
+    one runs after the gateway's event loop stopped and prints a RuntimeError."""
+    if gateway is None:
+        return
+    gateway.close()
+    gateway.close = lambda *args, **kwargs: None
+
+
 def _wait_for_workers(client, minimum: int, timeout_s: float, report: Callable[[str], None]) -> None:
     """Wait until ``minimum`` workers joined, reporting each change; raise after ``timeout_s``."""
     deadline = time.monotonic() + timeout_s
@@ -363,11 +372,9 @@ def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda l
                     yield DaskExecutor(client)
             finally:
                 cluster.shutdown()
+                _closed_for_good(getattr(cluster, "gateway", None))
         finally:
-            gateway.close()
-            # dask-gateway closes once more when collected, after its event loop stopped, and prints
-            # a RuntimeError; the gateway is closed already.
-            gateway.close = lambda *args, **kwargs: None
+            _closed_for_good(gateway)
         return
     cluster = _jobqueue_cluster(spec)
     try:
