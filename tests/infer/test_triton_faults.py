@@ -9,7 +9,7 @@ import signal
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +22,7 @@ from coffea_lorentz.models import pretrained
 from coffea_lorentz.repository import build_repository, read_repository_info
 from coffea_lorentz.serve import ServerConfig, TritonServer, free_port
 from coffea_lorentz.testing import require_triton, server_unavailable_reason
+from fault_injection import FaultAt
 
 pytestmark = [
     pytest.mark.slow,
@@ -47,24 +48,6 @@ def make_batches(n_batches: int, seed: int = 3) -> list[Batch]:
     p4 = np.where(mask[..., None], p4, np.float32(0.0))
     jet_index = np.arange(n_batches * N_JETS_PER_BATCH).reshape(n_batches, N_JETS_PER_BATCH)
     return [Batch(p4=p4[i], mask=mask[i], jet_index=jet_index[i]) for i in range(n_batches)]
-
-
-class FaultAt(Sequence):
-    """``batches`` that call ``fault()`` once, when the client first takes batch ``at`` to send it:
-    the fault then strikes in the middle of ``infer_batches``, with earlier requests in flight."""
-
-    def __init__(self, batches: Sequence[Batch], at: int, fault: Callable[[], None]):
-        self.batches, self.at, self.fault = batches, at, fault
-        self.struck = False
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> Batch:
-        if index == self.at and not self.struck:
-            self.struck = True
-            self.fault()
-        return self.batches[index]
 
 
 class SendTimes(Sequence):

@@ -11,7 +11,6 @@ import signal
 import time
 import urllib.request
 import warnings
-from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +24,7 @@ from coffea_lorentz.models import pretrained
 from coffea_lorentz.repository import build_repository
 from coffea_lorentz.serve import ServerConfig, TritonServer, free_port
 from coffea_lorentz.testing import require_triton, server_unavailable_reason
+from fault_injection import FaultAt
 
 needs_servers = pytest.mark.skipif(server_unavailable_reason() is not None and not require_triton(),
                                    reason=f"no local Triton server: {server_unavailable_reason()}")
@@ -58,22 +58,6 @@ def make_batches(n_batches: int, seed: int = 5) -> list[Batch]:
     mask = np.arange(24) < rng.integers(1, 25, (n_batches, 64))[..., None]
     p4 = np.where(mask[..., None], p4, np.float32(0.0))
     return [Batch(p4=p4[i], mask=mask[i], jet_index=np.arange(64) + 64 * i) for i in range(n_batches)]
-
-
-class FaultAt(Sequence):
-    """``batches`` that call ``fault()`` once, when the client first takes batch ``at`` to send it."""
-
-    def __init__(self, batches: Sequence[Batch], at: int, fault: Callable[[], None]):
-        self.batches, self.at, self.fault, self.struck = batches, at, fault, False
-
-    def __len__(self) -> int:
-        return len(self.batches)
-
-    def __getitem__(self, index: int) -> Batch:
-        if index == self.at and not self.struck:
-            self.struck = True
-            self.fault()
-        return self.batches[index]
 
 
 def inference_count(server: TritonServer) -> int:
