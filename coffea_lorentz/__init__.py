@@ -15,7 +15,8 @@ train, reweight, symmetry) build on models and errors (ARCHITECTURE.md has the r
   manifest (:mod:`coffea_lorentz.runner` is its former name, kept for one release).
 - :mod:`coffea_lorentz.processors` — the coffea processors ``coffea-lorentz run`` drives
   (``TaggerProcessor``, ``ReweightProcessor``); :class:`~coffea_lorentz.tagger.Tagger` scores
-  NanoEvents inside your own processor; :func:`~coffea_lorentz.load.load_scores` reads a finished
+  NanoEvents inside your own processor and :class:`~coffea_lorentz.reweighter.Reweighter` gives
+  their reweighting factors; :func:`~coffea_lorentz.load.load_scores` reads a finished
   run's scores back beside the events.
 - :mod:`coffea_lorentz.pipeline` — one chunk through read → batch → infer → unflatten.
 - :mod:`coffea_lorentz.read` — NanoAOD/PFNano events → jagged fat-jet constituents as four-vectors.
@@ -39,7 +40,7 @@ train, reweight, symmetry) build on models and errors (ARCHITECTURE.md has the r
 - :mod:`coffea_lorentz.errors` — every exception, one base class; :mod:`coffea_lorentz.threads`
   — torch's thread count, set for a scope; :mod:`coffea_lorentz.testing` — fixtures for tests.
 
-``Tagger`` and ``load_scores`` are loaded on first use, so importing the package stays light
+``Tagger``, ``Reweighter`` and ``load_scores`` are loaded on first use, so importing the package stays light
 (no torch, no awkward).
 """
 
@@ -50,10 +51,10 @@ __version__ = "0.1.0"
 #: The tagger ``coffea-lorentz run``, ``demo`` and ``serve`` use when none is named (it ships trained weights).
 DEFAULT_TAGGER = "lloca"
 
-__all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "Tagger", "load_scores", "__version__"]
+__all__ = ["CoffeaLorentzError", "DEFAULT_TAGGER", "Tagger", "Reweighter", "load_scores", "__version__"]
 
 #: Public names loaded on first access: name → module.
-_LAZY = {"Tagger": ".tagger", "load_scores": ".load"}
+_LAZY = {"Tagger": ".tagger", "Reweighter": ".reweighter", "load_scores": ".load"}
 
 
 def __getattr__(name: str):

@@ -113,7 +113,7 @@ class Tagger:
         if weights is not None and kind != "torch":
             raise ConfigurationError("Tagger: weights= is for backend='torch'; a Triton server serves its own")
         per_tagger = self._weights(names, weights)
-        _check_names([name for name in names if name not in per_tagger])
+        self._check_models([name for name in names if name not in per_tagger])
         if max_constituents is None:
             max_constituents = self._default_max_constituents(names, per_tagger)
         self.names: tuple[str, ...] = names
@@ -127,6 +127,11 @@ class Tagger:
         )
 
     # -- construction helpers -------------------------------------------------------------
+    @staticmethod
+    def _check_models(names: Sequence[str]) -> None:
+        """Refuse unknown tagger names (a subclass serving other models checks its own)."""
+        _check_names(names)
+
     @staticmethod
     def _weights(names: tuple[str, ...], weights: str | Mapping[str, str] | None) -> dict[str, str]:
         if weights is None:
@@ -212,8 +217,12 @@ class Tagger:
         backends = {spec.tagger: process_backend(spec) for spec in self.specs}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=source,
                             signal_class=self.signal_class)
-        fields = {name: tagged.scores[f"{name}_score"] for name in self.names}
+        fields = {name: self._transform(name, tagged.scores[f"{name}_score"]) for name in self.names}
         return self._pack(fields)
+
+    def _transform(self, name: str, probability: ak.Array) -> ak.Array:
+        """What the call returns for model ``name`` from its jagged probabilities (a tagger: the score itself)."""
+        return probability
 
     def _typetracer_scores(self, events: ak.Array) -> ak.Array:
         from .read import touch_constituent_columns

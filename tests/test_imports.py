@@ -34,8 +34,10 @@ def _loads_torch(code: str) -> bool:
         "import coffea_lorentz.reweight.weights",
         "from coffea_lorentz.reweight import weights_from_probability, event_weights, reweighter_name, JetSample",
         "from coffea_lorentz.processors.reweight import ReweighterSpec, ReweightProcessor",
+        "from coffea_lorentz import Reweighter\nReweighter('fsr', server='127.0.0.1:8001')",
     ],
-    ids=["triton_client", "triton_spec", "reweight_weights", "reweight_package_light_names", "reweight_processor"],
+    ids=["triton_client", "triton_spec", "reweight_weights", "reweight_package_light_names", "reweight_processor",
+         "reweighter_triton"],
 )
 def test_light_paths_import_no_torch(code):
     assert not _loads_torch(code), f"{code!r} imported torch"

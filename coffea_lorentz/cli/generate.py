@@ -1,7 +1,7 @@
 """``coffea-lorentz generate {pfnano,dataset}``: Pythia 8 + FastJet samples for taggers.
 
 ``pfnano`` writes a PFNano-layout ROOT file (coffea ``PFNanoAODSchema``); ``dataset`` writes an
-HDF5 top-tagging dataset (jets with 550 < pT < 650 GeV, |η| < 2, train/val/test). Both print the
+HDF5 jet dataset (by default jets with 550 < pT < 650 GeV; ``--jet-pt-min/--jet-pt-max``), |η| < 2, train/val/test). Both print the
 event and jet counts and the generation rate per core.
 """
 
@@ -85,6 +85,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     _common_arguments(dataset, "dataset")
     dataset.add_argument("--max-constituents", type=int, default=200, metavar="N",
                          help="constituents stored per jet (default: 200)")
+    dataset.add_argument("--jet-pt-min", type=float, default=550.0, metavar="GeV",
+                         help="lower edge of the jet pT window (default: 550)")
+    dataset.add_argument("--jet-pt-max", type=float, default=650.0, metavar="GeV",
+                         help="upper edge of the jet pT window (default: 650)")
     dataset.add_argument("--no-balance", action="store_true", help="keep every selected jet of each process")
     dataset.set_defaults(func=_main_dataset)
 
@@ -152,7 +156,8 @@ def _main_dataset(args: argparse.Namespace) -> int:
         n_events=_events_per_process(args.events, processes),
         seed=args.seed,
         workers=args.workers,
-        config=DatasetConfig(max_constituents=args.max_constituents, balance=not args.no_balance),
+        config=DatasetConfig(max_constituents=args.max_constituents, balance=not args.no_balance,
+                             min_pt_gev=args.jet_pt_min, max_pt_gev=args.jet_pt_max),
         events_per_task=args.events_per_task,
         progress=_progress_printer(args.quiet),
     )

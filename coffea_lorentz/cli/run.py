@@ -29,6 +29,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="output folder: a local path or an fsspec URL (root://HOST//path, s3://bucket/path)")
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME",
                         help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER})")
+    parser.add_argument("--reweighter", action="append", dest="reweighters", default=[], metavar="NAME|PATH",
+                        help="also write reweighting factors FatJet_weight_<name> (per jet) and weight_<name> (per event, "
+                             "the leading jet's): a shipped reweighter (fsr: shower alpha_s 0.1365 -> 0.120) or the "
+                             "path of a reweight_<name>.pt from reweight-train (repeatable)")
     parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
     parser.add_argument("--server-host", metavar="ADDRESS",
@@ -103,14 +107,15 @@ def print_summary(summary: RunSummary) -> None:
         table.add_row("plots", "\n".join(summary.plots))
     console.print(table)
     if summary.datasets:
-        per_dataset = Table(title="scores per dataset (no const.: jets without constituents, score NaN)",
-                            show_edge=False)
+        title = "scores per dataset (no const.: jets without constituents, score NaN)"
+        if any("weight_" in row["label"] for row in summary.datasets):
+            title += "; 'tagger, weight_X': each jet counted with its weight; 'weight_X': the weights"
+        per_dataset = Table(title=title, show_edge=False)
         for column in ("dataset", "tagger", "events", "jets", "no const.", "mean", "10%", "median", "90%"):
             per_dataset.add_column(column, justify="left" if column in ("dataset", "tagger") else "right",
                                    no_wrap=column != "dataset", overflow="fold")
         for row in summary.datasets:
-            tagger = row["score"].removeprefix("FatJet_").removesuffix("_score")
-            per_dataset.add_row(row["dataset"], tagger, f"{row['events']:,}", f"{row['jets']:,}",
+            per_dataset.add_row(row["dataset"], row["label"], f"{row['events']:,}", f"{row['jets']:,}",
                                 f"{row['no_constituents']:,}", f"{row['mean']:.3f}", f"{row['q10']:.2f}",
                                 f"{row['median']:.2f}", f"{row['q90']:.2f}")
         console.print(per_dataset)
@@ -149,6 +154,7 @@ def main(args: argparse.Namespace) -> int:
     cluster = {"futures": "futures", "iterative": "in-process"}.get(args.executor, args.cluster)
     config = RunConfig(
         taggers=taggers,
+        reweighters=tuple(args.reweighters),
         backend=args.backend,
         server_url=args.server,
         server_host=args.server_host,

@@ -39,6 +39,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="NAME",
         help=f"tagger to serve (repeatable; default: identity and {DEFAULT_TAGGER})",
     )
+    parser.add_argument("--reweighter", action="append", default=[], metavar="NAME|PATH",
+                        help="also serve this reweighter's classifier as reweight_<name> (a shipped name such as fsr, "
+                             "or the path of a reweight_<name>.pt; repeatable), for run --reweighter --server")
     parser.add_argument("--output", type=Path, default=DEFAULT_REPOSITORY, help="where to build the repository")
     parser.add_argument(
         "--build-only", action="store_true", help="build the repository and exit (e.g. for a GPU server elsewhere)"
@@ -94,8 +97,13 @@ def _build(args: argparse.Namespace) -> Path:
     from ..models import pretrained
     from ..repository import build_repository
 
+    from ..reweight.lookup import find_reweighters
+
     names = args.tagger or ["identity", DEFAULT_TAGGER]
     taggers = {name: pretrained(name) for name in names}
+    for info in find_reweighters(args.reweighter):
+        taggers[info.model] = pretrained(info.model, weights=info.weights)
+    names = list(taggers)
     print(f"building model repository {args.output} ({', '.join(names)})", file=sys.stderr)
     return build_repository(
         args.output,

@@ -1,4 +1,5 @@
-"""A coffea processor that adds ``FatJet_<tagger>_score`` for one or more taggers and writes it out.
+"""A coffea processor that adds ``FatJet_<tagger>_score`` for one or more taggers (and reweighting
+weights ``FatJet_weight_<name>`` / ``weight_<name>`` for any reweighters) and writes them out.
 
 Each chunk of each input file becomes one output ROOT file (see :mod:`coffea_lorentz.write`) with
 ``run``, ``luminosityBlock``, ``event``, ``nFatJet`` and the score branches, one row per input event,
@@ -34,6 +35,7 @@ from coffea import processor
 from ..batch import BatchConfig
 from ..infer import BackendSpec, process_backend
 from ..pipeline import tag_events
+from ..reweighter import ReweighterSpec, reweight_events
 from ..run.chunks import Chunk, RunSettings
 from ..store import OutputStore
 from ..write import write_chunk
@@ -61,12 +63,17 @@ class TaggerProcessor(processor.ProcessorABC):
         settings: the run settings recorded in each chunk file (default: taggers and batching only).
         copy_branches: globs of input branches copied into each output file (``("FatJet_*",)``);
             default: ``settings.copy_branches``.
+        reweighters: one :class:`~coffea_lorentz.reweighter.ReweighterSpec` per reweighting; each
+            adds ``FatJet_weight_<name>`` (per jet) and ``weight_<name>`` (per event, the leading
+            jet's). Each is batched with the constituents its classifier was trained on.
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
                  batch_config: BatchConfig = BatchConfig(), settings: RunSettings | None = None,
-                 output_dir: str | Path | None = None, copy_branches: tuple[str, ...] | None = None):
+                 output_dir: str | Path | None = None, copy_branches: tuple[str, ...] | None = None,
+                 reweighters: list[ReweighterSpec] = ()):
         self.backends = list(backends)
+        self.reweighters = list(reweighters)
         target = output if output is not None else output_dir
         if target is None:
             raise TypeError("TaggerProcessor: give output= (a folder, an fsspec URL or an OutputStore)")
@@ -75,15 +82,21 @@ class TaggerProcessor(processor.ProcessorABC):
         self.settings = settings or RunSettings(
             taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
             max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
-            chunksize=0, backend=self.backends[0].kind if self.backends else "")
+            chunksize=0, backend=self.backends[0].kind if self.backends else "",
+            reweighters=tuple(spec.name for spec in self.reweighters))
         self.copy_branches = tuple(copy_branches if copy_branches is not None else self.settings.copy_branches)
 
     def process(self, events: ak.Array) -> dict:
         chunk = chunk_of(events)
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
-        output = write_chunk(events, self.output, jet_branches=tagged.scores, metadata=chunk.metadata(self.settings),
-                             copy_branches=self.copy_branches)
+        jet_branches, event_branches = dict(tagged.scores), {}
+        if self.reweighters:
+            weights, event_branches, _ = reweight_events(events, self.reweighters, batch_config=self.batch_config,
+                                                         source=chunk.where)
+            jet_branches.update(weights)
+        output = write_chunk(events, self.output, jet_branches=jet_branches, event_branches=event_branches,
+                             metadata=chunk.metadata(self.settings), copy_branches=self.copy_branches)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
         return summary

@@ -20,6 +20,8 @@ One module per concept:
 
 - :mod:`.weights` — w = f/(1 − f) with its clipping, per-event weights, reweighter names: what a
   worker applying weights imports (no torch).
+- :mod:`.lookup` — :func:`find_reweighter`: a shipped reweighter by short name (``"fsr"``) or one
+  on disk by path → :class:`ReweighterInfo` (JSON only; no torch).
 - :mod:`.samples` — :class:`JetSample` (padded constituents and jet observables), reading the
   generator's HDF5 datasets, splitting and pooling samples (no torch).
 - :mod:`.classifier` — :class:`ReweightConfig`, :func:`train_classifier` with early stopping and a
@@ -44,6 +46,10 @@ _HOMES: dict[str, str] = {
     "weights_from_probability": "weights",
     "event_weights": "weights",
     "reweighter_name": "weights",
+    "ReweighterInfo": "lookup",
+    "find_reweighter": "lookup",
+    "find_reweighters": "lookup",
+    "shipped_reweighters": "lookup",
     "JetSample": "samples",
     "concatenate_samples": "samples",
     "split_sample": "samples",

@@ -74,6 +74,8 @@ class RunSettings:
         buckets: padded lengths N in use.
         chunksize: events per chunk (fixes the entry ranges, hence the file names).
         copy_branches: globs of input branches copied into every chunk file.
+        reweighters: short names of the reweighters whose weights every chunk file holds (their
+            classifiers' SHA-256 are in ``model_sha256`` under ``reweight_<name>``).
         backend: ``"triton"`` or ``"torch"`` (recorded, not compared).
         version: coffea-lorentz version (recorded, not compared).
     """
@@ -84,11 +86,12 @@ class RunSettings:
     buckets: tuple[int, ...]
     chunksize: int
     copy_branches: tuple[str, ...] = ()
+    reweighters: tuple[str, ...] = ()
     backend: str = "triton"
     version: str = ""
 
     #: Fields that must be equal for two runs to share an output folder.
-    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches")
+    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches", "reweighters")
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -96,6 +99,7 @@ class RunSettings:
         record["model_sha256"] = dict(self.model_sha256)
         record["buckets"] = list(self.buckets)
         record["copy_branches"] = list(self.copy_branches)
+        record["reweighters"] = list(self.reweighters)
         return record
 
     def differences(self, other: dict) -> list[str]:
@@ -103,7 +107,7 @@ class RunSettings:
         mine = self.to_json()
         found = []
         for name in self.COMPARED:
-            theirs = other.get(name, [] if name == "copy_branches" else None)
+            theirs = other.get(name, [] if name in ("copy_branches", "reweighters") else None)
             if theirs != mine[name]:
                 found.append(f"{name}: {_short(theirs)} there, {_short(mine[name])} now")
         return found

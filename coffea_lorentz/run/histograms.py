@@ -1,11 +1,17 @@
-"""Physics-readable results of a run: per-dataset ``hist`` histograms of every score, a plot per
-score, and a per-dataset table.
+"""Physics-readable results of a run: per-dataset ``hist`` histograms of every score (and, with
+reweighters, of every weight and of every score weighted by it), a plot per histogram, and a
+per-dataset table.
 
 Each chunk fills its own histograms where it runs (on the worker, from the scores it wrote or, for a
 chunk found done, from its file), the client adds them up — coffea's accumulator pattern — and saves
 them as ``histograms.pkl`` (a dict of ``hist.Hist``, pickled; ``uhi``-compatible) with one CMS-style
-plot per score in ``plots/``. Scores are probabilities in [0, 1]; a jet with no constituents has
+plot per histogram in ``plots/``. Scores are probabilities in [0, 1]; a jet with no constituents has
 a NaN score and is counted apart (``no_constituents``), never filled.
+
+Histogram keys: ``FatJet_<tagger>_score`` (jets per score bin), ``FatJet_weight_<name>`` (jets per
+weight bin; weights above the axis land in the overflow bin) and
+``FatJet_<tagger>_score__weight_<name>`` (the score histogram with each jet counted with its weight,
+``Weight`` storage: the score as the alternative configuration would give it).
 """
 
 from __future__ import annotations
@@ -16,45 +22,80 @@ import pickle
 import awkward as ak
 import numpy as np
 
-__all__ = ["SCORE_BINS", "fill_scores", "merge", "save", "plot", "dataset_table", "HISTOGRAMS_NAME"]
+__all__ = ["SCORE_BINS", "WEIGHT_BINS", "fill_scores", "merge", "save", "plot", "dataset_table", "label",
+           "HISTOGRAMS_NAME"]
 
 #: Bins of every score histogram over [0, 1].
 SCORE_BINS = 50
+#: Bins of every weight histogram over [0, WEIGHT_MAX] (larger weights go to the overflow bin).
+WEIGHT_BINS = 50
+WEIGHT_MAX = 2.5
+#: Separates a score branch from the weight it is weighted with in a histogram key.
+WEIGHTED = "__"
 HISTOGRAMS_NAME = "histograms.pkl"
 PLOTS_FOLDER = "plots"
 
 
-def _empty(name: str):
+def _empty(name: str, *, weight: bool = False, weighted: bool = False):
     import hist
 
+    bins, high = (WEIGHT_BINS, WEIGHT_MAX) if weight else (SCORE_BINS, 1.0)
     return hist.Hist(
         hist.axis.StrCategory([], name="dataset", growth=True, label="dataset"),
-        hist.axis.Regular(SCORE_BINS, 0.0, 1.0, name="score", label=name),
-        storage=hist.storage.Double(),
+        hist.axis.Regular(bins, 0.0, high, name="score", label=name),
+        storage=hist.storage.Weight() if weighted else hist.storage.Double(),
     )
 
 
-def fill_scores(dataset: str, branches: dict[str, ak.Array]) -> dict:
+def _flat(values: ak.Array) -> np.ndarray:
+    return np.asarray(ak.to_numpy(ak.flatten(values, axis=None)), dtype=np.float64)
+
+
+def fill_scores(dataset: str, branches: dict[str, ak.Array], weights: dict[str, ak.Array] | None = None) -> dict:
     """Histograms of each jagged per-jet branch (``FatJet_<name>`` → [events][jets]) for ``dataset``.
 
-    Returns ``{"histograms": {branch: Hist}, "jets": {branch: n}, "no_constituents": {branch: n}}``,
-    which :func:`merge` adds up over chunks.
+    ``weights`` (``FatJet_weight_<name>`` → jagged per-jet weights, the same jets) adds a histogram
+    of each weight and of each score weighted by it. Returns ``{"histograms": {key: Hist}, "jets":
+    {key: n}, "no_constituents": {key: n}}``, which :func:`merge` adds up over chunks.
     """
-    histograms, jets, missing = {}, {}, {}
+    histograms, jets, missing, sums = {}, {}, {}, {}
+    flat_weights = {branch: _flat(values) for branch, values in (weights or {}).items()}
     for branch, values in branches.items():
-        flat = np.asarray(ak.to_numpy(ak.flatten(values, axis=None)), dtype=np.float64)
+        flat = _flat(values)
         finite = np.isfinite(flat)
         histogram = _empty(branch)
         histogram.fill(dataset=dataset, score=flat[finite])
         histograms[branch] = histogram
         jets[branch] = {dataset: int(len(flat))}
         missing[branch] = {dataset: int((~finite).sum())}
-    return {"histograms": histograms, "jets": jets, "no_constituents": missing}
+        sums[branch] = {dataset: [float(flat[finite].sum()), float(finite.sum())]}
+        for weight_branch, weight in flat_weights.items():
+            key = f"{branch}{WEIGHTED}{weight_branch.removeprefix('FatJet_')}"
+            weighted = _empty(branch, weighted=True)
+            weighted.fill(dataset=dataset, score=flat[finite], weight=weight[finite])
+            histograms[key] = weighted
+            jets[key], missing[key] = jets[branch], missing[branch]
+            sums[key] = {dataset: [float((weight * flat)[finite].sum()), float(weight[finite].sum())]}
+    for branch, weight in flat_weights.items():
+        histogram = _empty(branch, weight=True)
+        histogram.fill(dataset=dataset, score=weight)
+        histograms[branch] = histogram
+        jets[branch] = {dataset: int(len(weight))}
+        missing[branch] = {dataset: 0}
+        sums[branch] = {dataset: [float(weight.sum()), float(len(weight))]}
+    return {"histograms": histograms, "jets": jets, "no_constituents": missing, "sums": sums}
+
+
+def label(key: str) -> str:
+    """A histogram key for people: ``lloca``, ``lloca, weight_fsr``, ``weight_fsr``."""
+    branch, _, weight = key.partition(WEIGHTED)
+    name = branch.removeprefix("FatJet_").removesuffix("_score")
+    return f"{name}, {weight}" if weight else name
 
 
 def merge(parts: list[dict]) -> dict:
     """Sum the outputs of :func:`fill_scores` of many chunks."""
-    total: dict = {"histograms": {}, "jets": {}, "no_constituents": {}}
+    total: dict = {"histograms": {}, "jets": {}, "no_constituents": {}, "sums": {}}
     for part in parts:
         if not part:
             continue
@@ -68,6 +109,11 @@ def merge(parts: list[dict]) -> dict:
                 counts = total[key].setdefault(branch, {})
                 for dataset, n in per_dataset.items():
                     counts[dataset] = counts.get(dataset, 0) + n
+        for branch, per_dataset in part.get("sums", {}).items():
+            sums = total["sums"].setdefault(branch, {})
+            for dataset, (weighted_sum, weight_sum) in per_dataset.items():
+                before = sums.get(dataset, [0.0, 0.0])
+                sums[dataset] = [before[0] + weighted_sum, before[1] + weight_sum]
     return total
 
 
@@ -87,14 +133,22 @@ def plot(store, merged: dict) -> list[str]:
 
     written = []
     for branch, histogram in merged["histograms"].items():
+        base, _, weight = branch.partition(WEIGHTED)
         with plt.style.context(mplhep.style.CMS):
             figure, axes = plt.subplots(figsize=(8, 6))
             for dataset in histogram.axes["dataset"]:
-                mplhep.histplot(histogram[{"dataset": dataset}], ax=axes, label=str(dataset), density=False)
+                if weight:  # the weighted score over the unweighted one, per dataset
+                    line = mplhep.histplot(merged["histograms"][base][{"dataset": dataset}], ax=axes,
+                                           label=f"{dataset}", density=False, yerr=False)
+                    colour = line[0].stairs.get_edgecolor() if hasattr(line[0], "stairs") else None
+                    mplhep.histplot(histogram[{"dataset": dataset}], ax=axes, label=f"{dataset}, {weight}",
+                                    density=False, linestyle="--", color=colour, yerr=False)
+                else:
+                    mplhep.histplot(histogram[{"dataset": dataset}], ax=axes, label=str(dataset), density=False)
             axes.set_yscale("log")
-            axes.set_xlabel(branch.replace("FatJet_", "fat-jet ").replace("_", " "))
-            axes.set_ylabel("jets / bin")
-            axes.set_xlim(0, 1)
+            axes.set_xlabel(base.replace("FatJet_", "fat-jet ").replace("_", " "))
+            axes.set_ylabel("jets / bin" if not weight else "jets (weighted) / bin")
+            axes.set_xlim(0, WEIGHT_MAX if base.startswith("FatJet_weight_") else 1)
             axes.legend(title="dataset")
             mplhep.cms.label(data=False, ax=axes, loc=0, rlabel="")
             buffer = io.BytesIO()
@@ -120,20 +174,29 @@ def _quantile(histogram, q: float) -> float:
     return float(edges[index] + share * (edges[index + 1] - edges[index]))
 
 
+def _mean(merged: dict, key: str, dataset: str, counts: np.ndarray, centres: np.ndarray) -> float:
+    """The exact (weighted) mean from the chunks' sums; from the bin centres for older records."""
+    weighted_sum, weight_sum = merged.get("sums", {}).get(key, {}).get(dataset, (0.0, 0.0))
+    if weight_sum > 0:
+        return weighted_sum / weight_sum
+    total = counts.sum()
+    return float((counts * centres).sum() / total) if total > 0 else float("nan")
+
+
 def dataset_table(merged: dict, events: dict[str, int]) -> list[dict]:
-    """One row per (dataset, score): events, jets, jets with no constituents, mean, 10/50/90 % quantiles
-    (from the histogram, to a bin width of 0.02)."""
+    """One row per (dataset, histogram): events, jets, jets with no constituents, mean, 10/50/90 %
+    quantiles (from the histogram, to a bin width: 0.02 for scores, 0.05 for weights; weighted
+    rows count each jet with its weight), and ``label`` (:func:`label`)."""
     rows = []
     for branch, histogram in merged["histograms"].items():
         for dataset in histogram.axes["dataset"]:
             one = histogram[{"dataset": dataset}]
             counts, centres = one.values(), one.axes[0].centers
-            total = counts.sum()
             rows.append({
-                "dataset": str(dataset), "score": branch, "events": events.get(str(dataset), 0),
+                "dataset": str(dataset), "score": branch, "label": label(branch), "events": events.get(str(dataset), 0),
                 "jets": merged["jets"][branch].get(str(dataset), 0),
                 "no_constituents": merged["no_constituents"][branch].get(str(dataset), 0),
-                "mean": float((counts * centres).sum() / total) if total > 0 else float("nan"),
+                "mean": _mean(merged, branch, str(dataset), counts, centres),
                 "q10": _quantile(one, 0.1), "median": _quantile(one, 0.5), "q90": _quantile(one, 0.9),
             })
     return rows

@@ -16,7 +16,7 @@ import re
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError
@@ -74,9 +74,11 @@ def remove_stale_repositories() -> None:
 
 @contextlib.contextmanager
 def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], chosen_host: str | None,
-               scheduler_address: str | None) -> Iterator[str | None]:
-    """The server to use: ``server_url``, or a local server serving ``taggers`` started (and stopped)
-    for the run, bound where the workers of ``scheduler_address`` can reach it; None in-process."""
+               scheduler_address: str | None, weights: Mapping[str, str] | None = None) -> Iterator[str | None]:
+    """The server to use: ``server_url``, or a local server serving ``taggers`` (shipped weights) and
+    the models of ``weights`` (model name → weights file: reweighters ``reweight_<name>``), started
+    (and stopped) for the run, bound where the workers of ``scheduler_address`` can reach it; None
+    in-process."""
     if backend != "triton":
         yield None
         return
@@ -90,7 +92,8 @@ def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], 
     host = server_host(chosen_host, scheduler_address)
     remove_stale_repositories()
     with tempfile.TemporaryDirectory(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
-        repository = build_repository(Path(tmp) / "models", {name: pretrained(name) for name in taggers},
-                                      intra_op_threads=1)
+        models = {name: pretrained(name) for name in taggers}
+        models.update({name: pretrained(name, weights=path) for name, path in (weights or {}).items()})
+        repository = build_repository(Path(tmp) / "models", models, intra_op_threads=1)
         with TritonServer(ServerConfig(repository=repository, host=host)) as server:
             yield server.grpc_url

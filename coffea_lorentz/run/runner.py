@@ -56,6 +56,9 @@ class RunConfig:
 
     Attributes:
         taggers: tagger names; each adds ``FatJet_<tagger>_score``.
+        reweighters: reweighters, shipped short names (``"fsr"``) or paths of ``reweight_<name>.pt``;
+            each adds ``FatJet_weight_<name>`` (per jet) and ``weight_<name>`` (per event, the leading
+            jet's), its classifier served beside the taggers as ``reweight_<name>``.
         backend: ``"triton"`` or ``"torch"`` (in-process).
         server_url: Triton gRPC address; None with ``backend="triton"`` starts a local server.
         server_host: address the local server binds to and hands to the workers; None: 127.0.0.1
@@ -87,6 +90,7 @@ class RunConfig:
     """
 
     taggers: tuple[str, ...] = (DEFAULT_TAGGER,)
+    reweighters: tuple[str, ...] = ()
     backend: str = "triton"
     server_url: str | None = None
     server_host: str | None = None
@@ -322,36 +326,45 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     start as configured. With ``config.fail_fast`` the first chunk error is raised.
     """
     from ..processors.tagger import TaggerProcessor
+    from ..reweight.lookup import find_reweighters
+    from ..reweighter import ReweighterSpec
 
     started = time.perf_counter()
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
+    reweighters = find_reweighters(config.reweighters)
+    models = [*config.taggers, *(info.model for info in reweighters)]  # what the server must serve
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
     sources = sorted({source for spec in fileset.values() for source in spec["files"]})
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes = served_hashes(config.server_url, config.taggers, batch_config, server_wait_s=config.server_wait_s)
+        hashes = served_hashes(config.server_url, models, batch_config, server_wait_s=config.server_wait_s)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
+                       weights={info.model: info.weights for info in reweighters},
                        chosen_host=config.server_host, scheduler_address=executor.scheduler_address) as url:
         store.remove_temporary_files()
         if config.backend == "torch":
-            hashes = torch_hashes(config.taggers)
+            hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
-            hashes = served_hashes(url, config.taggers, batch_config, server_wait_s=config.server_wait_s)
+            hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s)
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
-                               copy_branches=tuple(config.copy_branches), backend=config.backend, version=__version__)
+                               copy_branches=tuple(config.copy_branches),
+                               reweighters=tuple(info.name for info in reweighters), backend=config.backend,
+                               version=__version__)
         _claim_output(store, settings, config.overwrite)
         options = dict(config.client_options)
         if config.backend == "triton":
             options.setdefault("server_wait_s", config.server_wait_s)
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
-        processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings)
+        weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
+        processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
+                                    reweighters=weighting)
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
@@ -371,7 +384,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             chunks = kept
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
-        with _server_window(url, config.taggers) as window, _progress(config.progress, len(chunks)) as advance:
+        with _server_window(url, models) as window, _progress(config.progress, len(chunks)) as advance:
             for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
                 summary.records.append(record)
                 advance(record)

@@ -60,13 +60,15 @@ class ChunkJob:
     fail_fast: bool = False
 
     def _histograms(self, chunk: Chunk) -> dict:
-        """Score histograms of ``chunk``, read back from its file at the destination."""
+        """Score (and weight) histograms of ``chunk``, read back from its file at the destination."""
         import uproot
 
         branches = [f"FatJet_{tagger}_score" for tagger in self.settings.taggers]
+        weights = [f"FatJet_weight_{name}" for name in self.settings.reweighters]
         with uproot.open(self.store.url_of(chunk.path)) as file:
-            arrays = file["Events"].arrays(branches, library="ak")
-        return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches})
+            arrays = file["Events"].arrays(branches + weights, library="ak")
+        return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches},
+                           {branch: arrays[branch] for branch in weights})
 
     def __call__(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()

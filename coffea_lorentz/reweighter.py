@@ -1,0 +1,190 @@
+"""Reweighting factors for coffea analyses: per-jet weights w = f/(1 − f) from a served classifier.
+
+>>> from coffea_lorentz import Reweighter
+>>> reweighter = Reweighter("fsr", backend="torch")          # or server="grpc://HOST:PORT"
+>>> reweighter.name, reweighter.batch_config.max_constituents
+('fsr', 128)
+
+``reweighter(events)`` gives each ``FatJet``'s weight, float32 jagged [events][FatJet]: nominal jets
+weighted by it are distributed like jets of the alternative configuration the classifier was
+trained against (the shipped ``fsr``: final-state shower αs 0.1365 → 0.120). A jet without
+constituents gets weight 1. :meth:`Reweighter.event_weight` turns them into one weight per event
+(the leading fat jet's, 1 for an event without fat jets), the ``weight_<name>`` branch of
+``coffea-lorentz run --reweighter``. Like :class:`~coffea_lorentz.Tagger`, a ``Reweighter`` takes
+eager, virtual and dask-awkward events, pickles to Dask workers and keeps the constituents its
+classifier was trained on (its record's ``max_constituents``).
+
+:class:`ReweighterSpec` is the same as plain picklable data for processors, and
+:func:`reweight_events` what a processor calls per chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+
+from .batch import BatchConfig
+from .errors import InvalidInputError
+from .infer import BackendSpec
+from .pipeline import TaggedChunk, score_branch, tag_events
+from .reweight.lookup import ReweighterInfo, find_reweighter
+from .reweight.weights import event_weights, weights_from_probability
+from .tagger import Tagger
+
+__all__ = ["Reweighter", "ReweighterSpec", "reweight_events", "jet_weight_branch", "event_weight_branch"]
+
+
+def jet_weight_branch(name: str) -> str:
+    """Per-jet field of reweighter ``name`` inside ``FatJet`` (written as ``FatJet_weight_<name>``)."""
+    return f"weight_{name}"
+
+
+def event_weight_branch(name: str) -> str:
+    """Per-event branch of reweighter ``name``: ``weight_<name>``."""
+    return f"weight_{name}"
+
+
+@dataclass(frozen=True, kw_only=True)
+class ReweighterSpec:
+    """One reweighter as plain picklable data: where its classifier runs and how f becomes w.
+
+    Attributes:
+        name: short name; branches are ``weight_<name>`` and ``FatJet_weight_<name>``.
+        backend: where the classifier runs (its probability f of class 1 = alternative is used);
+            Triton serves it under ``reweight_<name>``.
+        epsilon: f is clipped to [ε, 1 − ε] before w = f / (1 − f).
+        max_weight: w is clipped to [0, max_weight].
+        prior_ratio: N_nominal / N_alternative correction of the classifier's odds (see
+            :func:`coffea_lorentz.reweight.weights_from_probability`).
+        max_constituents: leading-pT constituents per jet the classifier sees (None: the
+            processor's batching).
+    """
+
+    name: str
+    backend: BackendSpec
+    epsilon: float = 1e-3
+    max_weight: float = 10.0
+    prior_ratio: float = 1.0
+    max_constituents: int | None = None
+
+    def __post_init__(self) -> None:
+        if not self.name or not self.name.replace("_", "").isalnum():
+            raise InvalidInputError(f"ReweighterSpec.name: expected letters, digits and '_', got {self.name!r}")
+
+    @classmethod
+    def from_info(cls, info: ReweighterInfo, *, kind: str = "torch", url: str | None = None,
+                  **options) -> "ReweighterSpec":
+        """The spec of a found reweighter: in-process from its file (``kind="torch"``) or from the Triton
+        server at ``url`` serving ``reweight_<name>``. ``options`` go to the backend. A shipped
+        reweighter is found by each worker in its own install; another is read from its path."""
+        weights = info.weights if kind == "torch" and not info.shipped else None
+        backend = BackendSpec.make(info.model, kind=kind, url=url, weights=weights, **options)
+        return cls(name=info.name, backend=backend, epsilon=info.epsilon, max_weight=info.max_weight,
+                   prior_ratio=info.prior_ratio, max_constituents=info.max_constituents)
+
+    @classmethod
+    def from_file(cls, path: str | Path, *, kind: str = "torch", url: str | None = None, name: str | None = None,
+                  **options) -> "ReweighterSpec":
+        """The reweighter at ``path`` (``reweight_<name>.pt``, with its ``.json`` beside it) or a shipped
+        short name (``"fsr"``); ``name`` renames its branches."""
+        spec = cls.from_info(find_reweighter(path), kind=kind, url=url, **options)
+        if name is not None:
+            spec = cls(name=name, backend=spec.backend, epsilon=spec.epsilon, max_weight=spec.max_weight,
+                       prior_ratio=spec.prior_ratio, max_constituents=spec.max_constituents)
+        return spec
+
+    def weights(self, probability: ak.Array) -> ak.Array:
+        """Jagged float32 per-jet weights from jagged probabilities f of class 1 (NaN → 1)."""
+        flat = ak.to_numpy(ak.flatten(probability, axis=None))
+        values = weights_from_probability(flat, epsilon=self.epsilon, max_weight=self.max_weight,
+                                          prior_ratio=self.prior_ratio).astype(np.float32)
+        return ak.unflatten(values, ak.num(probability, axis=1))
+
+
+def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig,
+                    source: str = "<events>") -> tuple[dict[str, ak.Array], dict[str, np.ndarray], list[TaggedChunk]]:
+    """Weights of every ``FatJet`` of ``events`` for each reweighter.
+
+    Reweighters trained on the same number of constituents share one read and one batching; each
+    group is batched with its own ``max_constituents`` (the buckets and batch size of
+    ``batch_config``). Returns ``(jet_branches, event_branches, tagged)``: ``FatJet`` field →
+    jagged float32 [events][jets] weights, branch → float32 [events] leading-jet weights, and the
+    :class:`~coffea_lorentz.pipeline.TaggedChunk` of each group.
+    """
+    from .infer import process_backend
+
+    groups: dict[int, list[ReweighterSpec]] = {}
+    for spec in reweighters:
+        groups.setdefault(spec.max_constituents or batch_config.max_constituents, []).append(spec)
+    jet_branches: dict[str, ak.Array] = {}
+    event_branches: dict[str, np.ndarray] = {}
+    tagged_groups = []
+    for max_constituents, specs in groups.items():
+        config = BatchConfig(max_constituents=max_constituents, buckets=batch_config.buckets,
+                             max_batch_size=batch_config.max_batch_size)
+        backends = {spec.backend.tagger: process_backend(spec.backend) for spec in specs}
+        tagged = tag_events(events, backends, batch_config=config, source=source)
+        for spec in specs:
+            per_jet = spec.weights(tagged.scores[score_branch(spec.backend.tagger)])
+            jet_branches[jet_weight_branch(spec.name)] = per_jet
+            event_branches[event_weight_branch(spec.name)] = event_weights(per_jet)
+        tagged_groups.append(tagged)
+    return jet_branches, event_branches, tagged_groups
+
+
+class Reweighter(Tagger):
+    """Per-jet reweighting factors of coffea NanoEvents from one trained reweighter.
+
+    Args:
+        reweighter: a shipped short name (``"fsr"``; see
+            :func:`coffea_lorentz.reweight.shipped_reweighters`) or the path of a
+            ``reweight_<name>.pt`` written by ``coffea-lorentz reweight-train``.
+        server: Triton gRPC address serving ``reweight_<name>`` (``coffea-lorentz serve --reweighter NAME``).
+        backend: ``"triton"`` (default when ``server`` is given) or ``"torch"`` (in-process).
+        batch_size, buckets, **options: as for :class:`~coffea_lorentz.Tagger`.
+
+    ``reweighter(events)`` → float32 jagged [events][FatJet] weights (eager and virtual events:
+    now; dask-awkward: lazy). Raises :class:`~coffea_lorentz.errors.ConfigurationError` for an
+    unknown reweighter before anything is read.
+    """
+
+    def __init__(self, reweighter: str | Path, *, server: str | None = None, backend: str | None = None,
+                 batch_size: int = 256, buckets: Sequence[int] = BatchConfig().buckets, **options):
+        self.info = find_reweighter(reweighter)
+        kind = backend or ("triton" if server else None)
+        super().__init__(self.info.model, server=server, backend=backend, max_constituents=self.info.max_constituents,
+                         batch_size=batch_size, buckets=buckets,
+                         weights=self.info.weights if kind == "torch" and not self.info.shipped else None, **options)
+        self.spec = ReweighterSpec.from_info(self.info, kind=self.specs[0].kind, url=self.specs[0].url, **options)
+
+    @staticmethod
+    def _check_models(names: Sequence[str]) -> None:
+        """Found by :func:`~coffea_lorentz.reweight.find_reweighter` already."""
+
+    @property
+    def name(self) -> str:
+        """Short name: the branches are ``weight_<name>`` and ``FatJet_weight_<name>``."""
+        return self.info.name
+
+    def __repr__(self) -> str:
+        where = f"server={self.server!r}" if self.server else f"backend={self.backend!r}"
+        return f"Reweighter({self.name!r}, {where}, max_constituents={self.batch_config.max_constituents})"
+
+    def _key(self) -> tuple:
+        return ("reweighter", self.info, *super()._key())
+
+    def _transform(self, name: str, probability: ak.Array) -> ak.Array:
+        return self.spec.weights(probability)
+
+    @staticmethod
+    def event_weight(jet_weights):
+        """One weight per event: the leading fat jet's, 1 for an event without fat jets.
+
+        ``jet_weights``: jagged [events][FatJet] (eager or dask-awkward) → [events].
+        """
+        return ak.fill_none(ak.firsts(jet_weights, axis=1), np.float32(1.0))
+
