@@ -64,9 +64,11 @@ class BatchConfig:
         max_batch_size: most jets in one batch (one request to the server).
         request_cost_slots: the fixed cost of one request expressed in padded constituent slots; a
             bucket's tail is merged upward only when the slots it adds are at most this many (see
-            the module docstring). 0 turns merging off. The default is far below what one request
-            costs with the identity model on the reference machine (``bench/bench_pipeline.py``
-            prints both figures), so for compute-bound taggers a merge stays cheap.
+            the module docstring). 0 turns merging off. What a request is worth depends on the model
+            and the server: on the reference machine (2 CPU cores) ~46,000 slots with the identity
+            model and ~130 with LorentzNet served on CPU (``bench/bench_pipeline.py`` prints both);
+            a GPU server lies between. The default merges the small tails (a 1–2 jet tail adds at
+            most 64 slots) while a merge costs a CPU-served tagger at most a few requests' time.
         max_padding_ratio: merges stop where the chunk's padded constituent slots would exceed this
             many times its real (kept) constituents.
     """
@@ -74,7 +76,7 @@ class BatchConfig:
     max_constituents: int = 128
     buckets: tuple[int, ...] = (16, 32, 64, 96, 128)
     max_batch_size: int = 256
-    request_cost_slots: int = 2048
+    request_cost_slots: int = 512
     max_padding_ratio: float = 1.3
 
     def __post_init__(self) -> None:

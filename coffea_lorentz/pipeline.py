@@ -2,17 +2,32 @@
 
 :func:`tag_events` is what a coffea processor calls per chunk; it is also usable directly on a
 NanoEvents array in a notebook.
+
+What overlaps inside one call:
+
+- padding and sending: the batches are planned at once but padded on first use
+  (:class:`~coffea_lorentz.batch.LazyBatches`); the Triton client takes a batch only when it sends
+  it, so later batches are padded while earlier requests are in flight;
+- taggers: every backend that waits on a server (``Backend.remote``) runs in a thread of its own,
+  so all taggers' requests are in flight together rather than tagger after tagger; in-process
+  backends run one after another in the calling thread meanwhile (torch's thread count is
+  process-wide); a backend object given under several names is called once;
+- scattering: each tagger's scores go back to their jets as soon as its last answer is in.
+
+Reading is not split: NanoEvents reads a whole column for the chunk on first access, so a part of
+the chunk costs nearly the read of all of it (``bench/bench_pipeline.py`` times every stage).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import awkward as ak
 import numpy as np
 
-from .batch import BatchConfig, make_batches, scatter, unflatten
+from .batch import BatchConfig, LazyBatches, plan_batches, scatter, unflatten
 from .infer.base import Backend
 from .read import JetConstituents, jet_constituents
 
@@ -75,15 +90,49 @@ class TaggedChunk:
 
 def tag_events(events: ak.Array, backends: dict[str, Backend], *, batch_config: BatchConfig = BatchConfig(),
                source: str = "<events>", signal_class: int = 1) -> TaggedChunk:
-    """Score every ``FatJet`` of ``events`` with each backend in ``backends`` (tagger name → backend)."""
+    """Score every ``FatJet`` of ``events`` with each backend in ``backends`` (tagger name → backend).
+
+    See the module docstring for what runs concurrently; the scores are the same as one backend
+    after the other. When several backends fail, the first one's error (in ``backends`` order) is
+    raised after the others have finished.
+    """
     jets = jet_constituents(events, source=source)
-    batches = make_batches(jets, batch_config)
-    scores = {}
-    for tagger, backend in backends.items():
-        probabilities = scatter(batches, backend.infer_batches(batches), jets.total_jets) if batches else None
-        if probabilities is None:
-            per_jet = np.full(jets.total_jets, np.nan, dtype=np.float32)
-        else:
-            per_jet = probabilities[:, signal_class]
-        scores[score_branch(tagger)] = unflatten(per_jet, jets.n_jets)
+    batches = LazyBatches(jets, plan_batches(jets, batch_config))
+
+    def signal_probability(backend: Backend) -> np.ndarray:
+        """float32 [total_jets]: the signal-class probability of every jet; NaN where not scored."""
+        if not len(batches):
+            return np.full(jets.total_jets, np.nan, dtype=np.float32)
+        return scatter(batches, backend.infer_batches(batches), jets.total_jets)[:, signal_class]
+
+    per_jet = _call_each(backends, signal_probability)
+    scores = {score_branch(tagger): unflatten(per_jet[tagger], jets.n_jets) for tagger in backends}
     return TaggedChunk(jets=jets, scores=scores)
+
+
+def _call_each(backends: Mapping[str, Backend], call: Callable[[Backend], np.ndarray]) -> dict[str, np.ndarray]:
+    """``call(backend)`` for each distinct backend of ``backends``: remote ones each in a thread of
+    their own, in-process ones in this thread meanwhile; returns tagger name → result."""
+    distinct = {id(backend): backend for backend in backends.values()}
+    remote = [key for key, backend in distinct.items() if backend.remote]
+    if len(remote) == len(distinct) == 1:
+        remote = []  # a lone remote backend needs no thread
+    results: dict[int, np.ndarray] = {}
+    errors: dict[int, BaseException] = {}
+    with ThreadPoolExecutor(max_workers=max(len(remote), 1), thread_name_prefix="coffea-lorentz-infer") as pool:
+        futures = {key: pool.submit(call, distinct[key]) for key in remote}
+        for key, backend in distinct.items():
+            if key not in futures:
+                try:
+                    results[key] = call(backend)
+                except Exception as err:  # noqa: BLE001 - raised below, after the threads are done
+                    errors[key] = err
+        for key, future in futures.items():
+            try:
+                results[key] = future.result()
+            except Exception as err:  # noqa: BLE001 - raised below, in backends order
+                errors[key] = err
+    for backend in backends.values():
+        if id(backend) in errors:
+            raise errors[id(backend)]
+    return {tagger: results[id(backend)] for tagger, backend in backends.items()}

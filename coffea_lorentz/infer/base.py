@@ -26,6 +26,10 @@ class Backend(abc.ABC):
 
     #: Attributes recreated lazily in each process, never pickled.
     _lazy_attributes: tuple[str, ...] = ()
+    #: True when the work happens in another process (a server) and this one mostly waits: such a
+    #: backend may run in a thread of its own beside other backends (see
+    #: :func:`coffea_lorentz.pipeline.tag_events`). An in-process backend leaves it False.
+    remote: bool = False
 
     @abc.abstractmethod
     def infer_batches(self, batches: Sequence[Batch]) -> list[np.ndarray]:

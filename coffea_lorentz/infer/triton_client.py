@@ -99,6 +99,7 @@ class TritonBackend(Backend):
     """
 
     _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool")
+    remote = True
 
     def __init__(
         self,
