@@ -11,17 +11,19 @@ What overlaps inside one call:
 - taggers: every backend that waits on a server (``Backend.remote``) runs in a thread of its own,
   so all taggers' requests are in flight together rather than tagger after tagger; in-process
   backends run one after another in the calling thread meanwhile (torch's thread count is
-  process-wide); a backend object given under several names is called once;
+  process-wide); a backend object given under several names is called once; Ctrl-C or SIGTERM
+  does not wait for requests in flight;
 - scattering: each tagger's scores go back to their jets as soon as its last answer is in.
 
-Reading is not split: NanoEvents reads a whole column for the chunk on first access, so a part of
-the chunk costs nearly the read of all of it (``bench/bench_pipeline.py`` times every stage).
+Reading is not split into parts that overlap inference: NanoEvents reads a whole column of the chunk
+on first access, so the first part would pay for reading nearly all of it.
+(``bench/bench_pipeline.py`` times every stage.)
 """
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 import awkward as ak
@@ -112,26 +114,33 @@ def tag_events(events: ak.Array, backends: dict[str, Backend], *, batch_config: 
 
 def _call_each(backends: Mapping[str, Backend], call: Callable[[Backend], np.ndarray]) -> dict[str, np.ndarray]:
     """``call(backend)`` for each distinct backend of ``backends``: remote ones each in a thread of
-    their own, in-process ones in this thread meanwhile; returns tagger name → result."""
-    distinct = {id(backend): backend for backend in backends.values()}
-    remote = [key for key, backend in distinct.items() if backend.remote]
+    their own, in-process ones in this thread meanwhile; returns tagger name → result.
+
+    The threads are daemon threads: a ``KeyboardInterrupt`` or ``SystemExit`` (SIGTERM) in this
+    thread propagates at once, without waiting for requests still in flight.
+    """
+    distinct = {id(backend): (tagger, backend) for tagger, backend in backends.items()}
+    remote = [key for key, (_, backend) in distinct.items() if backend.remote]
     if len(remote) == len(distinct) == 1:
         remote = []  # a lone remote backend needs no thread
     results: dict[int, np.ndarray] = {}
     errors: dict[int, BaseException] = {}
-    with ThreadPoolExecutor(max_workers=max(len(remote), 1), thread_name_prefix="coffea-lorentz-infer") as pool:
-        futures = {key: pool.submit(call, distinct[key]) for key in remote}
-        for key, backend in distinct.items():
-            if key not in futures:
-                try:
-                    results[key] = call(backend)
-                except Exception as err:  # noqa: BLE001 - raised below, after the threads are done
-                    errors[key] = err
-        for key, future in futures.items():
-            try:
-                results[key] = future.result()
-            except Exception as err:  # noqa: BLE001 - raised below, in backends order
-                errors[key] = err
+
+    def run(key: int) -> None:
+        try:
+            results[key] = call(distinct[key][1])
+        except Exception as err:  # noqa: BLE001 - raised below, in backends order
+            errors[key] = err
+
+    threads = [threading.Thread(target=run, args=(key,), name=f"coffea-lorentz-infer-{distinct[key][0]}", daemon=True)
+               for key in remote]
+    for thread in threads:
+        thread.start()
+    for key in distinct:
+        if key not in remote:
+            run(key)
+    for thread in threads:
+        thread.join()
     for backend in backends.values():
         if id(backend) in errors:
             raise errors[id(backend)]

@@ -28,9 +28,10 @@ class MeanEnergy(Backend):
     """
 
     def __init__(self, *, remote: bool = False, barrier: threading.Barrier | None = None,
-                 error: Exception | None = None):
+                 error: BaseException | None = None, release: threading.Event | None = None):
         self.remote = remote
         self.barrier = barrier
+        self.release = release
         self.error = error
         self.calls: list[dict] = []
 
@@ -40,6 +41,8 @@ class MeanEnergy(Backend):
                            "padded_before": padded_before})
         if self.barrier is not None:
             self.barrier.wait()
+        if self.release is not None:
+            self.release.wait()
         if self.error is not None:
             raise self.error
         outputs = []
@@ -101,6 +104,19 @@ def test_the_first_failing_backend_is_reported_after_the_others_finish(small_pfn
     with pytest.raises(RuntimeError, match="first"):
         tag_events(open_events(small_pfnano), {"x": failing[0], "ok": survivor, "y": failing[1]}, batch_config=CONFIG)
     assert len(survivor.calls) == 1 and all(len(backend.calls) == 1 for backend in failing)
+
+
+def test_an_interrupt_does_not_wait_for_requests_in_flight(small_pfnano):
+    release = threading.Event()
+    stuck = [MeanEnergy(remote=True, release=release), MeanEnergy(remote=True, release=release)]
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            backends = {"a": stuck[0], "b": stuck[1], "c": MeanEnergy(error=KeyboardInterrupt())}
+            tag_events(open_events(small_pfnano), backends, batch_config=CONFIG)
+        assert not release.is_set()  # the stuck backends could not have answered yet
+        assert all(backend.calls[0]["thread"].daemon for backend in stuck)
+    finally:
+        release.set()
 
 
 def test_the_identity_model_scores_as_before(small_pfnano):
