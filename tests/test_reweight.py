@@ -353,18 +353,14 @@ def test_old_names_still_import_from_the_package():
 
 
 def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
-    import argparse
+    from coffea_lorentz.cli import main
 
-    from coffea_lorentz.cli import reweight as cli
-
-    parser = argparse.ArgumentParser()
-    cli.register(parser.add_subparsers())
-    args = parser.parse_args([
+    argv = [
         "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
         str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
         "--epochs", "1", "--option", "hidden=4", "--option", "n_hidden_layers=1", "--bins", "4", "--threads", "1",
-    ])
-    assert args.func(args) == 0
+    ]
+    assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "nominal: 300 jets" in printed
     assert "chi2/ndf before" in printed and "combined" in printed
@@ -372,6 +368,8 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
     assert info["architecture"] == "lorentz_efn" and info["config"]["hidden"] == 4
     assert info["training"]["calibration"]["slope"] != 1.0
+    assert info["train_command"] == "coffea-lorentz " + " ".join(argv)  # what made it
+    assert info["samples"]["nominal"]["jets"] == 300
 
 
 def test_cli_defaults_match_the_config():

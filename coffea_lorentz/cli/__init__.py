@@ -36,6 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     """Run the command line ``argv`` (default ``sys.argv[1:]``); returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)
+    args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write what made them
     # A batch system ends a job with SIGTERM: unwind like Ctrl-C, so servers, workers and
     # temporary folders are cleaned up and finished chunk files stay for the next run to resume.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None

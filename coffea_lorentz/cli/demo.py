@@ -1,7 +1,10 @@
 """``coffea-lorentz demo``: generate a small ttbar + QCD PFNano sample and run the main job on it.
 
 Everything comes from the project itself: Pythia 8 events clustered with FastJet into PFNano-layout
-files, the shipped tagger weights, the bundled Triton server and a Dask LocalCluster.
+files, the shipped tagger weights and shower reweighter, the bundled Triton server and a Dask
+LocalCluster. The job writes the tagger scores and the reweighting factors; the demo then checks
+the scores (top-tagging AUC) and shows what the weights do to the jets (mass and multiplicity,
+unweighted vs weighted, printed and plotted).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--workdir", default="build/demo", help="where the sample and outputs go (default: build/demo)")
     parser.add_argument("--events", type=int, default=1000, help="events per process (default: 1000)")
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME", help=f"tagger(s) to run (default: {DEFAULT_TAGGER})")
+    parser.add_argument("--reweighter", action="append", dest="reweighters", metavar="NAME|PATH",
+                        help="reweighter(s) to apply (default: fsr, the shipped shower alpha_s variation)")
     parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
     parser.add_argument("--workers", type=int, default=2, help="Dask LocalCluster workers (default: 2)")
     parser.set_defaults(func=main)
@@ -88,6 +93,64 @@ def _top_tagging_check(outputs: list[str], fileset_path: Path, field: str) -> st
     return f"AUC {value:.3f} for {n_top} truth-matched top jets against {n_qcd} QCD jets (pT 300–1000 GeV)"
 
 
+#: Input jet observables the demo compares unweighted and weighted: branch → (label, bins, low, high).
+_JET_OBSERVABLES = {
+    "FatJet_msoftdrop": ("soft-drop mass [GeV]", 40, 0.0, 250.0),
+    "FatJet_nConstituents": ("constituents", 40, 0.0, 160.0),
+}
+
+
+def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Path) -> list[str]:
+    """Jet mass and multiplicity per dataset, unweighted and weighted by ``FatJet_weight_<name>``.
+
+    The output files join one-to-one with their inputs, so the observables are read from the inputs
+    and the weights from the outputs. Returns printable lines; writes ``plots/weighted_<name>.png``.
+    """
+    import awkward as ak
+    import hist
+    import matplotlib
+    import numpy as np
+    import uproot
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import mplhep
+
+    inputs = {dataset: next(iter(spec["files"])) for dataset, spec in json.loads(fileset_path.read_text()).items()}
+    lines = []
+    plots.mkdir(parents=True, exist_ok=True)
+    with plt.style.context(mplhep.style.CMS):
+        figure, axes = plt.subplots(1, len(_JET_OBSERVABLES), figsize=(8 * len(_JET_OBSERVABLES), 6))
+        for dataset, source in inputs.items():
+            files = sorted(p for p in map(Path, outputs) if p.parent.name == dataset)
+            weights = ak.to_numpy(ak.flatten(ak.concatenate(
+                [uproot.open(p)["Events"][f"FatJet_weight_{name}"].array() for p in files])))
+            jets = uproot.open(source)["Events"].arrays(list(_JET_OBSERVABLES))
+            means = []
+            for ax, (branch, (label, bins, low, high)) in zip(axes, _JET_OBSERVABLES.items()):
+                values = ak.to_numpy(ak.flatten(jets[branch])).astype(np.float64)
+                means.append(f"{label.split(' [')[0]} {values.mean():.1f} → {np.average(values, weights=weights):.1f}")
+                axis = hist.axis.Regular(bins, low, high, name="x", label=label)
+                plain = hist.Hist(axis).fill(values)
+                weighted = hist.Hist(axis, storage=hist.storage.Weight()).fill(values, weight=weights)
+                line = mplhep.histplot(plain, ax=ax, label=dataset, density=True, yerr=False)
+                colour = line[0].stairs.get_edgecolor()
+                mplhep.histplot(weighted, ax=ax, label=f"{dataset}, weight_{name}", density=True, yerr=False,
+                                linestyle="--", color=colour)
+                ax.set_xlabel(label)
+                ax.set_ylabel("jets (normalised)")
+            lines.append(f"weight_{name} on {dataset} jets ({len(weights)}): mean weight {weights.mean():.3f}; "
+                         f"unweighted → weighted: {', '.join(means)}")
+        for ax in axes:
+            ax.legend()
+            mplhep.cms.label(data=False, ax=ax, loc=0, rlabel="")
+        path = plots / f"weighted_{name}.png"
+        figure.savefig(path, dpi=100, bbox_inches="tight")
+        plt.close(figure)
+    lines.append(f"weight_{name}: unweighted vs weighted jets plotted in {path.resolve()}")
+    return lines
+
+
 def main(args: argparse.Namespace) -> int:
     from ..run import RunConfig, run_tagging
     from .run import print_summary
@@ -95,13 +158,21 @@ def main(args: argparse.Namespace) -> int:
     workdir = Path(args.workdir)
     fileset_path = make_demo_sample(workdir, args.events, workers=max(1, args.workers))
     taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
+    reweighters = tuple(args.reweighters or ("fsr",))
     output = workdir / "output"
-    config = RunConfig(taggers=taggers, backend=args.backend, n_workers=args.workers, overwrite=True)
+    config = RunConfig(taggers=taggers, reweighters=reweighters, backend=args.backend, n_workers=args.workers,
+                       overwrite=True)
     summary = run_tagging([fileset_path], output, config)
     print_summary(summary)
     if not summary.complete:
         return 3
     for tagger in taggers:
         print(f"{tagger}: " + _top_tagging_check(summary.outputs, fileset_path, f"FatJet_{tagger}_score"))
+    from ..reweight.lookup import find_reweighter
+
+    for reweighter in reweighters:
+        name = find_reweighter(reweighter).name
+        for line in _weighted_jets(summary.outputs, fileset_path, name, output / "plots"):
+            print(line)
     print(f"outputs: {output.resolve()}  (fileset: {fileset_path.resolve()})")
     return 0

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from pathlib import Path
 
@@ -138,9 +139,14 @@ def main(args: argparse.Namespace) -> int:
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
+    record = {
+        "train_command": shlex.join(["coffea-lorentz", *getattr(args, "argv", [])]),
+        "samples": {"nominal": {"path": str(args.nominal), "jets": len(nominal)},
+                    "alternative": {"path": str(args.alternative), "jets": len(alternative)}},
+    }
     result = run_reweighting(
         nominal, alternative, config, test_fraction=args.test_fraction, output_dir=args.output,
-        name=args.name, n_bins=args.bins, log=log,
+        name=args.name, n_bins=args.bins, log=log, record=record,
     )
     options = "".join(f", {key}={value}" for key, value in config.tagger_options)
     slope, intercept = result.history.calibration

@@ -41,11 +41,13 @@ def run_reweighting(
     name: str = "alternative",
     n_bins: int = 12,
     log=None,
+    record: dict | None = None,
 ) -> ReweightResult:
     """Hold out ``test_fraction`` of each sample, train on the rest, and run the closure on the held-out jets.
 
-    With ``output_dir``, the reweighter (:func:`save_reweighter`, closure numbers included) and
-    the closure plot ``closure_<name>.png`` are written there.
+    With ``output_dir``, the reweighter (:func:`save_reweighter`, closure numbers included, plus
+    ``record``: how it was made, e.g. the command and the samples) and the closure plot
+    ``closure_<name>.png`` are written there.
     """
     if not 0 < test_fraction < 1:
         raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
@@ -60,6 +62,7 @@ def run_reweighting(
     weights_path = plot_path = None
     if output_dir is not None:
         extra = {
+            **(record or {}),
             "closure": result.as_dict(),
             "training": {
                 "n_nominal": len(nom_train),

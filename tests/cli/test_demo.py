@@ -1,8 +1,10 @@
-"""The demo end to end at a small size: generated PFNano files, scores, the top-tagging check."""
+"""The demo end to end at a small size: generated PFNano files, scores and shower weights, the
+top-tagging check and the weighted jet observables."""
 
 from __future__ import annotations
 
 import pytest
+import uproot
 
 from coffea_lorentz.cli import main
 
@@ -15,3 +17,10 @@ def test_demo_small(tmp_path, capsys):
     assert "truth-matched top jets against" in out and "AUC" in out
     assert sorted(p.parent.name for p in (tmp_path / "output").rglob("*.root")) == ["qcd", "ttbar"]
     assert not list(tmp_path.glob(".output.staging-*"))
+    assert "weight_fsr on qcd jets" in out and "unweighted → weighted" in out
+    plots = tmp_path / "output" / "plots"
+    assert (plots / "weighted_fsr.png").stat().st_size > 10_000
+    assert (plots / "FatJet_lloca_score__weight_fsr.png").is_file() and (plots / "FatJet_weight_fsr.png").is_file()
+    with uproot.open(next((tmp_path / "output" / "qcd").glob("*.root"))) as file:
+        events = file["Events"].arrays(["weight_fsr", "FatJet_weight_fsr"])
+    assert len(events) > 0 and float(events["weight_fsr"].to_numpy().min()) > 0
