@@ -12,16 +12,19 @@ tagger. Stages, each on the whole file as one chunk (one worker's view):
 - ``batch``                — constituents → padded buckets + mask (:func:`coffea_lorentz.batch.make_batches`);
 - ``read+batch``           — the two above in one go, the reference of the ratios;
 - ``infer identity``       — the batches of ``batch`` scored through the server (``TritonBackend.infer_batches``);
+- ``infer identity ×2 …``  — the batches through two served identity models, one after the other
+                             and together (each in its own thread, as :func:`tag_events` runs them);
 - ``unflatten+write``      — scores back to jets and events, atomic ROOT write of the chunk file
-                             (with the event ids and copied branches read from a newly opened file);
+                             (the event ids and copied branches read from the file; opening it not counted);
 - ``e2e identity``         — the processor's whole chunk path (``TaggerProcessor.process``);
 - ``e2e identity ×2``      — the same with two identity taggers (two served models);
 - ``e2e TAGGER``           — the same with a real tagger, through Triton and in-process torch (one run each).
 
 All but the real-tagger rows run ``--repeat`` times, interleaved (each repetition runs every stage,
 in an order rotated by one each time), and the best (minimum) and the median are printed: on a
-shared machine the best is the least disturbed. The overlap line compares the end-to-end time
-with the sum of its stages (read + batch + infer + unflatten/write): below 1 means stages overlap.
+shared machine the best is the least disturbed. The last lines give the end-to-end identity
+throughput ÷ read+batch, and the end-to-end time ÷ the sum of its stages (read + batch + infer +
+unflatten/write, bests): below 1 means stages overlap, above 1 that the processor adds work of its own.
 
 The request-cost lines time a 1-jet and a full ``max_batch_size``-jet request of length
 ``max_constituents`` (medians of interleaved repetitions): the fixed cost of a request and the cost
@@ -48,6 +51,7 @@ from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema  # noqa: E402
 
 from coffea_lorentz.batch import Batch, BatchConfig, make_batches, plan_batches, scatter, unflatten  # noqa: E402
 from coffea_lorentz.infer import BackendSpec, TritonBackend  # noqa: E402
+from coffea_lorentz.pipeline import _call_each  # noqa: E402 - how tag_events runs several backends
 from coffea_lorentz.processors.tagger import TaggerProcessor, chunk_of  # noqa: E402
 from coffea_lorentz.read import REQUIRED_BRANCHES, jet_constituents  # noqa: E402
 from coffea_lorentz.run import default_max_constituents  # noqa: E402
@@ -62,15 +66,16 @@ def open_events(path: Path, n_events: int):
 
 def interleaved(stages: dict[str, Callable[[], object]], repeat: int) -> dict[str, list[float]]:
     """Wall seconds of each stage over ``repeat`` repetitions, each running every stage once in an
-    order rotated by one per repetition."""
+    order rotated by one per repetition; a stage that returns a float reports its own seconds
+    (the part of it that counts)."""
     names = list(stages)
     times: dict[str, list[float]] = {name: [] for name in names}
     for repetition in range(repeat):
         shift = repetition % len(names)
         for name in names[shift:] + names[:shift]:
             start = time.perf_counter()
-            stages[name]()
-            times[name].append(time.perf_counter() - start)
+            result = stages[name]()
+            times[name].append(result if isinstance(result, float) else time.perf_counter() - start)
     return times
 
 
@@ -147,12 +152,17 @@ def main() -> None:
             one, two = processor(identity), processor(identity, identity_2)
             backend = TritonBackend(server.grpc_url, "identity")
             outputs = backend.infer_batches(batches)
+            backend_2 = TritonBackend(server.grpc_url, "identity_2")
+            backend_2.infer_batches(batches)  # connects
+            both = {"identity": backend, "identity_2": backend_2}
 
-            def unflatten_write() -> None:
-                events = open_events(path, n_events)  # the writer reads the event ids and copied branches
+            def unflatten_write() -> float:
+                events = open_events(path, n_events)  # opened as in e2e; the opening counts under "read"
+                start = time.perf_counter()
                 per_jet = unflatten(scatter(batches, outputs, jets.total_jets)[:, 1], jets.n_jets)
                 write_chunk(events, one.output, jet_branches={"identity_score": per_jet},
                             metadata=chunk_of(events).metadata(one.settings), copy_branches=one.copy_branches)
+                return time.perf_counter() - start
 
             def read_uproot() -> None:
                 with uproot.open(path) as file:
@@ -165,6 +175,8 @@ def main() -> None:
                 "read+batch": lambda: make_batches(jet_constituents(open_events(path, n_events), source=str(path)),
                                                    config),
                 "infer identity": lambda: backend.infer_batches(batches),
+                "infer identity ×2, in turn": lambda: [b.infer_batches(batches) for b in both.values()],
+                "infer identity ×2, together": lambda: _call_each(both, lambda b: b.infer_batches(batches)),
                 "unflatten+write": unflatten_write,
                 "e2e identity": lambda: one.process(open_events(path, n_events)),
                 "e2e identity ×2": lambda: two.process(open_events(path, n_events)),
@@ -185,10 +197,10 @@ def main() -> None:
           f"requests per tagger: {len(plan)} ({len(unmerged)} without tail merging), padded slots "
           f"{plan.padding_ratio:.3f}x real constituents ({unmerged.padding_ratio:.3f}x without); "
           f"{args.repeat} interleaved repetitions (real taggers: one run)")
-    print(f"{'stage':<28}{'best s':>9}{'median s':>10}{'events/s':>11}{'jets/s':>10}{'÷ read+batch':>14}")
+    print(f"{'stage':<32}{'best s':>9}{'median s':>10}{'events/s':>11}{'jets/s':>10}{'÷ read+batch':>14}")
     for name, values in rows.items():
         seconds = best[name]
-        print(f"{name:<28}{seconds:>9.3f}{statistics.median(values):>10.3f}{n_events / seconds:>11,.0f}"
+        print(f"{name:<32}{seconds:>9.3f}{statistics.median(values):>10.3f}{n_events / seconds:>11,.0f}"
               f"{n_jets / seconds:>10,.0f}{reference / seconds:>14.2f}")
     stages = best["read"] + best["batch"] + best["infer identity"] + best["unflatten+write"]
     print(f"e2e identity ÷ (read+batch) throughput: {reference / best['e2e identity']:.2f}; "

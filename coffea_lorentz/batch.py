@@ -65,10 +65,11 @@ class BatchConfig:
         request_cost_slots: the fixed cost of one request expressed in padded constituent slots; a
             bucket's tail is merged upward only when the slots it adds are at most this many (see
             the module docstring). 0 turns merging off. What a request is worth depends on the model
-            and the server: on the reference machine (2 CPU cores) ~46,000 slots with the identity
-            model and ~130 with LorentzNet served on CPU (``bench/bench_pipeline.py`` prints both);
-            a GPU server lies between. The default merges the small tails (a 1–2 jet tail adds at
-            most 64 slots) while a merge costs a CPU-served tagger at most a few requests' time.
+            and the server: on the reference machine (2 CPU cores) tens of thousands of slots with the
+            identity model, a few hundred with LorentzNet served on CPU (``bench/bench_pipeline.py``
+            prints both); a GPU server lies between. The default merges the small tails (a 1–2 jet
+            tail adds at most 64 slots) while a merge costs a CPU-served tagger a few requests' time
+            at most.
         max_padding_ratio: merges stop where the chunk's padded constituent slots would exceed this
             many times its real (kept) constituents.
     """
