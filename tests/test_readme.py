@@ -35,7 +35,7 @@ PLACEHOLDER_SERVER = "grpc://localhost:8001"
 SAMPLES = {"ttbar.root": ("ttbar", 400.0, 1), "qcd.root": ("qcd", 400.0, 2)}
 EVENTS = 100
 
-triton_server = triton_server_fixture(taggers=("lloca",), scope="module", skip_if_unavailable=not require_triton())
+triton_server = triton_server_fixture(taggers=("lloca", "reweight_fsr"), scope="module", skip_if_unavailable=not require_triton())
 
 _FENCE = re.compile(r"^```(\w*)\n(.*?)^```\n(?:\s*\n)*(prints[^\n]*\n\s*```\n(.*?)^```)?", re.M | re.S)
 

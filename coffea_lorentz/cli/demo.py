@@ -120,7 +120,8 @@ def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Pat
     lines = []
     plots.mkdir(parents=True, exist_ok=True)
     with plt.style.context(mplhep.style.CMS):
-        figure, axes = plt.subplots(1, len(_JET_OBSERVABLES), figsize=(8 * len(_JET_OBSERVABLES), 6))
+        figure, axes = plt.subplots(1, len(_JET_OBSERVABLES), figsize=(9 * len(_JET_OBSERVABLES), 7))
+        figure.subplots_adjust(wspace=0.35)
         for dataset, source in inputs.items():
             files = sorted(p for p in map(Path, outputs) if p.parent.name == dataset)
             weights = ak.to_numpy(ak.flatten(ak.concatenate(
@@ -142,7 +143,7 @@ def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Pat
             lines.append(f"weight_{name} on {dataset} jets ({len(weights)}): mean weight {weights.mean():.3f}; "
                          f"unweighted → weighted: {', '.join(means)}")
         for ax in axes:
-            ax.legend()
+            ax.legend(fontsize="small")
             mplhep.cms.label(data=False, ax=ax, loc=0, rlabel="")
         path = plots / f"weighted_{name}.png"
         figure.savefig(path, dpi=100, bbox_inches="tight")
