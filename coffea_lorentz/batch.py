@@ -50,7 +50,11 @@ import numpy as np
 from .errors import InvalidInputError
 from .read import JetConstituents
 
-__all__ = ["BatchConfig", "Batch", "BatchPlan", "LazyBatches", "plan_batches", "make_batches", "scatter", "unflatten"]
+__all__ = ["IN_PROCESS_BATCH_SIZE", "BatchConfig", "Batch", "BatchPlan", "LazyBatches", "plan_batches", "make_batches", "scatter", "unflatten"]
+
+
+#: Jets per batch when none is chosen and no server says how many it takes (in-process torch).
+IN_PROCESS_BATCH_SIZE = 256
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -61,7 +65,10 @@ class BatchConfig:
         max_constituents: keep at most this many leading-pT constituents per jet.
         buckets: padded lengths N a batch may have; lengths above ``max_constituents`` are ignored
             and ``max_constituents`` itself is always a bucket.
-        max_batch_size: most jets in one batch (one request to the server).
+        max_batch_size: most jets in one batch (one request to the server); None: the backend's own
+            size (:meth:`~coffea_lorentz.infer.base.Backend.request_size`): a Triton-served tagger's
+            ``max_batch_size`` as the server reports it, :data:`IN_PROCESS_BATCH_SIZE` in-process.
+            :func:`plan_batches` alone, with no backend, reads None as :data:`IN_PROCESS_BATCH_SIZE`.
         request_cost_slots: the fixed cost of one request expressed in padded constituent slots; a
             bucket's tail is merged upward only when the slots it adds are at most this many (see
             the module docstring). 0 turns merging off. What a request is worth depends on the model
@@ -76,14 +83,14 @@ class BatchConfig:
 
     max_constituents: int = 128
     buckets: tuple[int, ...] = (16, 32, 64, 96, 128)
-    max_batch_size: int = 256
+    max_batch_size: int | None = None
     request_cost_slots: int = 512
     max_padding_ratio: float = 1.3
 
     def __post_init__(self) -> None:
         if self.max_constituents < 1:
             raise InvalidInputError(f"max_constituents must be ≥ 1, got {self.max_constituents}")
-        if self.max_batch_size < 1:
+        if self.max_batch_size is not None and self.max_batch_size < 1:
             raise InvalidInputError(f"max_batch_size must be ≥ 1, got {self.max_batch_size}")
         if any(b < 1 for b in self.buckets):
             raise InvalidInputError(f"bucket lengths must be ≥ 1, got {self.buckets}")
@@ -91,6 +98,12 @@ class BatchConfig:
             raise InvalidInputError(f"request_cost_slots must be ≥ 0, got {self.request_cost_slots}")
         if not self.max_padding_ratio >= 1.0:
             raise InvalidInputError(f"max_padding_ratio must be ≥ 1, got {self.max_padding_ratio}")
+
+    @property
+    def batch_size(self) -> int:
+        """Most jets per batch when no backend resolves a None ``max_batch_size``:
+        ``max_batch_size``, else :data:`IN_PROCESS_BATCH_SIZE`."""
+        return self.max_batch_size or IN_PROCESS_BATCH_SIZE
 
     @property
     def lengths(self) -> np.ndarray:
@@ -159,7 +172,7 @@ def plan_batches(jets: JetConstituents, config: BatchConfig = BatchConfig()) -> 
     Costs O(n_jets) vectorised work plus a loop over the (few) buckets; nothing is padded here.
     """
     lengths = config.lengths
-    size = config.max_batch_size
+    size = config.batch_size
     kept = np.minimum(jets.n_constituents, config.max_constituents).astype(np.int64)
     real = np.flatnonzero(kept > 0)
     bucket_of_jet = np.searchsorted(lengths, kept[real])  # first bucket length ≥ kept

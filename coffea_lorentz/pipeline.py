@@ -22,6 +22,7 @@ on first access, so the first part would pay for reading nearly all of it.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,10 +96,15 @@ def tag_events(events: ak.Array, backends: dict[str, Backend], *, batch_config: 
     """Score every ``FatJet`` of ``events`` with each backend in ``backends`` (tagger name → backend).
 
     See the module docstring for what runs concurrently; the scores are the same as one backend
-    after the other. When several backends fail, the first one's error (in ``backends`` order) is
+    after the other. A ``batch_config`` without ``max_batch_size`` cuts batches at the smallest
+    :meth:`~coffea_lorentz.infer.base.Backend.request_size` of the backends (a Triton-served tagger:
+    the served ``max_batch_size``). When several backends fail, the first one's error (in ``backends`` order) is
     raised after the others have finished.
     """
     jets = jet_constituents(events, source=source)
+    if batch_config.max_batch_size is None:
+        size = min(backend.request_size() for backend in backends.values()) if backends else None
+        batch_config = dataclasses.replace(batch_config, max_batch_size=size)
     batches = LazyBatches(jets, plan_batches(jets, batch_config))
 
     def signal_probability(backend: Backend) -> np.ndarray:

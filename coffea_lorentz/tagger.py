@@ -80,19 +80,21 @@ class Tagger:
         max_constituents: leading-pT constituents kept per jet; default: as many as the taggers'
             shipped weights were trained on (the fewest among them, else 128), as ``coffea-lorentz
             run`` does (:func:`coffea_lorentz.run.default_max_constituents`).
-        batch_size: most jets per request (at most the served model's ``max_batch_size``).
+        batch_size: most jets per request; default: the served model's ``max_batch_size`` (Triton),
+            256 in-process. A larger one than the server takes is sent as several requests.
         buckets: padded lengths N a batch may have.
         weights: torch only: a state-dict file for the tagger (one tagger) or ``{name: file}``.
         signal_class: which class probability is the score.
-        **options: backend options (``timeout_s``, ``server_wait_s``, ``max_in_flight``, … for
-            Triton; ``n_threads`` for torch), see :class:`coffea_lorentz.infer.BackendSpec`.
+        **options: backend options (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
+            ``shared_memory=True`` for a server on this host, … for Triton; ``n_threads`` for torch),
+            see :class:`coffea_lorentz.infer.BackendSpec` and :class:`coffea_lorentz.infer.TritonBackend`.
 
     Raises :class:`~coffea_lorentz.errors.ConfigurationError` for an unknown tagger, a missing
     server or an unknown backend, before anything is read.
     """
 
     def __init__(self, taggers: str | Sequence[str], *, server: str | None = None, backend: str | None = None,
-                 max_constituents: int | None = None, batch_size: int = 256,
+                 max_constituents: int | None = None, batch_size: int | None = None,
                  buckets: Sequence[int] = BatchConfig().buckets, weights: str | Mapping[str, str] | None = None,
                  signal_class: int = 1, **options):
         from .infer import BackendSpec
@@ -118,7 +120,7 @@ class Tagger:
             max_constituents = self._default_max_constituents(names, per_tagger)
         self.names: tuple[str, ...] = names
         self.batch_config = BatchConfig(max_constituents=int(max_constituents), buckets=tuple(int(n) for n in buckets),
-                                        max_batch_size=int(batch_size))
+                                        max_batch_size=None if batch_size is None else int(batch_size))
         self.signal_class = int(signal_class)
         self.specs = tuple(
             BackendSpec.make(name, kind=kind, url=server if kind == "triton" else None, weights=per_tagger.get(name),

@@ -114,7 +114,7 @@ def assert_valid_plan(plan, jets: JetConstituents, config: BatchConfig) -> None:
     """Every jet with constituents in exactly one batch, no batch too big, every jet fits its length."""
     sent = np.concatenate(plan.jet_index)
     np.testing.assert_array_equal(np.sort(sent), np.flatnonzero(jets.n_constituents > 0))
-    assert max(len(index) for index in plan.jet_index) <= config.max_batch_size
+    assert max(len(index) for index in plan.jet_index) <= config.batch_size
     for index, length in zip(plan.jet_index, plan.lengths):
         assert np.all(np.minimum(jets.n_constituents[index], config.max_constituents) <= length)
     assert np.all(np.diff(plan.lengths) >= 0)  # shortest first
@@ -239,3 +239,12 @@ def test_merged_batches_score_like_unmerged_ones(tagger):
         real = jets.n_constituents > 0
         change = relative_change(torch.from_numpy(reference[real]), torch.from_numpy(scores[real]))
         assert change <= max(tolerance.padding, tolerance.batch), change
+
+
+def test_default_batch_size_is_the_backends_and_256_in_process():
+    from coffea_lorentz.batch import IN_PROCESS_BATCH_SIZE
+    from coffea_lorentz.infer import TorchBackend
+
+    assert BatchConfig().max_batch_size is None and BatchConfig().batch_size == IN_PROCESS_BATCH_SIZE == 256
+    assert BatchConfig(max_batch_size=1000).batch_size == 1000
+    assert TorchBackend("identity").request_size() == IN_PROCESS_BATCH_SIZE

@@ -66,7 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--treename", default="Events", help="tree of ROOT files given directly (default: Events)")
     parser.add_argument("--max-constituents", type=int, default=None,
                         help="leading-pT constituents kept per jet (default: what the taggers were trained on, else 128)")
-    parser.add_argument("--batch-size", type=int, default=256, help="most jets per inference request (default: 256)")
+    parser.add_argument("--batch-size", type=int, default=None,
+                        help="most jets per inference request (default: the served model's max_batch_size with "
+                             "--backend triton, 256 with --backend torch); a larger one than the server takes is refused")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout in seconds (default: 300)")
     parser.add_argument("--server-wait-s", type=float, default=300.0,
                         help="how long to wait for a server that stops answering before its chunks fail (default: 300)")

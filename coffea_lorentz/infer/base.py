@@ -11,7 +11,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from ..batch import Batch
+from ..batch import IN_PROCESS_BATCH_SIZE, Batch
 
 __all__ = ["Backend"]
 
@@ -35,6 +35,11 @@ class Backend(abc.ABC):
     def infer_batches(self, batches: Sequence[Batch]) -> list[np.ndarray]:
         """Probabilities float32 [B, n_classes] for each batch (``Batch.p4`` [B, N, 4] GeV,
         ``Batch.mask`` [B, N] bool), in order."""
+
+    def request_size(self) -> int:
+        """Jets per request when the user chose no batch size: :data:`~coffea_lorentz.batch.IN_PROCESS_BATCH_SIZE`
+        here; a served backend answers what its server takes at most."""
+        return IN_PROCESS_BATCH_SIZE
 
     def close(self) -> None:
         """Release connections or models held by this process; the backend stays usable."""

@@ -27,6 +27,9 @@ _SLOW_DOWN_STATUS = frozenset({"DEADLINE_EXCEEDED", "RESOURCE_EXHAUSTED"})
 _RETRY_STATUS = frozenset({"ABORTED", "CANCELLED"})
 #: How the python backend says its stub process stopped answering (status INTERNAL): the server, not the model.
 _STUB_UNHEALTHY = "is not healthy"
+#: How Triton says a request names a shared memory region it does not know (status NOT_FOUND): the
+#: server restarted and forgot the client's registrations, which a reconnection makes again.
+_REGION_UNKNOWN = "unable to find shared memory region"
 
 # Kinds of failure, see _classify.
 _RECONNECT, _SLOW_DOWN, _RETRY, _PERMANENT, _MODEL_FAILED = "reconnect", "slow down", "retry", "permanent", "model failed"
@@ -62,7 +65,7 @@ def _classify(error: BaseException) -> str:
     if isinstance(error, OSError):  # a refused or reset connection outside gRPC
         return _RECONNECT
     status = _status(error)
-    if status in _RECONNECT_STATUS:
+    if status in _RECONNECT_STATUS or (status == "NOT_FOUND" and _REGION_UNKNOWN in str(error).lower()):
         return _RECONNECT
     if status in _SLOW_DOWN_STATUS:
         return _SLOW_DOWN

@@ -40,7 +40,7 @@ class BackendSpec:
         url: Triton gRPC address ``HOST:PORT`` (``grpc://`` prefix allowed); needed for ``"triton"``.
         weights: state-dict file for ``"torch"``; default: the shipped weights of the tagger.
         options: extra keyword options of the backend (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
-            ``n_threads``, …) as ``(name, value)`` pairs, so the spec stays hashable; :meth:`make`
+            ``shared_memory``, ``n_threads``, …) as ``(name, value)`` pairs, so the spec stays hashable; :meth:`make`
             takes them as keywords.
     """
 

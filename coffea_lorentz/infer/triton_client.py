@@ -18,7 +18,9 @@ Failures fall into three groups:
   drops to one and nothing is re-sent before the server answers a readiness probe; each answered
   request widens the window by one again, up to ``max_in_flight``.
 - permanent request errors — ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNIMPLEMENTED``,
-  ``FAILED_PRECONDITION``: :class:`~coffea_lorentz.errors.ServerError` at once.
+  ``FAILED_PRECONDITION``: :class:`~coffea_lorentz.errors.ServerError` at once; except ``NOT_FOUND``
+  for a shared memory region (``shared_memory=True``: the server restarted and forgot the
+  registrations), which reconnects and registers the regions again like ``UNAVAILABLE``.
 - the model failed on the server — any other status (``INTERNAL``, ``UNKNOWN``, …):
   :class:`~coffea_lorentz.errors.InferenceError` at once.
 
@@ -32,8 +34,9 @@ what it learned (:class:`ServedModel`, including the ``model_sha256`` written by
 
 The parts live beside this module: :mod:`~coffea_lorentz.infer.urls` (addresses),
 :mod:`~coffea_lorentz.infer.outage` (failure kinds, the time budget and backoff),
-:mod:`~coffea_lorentz.infer.served` (the preflight) and :mod:`~coffea_lorentz.infer.balance`
-(several servers); this module holds the request plan and :class:`TritonBackend`.
+:mod:`~coffea_lorentz.infer.served` (the preflight), :mod:`~coffea_lorentz.infer.plan` (the
+request plan), :mod:`~coffea_lorentz.infer.shared_memory` (inputs through shared memory) and
+:mod:`~coffea_lorentz.infer.balance` (several servers); this module holds :class:`TritonBackend`.
 """
 
 
@@ -42,36 +45,21 @@ from __future__ import annotations
 import functools
 import threading
 import time
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 
 from ..batch import Batch
-from ..errors import InferenceError, ModelMismatchError, ServerError
+from ..errors import InferenceError, InvalidInputError, ModelMismatchError, ServerError
 from .base import Backend
-from .outage import (  # noqa: F401 - _classify, _Outage, _NotReady, backoff_delay_s: also used from here
-    _MODEL_FAILED,
-    _PERMANENT,
-    _RECONNECT,
-    _SLOW_DOWN,
-    _classify,
-    _NotReady,
-    _one_line,
-    _Outage,
-    backoff_delay_s,
-)
-from .served import (  # noqa: F401 - the preflight is also reached from here
-    EXPECTED_INPUTS,
-    OUTPUT_NAME,
-    SHA256_PARAMETER,
-    ServedModel,
-    _check_metadata,
-    _config_sha256,
-    _describe_served,
-    _served_models,
-    inspect_served_models,
-)
+# _classify, _Outage, _NotReady, backoff_delay_s and the preflight are also reached from here.
+from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _SLOW_DOWN, _classify, _NotReady, _one_line, _Outage  # noqa: F401
+from .outage import backoff_delay_s  # noqa: F401
+from .served import EXPECTED_INPUTS, OUTPUT_NAME, SHA256_PARAMETER, ServedModel, inspect_served_models  # noqa: F401
+from .served import _check_metadata, _config_sha256, _describe_served, _served_models
 from .plan import _Requests
+from .shared_memory import NoRoom, SharedInputs
 from .urls import normalise_url, split_urls
 
 __all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url", "split_urls"]
@@ -96,9 +84,14 @@ class TritonBackend(Backend):
         max_backoff_ms: cap of each wait before the jitter, in milliseconds.
         jitter_ms: a uniform random delay in [0, jitter_ms) milliseconds added to each wait.
         server_cooldown_s: with several servers, how long a failed server gets no request, in seconds.
+        shared_memory: send the inputs through Triton system shared memory instead of inside the gRPC
+            message (:mod:`coffea_lorentz.infer.shared_memory`). Only for a server on this host (one
+            URL, not a proxy in front of other hosts); a server that cannot map the memory fails the
+            first request with :class:`~coffea_lorentz.errors.ServerError`. ``coffea-lorentz run``
+            turns it on for the local server it starts when the workers are on this host.
     """
 
-    _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool")
+    _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool", "_shared")
     remote = True
 
     def __init__(
@@ -114,8 +107,12 @@ class TritonBackend(Backend):
         max_backoff_ms: float = 10_000.0,
         jitter_ms: float = 100.0,
         server_cooldown_s: float = 5.0,
+        shared_memory: bool = False,
     ):
         addresses = split_urls(url)
+        if shared_memory and len(addresses) > 1:
+            raise InvalidInputError("TritonBackend: shared_memory=True needs one server on this host, "
+                                    f"not several ({', '.join(addresses)})")
         self.url = ",".join(addresses)
         self.model = model
         self.model_version = model_version
@@ -126,6 +123,9 @@ class TritonBackend(Backend):
         self.max_backoff_ms = float(max_backoff_ms)
         self.jitter_ms = float(jitter_ms)
         self.server_cooldown_s = max(0.0, float(server_cooldown_s))
+        self.shared_memory = bool(shared_memory)
+        #: The shared memory of this process's requests (shared_memory=True), made on first use.
+        self._shared = None
         #: One single-server backend per server when there are several, else empty.
         self._servers: tuple[TritonBackend, ...] = ()
         if len(addresses) > 1:
@@ -177,7 +177,11 @@ class TritonBackend(Backend):
         return self._client
 
     def close(self) -> None:
-        """Close the gRPC channel(s); the backend reconnects on its next request."""
+        """Unregister and remove the shared memory regions (if any), close the gRPC channel(s); the
+        backend reconnects (and makes new regions) on its next request. Idempotent."""
+        shared, self._shared = self._shared, None
+        if shared is not None:
+            shared.close()
         client, self._client = self._client, None
         if client is not None:
             client.close()
@@ -274,17 +278,31 @@ class TritonBackend(Backend):
         return _check_metadata(metadata, f"model {self.model!r} at {self.url}")
 
     # -- requests ---------------------------------------------------------------------------
-    def _submit(self, batch: Batch, on_done, client=None) -> None:
-        """Send ``batch`` asynchronously on ``client`` (default: this backend's); ``on_done(result=, error=)``."""
+    def _submit(self, batch: Batch, on_done, client=None, slot: int | None = None, generation: int = 0) -> None:
+        """Send ``batch`` asynchronously on ``client`` (default: this backend's); ``on_done(result=, error=)``.
+
+        With ``slot`` (shared memory on) the inputs go through that slot of the shared memory,
+        registered for client generation ``generation``; else, or when ``/dev/shm`` is full, inside
+        the message.
+        """
         import tritonclient.grpc as grpcclient
 
-        p4 = grpcclient.InferInput("p4", list(batch.p4.shape), "FP32")
-        p4.set_data_from_numpy(np.ascontiguousarray(batch.p4, dtype=np.float32))
-        mask = grpcclient.InferInput("mask", list(batch.mask.shape), "BOOL")
-        mask.set_data_from_numpy(np.ascontiguousarray(batch.mask, dtype=bool))
-        (client or self._client).async_infer(
+        client = client or self._client
+        inputs = None
+        if slot is not None:
+            try:
+                inputs = self._shared.inputs(slot, batch, client, generation)
+            except NoRoom as err:
+                warnings.warn(f"{err}; this request goes inside the gRPC message", RuntimeWarning, stacklevel=2)
+        if inputs is None:
+            p4 = grpcclient.InferInput("p4", list(batch.p4.shape), "FP32")
+            p4.set_data_from_numpy(np.ascontiguousarray(batch.p4, dtype=np.float32))
+            mask = grpcclient.InferInput("mask", list(batch.mask.shape), "BOOL")
+            mask.set_data_from_numpy(np.ascontiguousarray(batch.mask, dtype=bool))
+            inputs = [p4, mask]
+        client.async_infer(
             self.model,
-            [p4, mask],
+            inputs,
             callback=on_done,
             model_version=self.model_version,
             outputs=[grpcclient.InferRequestedOutput(OUTPUT_NAME)],
@@ -314,6 +332,11 @@ class TritonBackend(Backend):
                     continue
         return self._known_max_batch_size()
 
+    def request_size(self) -> int:
+        """Jets per request when the user chose no batch size: the served ``max_batch_size``
+        (:meth:`served_max_batch_size`; connects on first use), else the in-process default."""
+        return self.served_max_batch_size() or super().request_size()
+
     def _known_max_batch_size(self) -> int | None:
         """The served ``max_batch_size`` learnt so far (the smallest over connected servers); no connecting."""
         if not self._servers:
@@ -338,6 +361,24 @@ class TritonBackend(Backend):
                     self._pool = PoolState(n_servers=len(self._servers))
             return infer_balanced(self, batches)
         requests = _Requests(batches, lambda: self._served_max_batch_size)
+        if self.shared_memory and self._shared is None:
+            with self._lock:
+                if self._shared is None:
+                    self._shared = SharedInputs(f"Triton server {self.url}, model {self.model!r}")
+        slots: dict[tuple[int, int], int] = {}  # request key → its shared memory slot, until answered
+        sent: set[tuple[int, int]] = set()  # requests awaiting an answer
+        try:
+            return self._infer_requests(requests, slots, sent)
+        finally:
+            for key, slot in slots.items():
+                if key not in sent:  # a request still on the server keeps its memory
+                    self._shared.give_back(slot)
+
+    def _infer_requests(self, requests: _Requests, slots: dict[tuple[int, int], int],
+                        sent: set[tuple[int, int]]) -> list[np.ndarray]:
+        """The send/answer loop of :meth:`infer_batches` for one server; ``slots`` and ``sent`` are
+        filled as requests take shared memory slots and are sent (the caller gives slots back)."""
+        shared = self._shared
         outage = self._new_outage()
         # (request key, epoch at sending, client generation, result, error) of each answered request.
         finished: list[tuple[tuple[int, int], int, int, object, Exception | None]] = []
@@ -367,8 +408,11 @@ class TritonBackend(Backend):
                     key, batch = requests.take()
                     callback = functools.partial(on_done, key, epoch, generation)
                     in_flight += 1
+                    sent.add(key)
+                    if shared is not None and key not in slots:
+                        slots[key] = shared.take()
                     try:
-                        self._submit(batch, callback)
+                        self._submit(batch, callback, slot=slots.get(key), generation=generation)
                     except Exception as err:  # noqa: BLE001 - handled like an answered failure
                         callback(error=err)
             with condition:
@@ -377,8 +421,11 @@ class TritonBackend(Backend):
                 done, finished[:] = list(finished), []
             for key, sent_epoch, generation, result, error in done:
                 in_flight -= 1
+                sent.discard(key)
                 if error is None:
                     requests.answered(key, self._check_output(result.as_numpy(OUTPUT_NAME), requests.batch(key)))
+                    if key in slots:
+                        shared.give_back(slots.pop(key))
                     call_sha256 = call_sha256 or self._served_sha256
                     outage.reset()
                     window = min(self.max_in_flight, window + 1)

@@ -4,7 +4,11 @@ A local server gets its model repository in a temporary folder named after this 
 (``coffea-lorentz-repo-<pid>-…``) and binds where the workers can reach it: 127.0.0.1 for a local
 cluster, else this machine's address on the route to the scheduler (or ``--server-host``); a
 machine with no such address is refused up front. Repositories left by runs killed with SIGKILL
-are removed by the next run.
+are removed by the next run, and so are the shared memory regions (``/dev/shm``) of client
+processes killed with SIGKILL (:func:`remove_stale_shared_memory`).
+
+:func:`shared_memory_safe` says when the run's clients send their inputs through shared memory:
+only to the local server bound to loopback, with the workers on this host.
 """
 
 from __future__ import annotations
@@ -22,7 +26,11 @@ from pathlib import Path
 from ..errors import ConfigurationError
 from .lock import pid_alive
 
-__all__ = ["triton_url", "server_host", "remove_stale_repositories", "REPOSITORY_PREFIX"]
+__all__ = ["triton_url", "server_host", "remove_stale_repositories", "remove_stale_shared_memory",
+           "shared_memory_safe", "REPOSITORY_PREFIX"]
+
+#: Cluster kinds whose workers run on this host (:class:`~coffea_lorentz.run.executors.ClusterSpec`).
+_LOCAL_CLUSTERS = frozenset({"local", "futures", "in-process"})
 
 REPOSITORY_PREFIX = "coffea-lorentz-repo-"
 
@@ -72,6 +80,22 @@ def remove_stale_repositories() -> None:
             shutil.rmtree(path, ignore_errors=True)
 
 
+def remove_stale_shared_memory() -> None:
+    """Remove the shared memory regions of client processes that are gone (killed with SIGKILL)."""
+    from ..infer.shared_memory import stale_regions
+
+    for path in stale_regions(pid_alive):
+        with contextlib.suppress(OSError):
+            path.unlink()
+
+
+def shared_memory_safe(url: str | None, *, server_given: bool, cluster_kind: str) -> bool:
+    """Whether the clients may send inputs through shared memory: the server is the run's own
+    (``server_given`` False), bound to loopback, and the workers (``cluster_kind``) run on this host.
+    A given ``--server`` never qualifies: it may be a proxy in front of other hosts."""
+    return url is not None and not server_given and _is_loopback(_host_of(url)) and cluster_kind in _LOCAL_CLUSTERS
+
+
 @contextlib.contextmanager
 def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], chosen_host: str | None,
                scheduler_address: str | None, weights: Mapping[str, str] | None = None) -> Iterator[str | None]:
@@ -91,6 +115,7 @@ def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], 
 
     host = server_host(chosen_host, scheduler_address)
     remove_stale_repositories()
+    remove_stale_shared_memory()
     with tempfile.TemporaryDirectory(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
         models = {name: pretrained(name) for name in taggers}
         models.update({name: pretrained(name, weights=path) for name, path in (weights or {}).items()})

@@ -35,7 +35,7 @@ from ..store import OutputStore
 from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
 from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
-from .local_server import triton_url
+from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
 from .preflight import check_taggers, served_hashes, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
@@ -80,8 +80,13 @@ class RunConfig:
             that the outputs read as NanoAOD with the scores next to the kinematics.
         chunksize: events per chunk (one output file each).
         batch_config: truncation, buckets and batch size; None keeps as many leading constituents as
-            the taggers' shipped weights were trained on (:func:`default_max_constituents`).
-        client_options: Triton client options (``timeout_s``, ``server_wait_s``, ``backoff_ms``, …).
+            the taggers' shipped weights were trained on (:func:`default_max_constituents`). Its
+            ``max_batch_size`` None sends the served ``max_batch_size`` per request (256 in-process);
+            a size above the served one is refused before any chunk.
+        client_options: Triton client options (``timeout_s``, ``server_wait_s``, ``backoff_ms``,
+            ``shared_memory``, …). ``shared_memory`` defaults to on for the local server started for
+            the run when it binds to loopback and the cluster runs on this host (``local``,
+            ``futures``, ``in-process``), off otherwise.
         server_wait_s: how long a server that stops answering is waited for before chunks fail.
         fail_fast: stop at the first failed chunk and raise its error (for debugging).
         overwrite: remove an earlier run's files from the output before starting.
@@ -361,6 +366,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         options = dict(config.client_options)
         if config.backend == "triton":
             options.setdefault("server_wait_s", config.server_wait_s)
+            options.setdefault("shared_memory", shared_memory_safe(url, server_given=bool(config.server_url),
+                                                                   cluster_kind=config.cluster_spec().kind))
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,

@@ -61,6 +61,7 @@ class _StatusError(Exception):
         (_StatusError("StatusCode.CANCELLED"), "retry"),
         (_StatusError("StatusCode.INVALID_ARGUMENT"), "permanent"),
         (_StatusError("StatusCode.NOT_FOUND"), "permanent"),
+        (_StatusError("StatusCode.NOT_FOUND", "Unable to find shared memory region: 'r'"), "reconnect"),
         (_StatusError("StatusCode.UNIMPLEMENTED"), "permanent"),
         (_StatusError("StatusCode.FAILED_PRECONDITION"), "permanent"),
         (ModelMismatchError("changed"), "permanent"),

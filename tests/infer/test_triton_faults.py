@@ -116,9 +116,11 @@ def preflight_server(tmp_path_factory):
         yield server
 
 
-def test_server_killed_and_restarted_on_the_same_ports(repository):
+@pytest.mark.parametrize("shared_memory", [False, True])
+def test_server_killed_and_restarted_on_the_same_ports(repository, shared_memory):
     """SIGKILL of the whole server mid-call, a new server on the same ports 5 s later: the call
-    reconnects and returns exactly what a clean run returns."""
+    reconnects and returns exactly what a clean run returns. With shared memory the regions are
+    registered again with the new server, also when it restarted between two calls."""
     ports = fixed_ports()
     batches = make_batches(24)
     first = TritonServer(server_config(repository, ports)).start()
@@ -143,7 +145,7 @@ def test_server_killed_and_restarted_on_the_same_ports(repository):
     try:
         clean = TritonBackend(first.grpc_url, TAGGER).infer_batches(batches)
         backend = TritonBackend(first.grpc_url, TAGGER, max_in_flight=4, timeout_s=10, server_wait_s=60,
-                                backoff_ms=100, max_backoff_ms=1_000, jitter_ms=50)
+                                backoff_ms=100, max_backoff_ms=1_000, jitter_ms=50, shared_memory=shared_memory)
         faulty = FaultAt(batches, at=8, fault=kill)
         scored = backend.infer_batches(faulty)
         assert faulty.struck
@@ -152,6 +154,14 @@ def test_server_killed_and_restarted_on_the_same_ports(repository):
         assert len(servers) == 2 and servers[1].is_running()
         assert backend._generation >= 2  # the client was rebuilt after the server went away
         assert_same_scores(scored, clean)
+        if shared_memory:
+            registered = backend.client.get_system_shared_memory_status(as_json=True).get("regions", {})
+            assert set(backend._shared.names) <= set(registered)
+            os.killpg(servers[1].pid, signal.SIGKILL)  # between calls: the first request finds no region
+            servers[1].stop()
+            servers.append(TritonServer(server_config(repository, ports, die_with_parent=False)).start())
+            assert_same_scores(backend.infer_batches(batches), clean)
+            backend.close()
     finally:
         if restarter.ident is not None:
             restarter.join()  # a server it starts later would outlive the test

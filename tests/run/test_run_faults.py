@@ -87,13 +87,15 @@ def wait_for_chunk_files(output: Path, at_least: int, timeout_s: float = 120.0) 
     raise AssertionError(f"fewer than {at_least} chunk files in {output} after {timeout_s} s")
 
 
-def test_server_killed_and_restarted_mid_run(repository, dask_cluster, tmp_path):
+@pytest.mark.parametrize("shared_memory", [False, True])
+def test_server_killed_and_restarted_mid_run(repository, dask_cluster, tmp_path, shared_memory):
     fileset = make_fileset(tmp_path / "inputs", N_FILES)
     ports = (free_port(), free_port(), free_port())
     server = TritonServer(server_config(repository, ports)).start()
+    options = (("shared_memory", shared_memory),)
     try:
         clean = run_tagging(fileset, tmp_path / "clean", run_config(server, dask_cluster))
-        thread, box = run_in_thread(fileset, tmp_path / "out", run_config(server, dask_cluster))
+        thread, box = run_in_thread(fileset, tmp_path / "out", run_config(server, dask_cluster, client_options=options))
         done_before = wait_for_chunk_files(tmp_path / "out", 3)
         os.killpg(server.pid, signal.SIGKILL)
         server.stop()
@@ -176,3 +178,24 @@ def test_sigterm_stops_everything_and_the_rerun_resumes(tmp_path):
     assert manifest["events"] == 2 * N_FILES * EVENTS_PER_FILE
     assert len(manifest["chunks"]) == 2 * N_FILES * EVENTS_PER_FILE
     assert f"{2 * N_FILES * EVENTS_PER_FILE - partial} processed, {partial} skipped" in rerun.stdout
+
+
+def test_own_local_server_takes_shared_memory_with_the_same_scores(tmp_path):
+    """The run's own server on loopback with the chunks in this process: shared memory on by
+    default, rows and scores equal to a run with it off; a given server or remote workers: off."""
+    from coffea_lorentz.run.local_server import shared_memory_safe
+
+    assert shared_memory_safe("127.0.0.1:8001", server_given=False, cluster_kind="local")
+    assert shared_memory_safe("127.0.0.1:8001", server_given=False, cluster_kind="in-process")
+    assert not shared_memory_safe("127.0.0.1:8001", server_given=True, cluster_kind="local")
+    assert not shared_memory_safe("10.0.0.7:8001", server_given=False, cluster_kind="local")
+    assert not shared_memory_safe("127.0.0.1:8001", server_given=False, cluster_kind="address")
+    fileset = make_fileset(tmp_path / "inputs", 2)
+    common = dict(taggers=(TAGGER,), backend="triton", n_workers=0, chunksize=2, progress=False)
+    shared = run_tagging(fileset, tmp_path / "shared", RunConfig(**common))
+    plain = run_tagging(fileset, tmp_path / "plain", RunConfig(**common, client_options=(("shared_memory", False),)))
+    assert shared.complete and plain.complete
+    ids, scores = rows_of(shared)
+    plain_ids, plain_scores = rows_of(plain)
+    assert ids == plain_ids
+    np.testing.assert_array_equal(scores, plain_scores)
