@@ -1,7 +1,7 @@
 """The project's Triton client against coffea's ``triton_wrapper``, same server, same jets, interleaved.
 
     .venv/bin/python bench/bench_clients.py [--tagger identity] [--jets 20000] [--repetitions 5]
-        [--max-constituents N] [--batch-size 256] [--threads T] [--instances I]
+        [--max-constituents N] [--batch-size B] [--threads T] [--instances I]
 
 One server is started at the project's serving defaults (``ServingOptions``; ``--threads`` and
 ``--instances`` override them for measuring other settings). The jets are synthetic fat jets with
@@ -9,12 +9,18 @@ boosted-jet multiplicities (20–160 constituents, truncated at ``--max-constitu
 ``coffea-lorentz run`` keeps for the tagger), padded into the project's length buckets once; both
 clients then score exactly the same padded arrays and the scores are compared:
 
-- ``project``: ``TritonBackend(url, tagger).infer_batches(batches)`` at its defaults, the batches cut at
-  ``--batch-size`` jets (``BatchConfig``'s default, what ``coffea-lorentz run`` sends);
+- ``project``: the client as ``coffea-lorentz run`` sets it up against the local server it starts
+  (loopback, workers on this host): ``TritonBackend(url, tagger, shared_memory=True)``, the batches
+  cut at the served ``max_batch_size`` (``BatchConfig``'s default, ``Backend.request_size()``);
+- ``project gRPC``: ``TritonBackend(url, tagger)``, the same batches, inputs inside the gRPC
+  messages (what a run sends to a ``--server`` it was given);
 - ``coffea``: ``coffea.ml_tools.triton_wrapper`` as its documentation sets it up
   (``triton+grpc://HOST:PORT/MODEL/1``, ``client_args={"ssl": False}`` against a plain server),
   its batch size left to the server's config (its default), one ``numpy_call`` per bucket;
-- ``coffea @ B``: the same with ``batch_size=--batch-size`` (equal request size).
+- ``coffea @ B``: the same with ``batch_size=B``, only when ``--batch-size B`` differs from it.
+
+``--batch-size`` (default: the served ``max_batch_size``) cuts the project's batches as
+``coffea-lorentz run --batch-size`` does.
 
 Each repetition runs the three in a rotated order; the medians of the wall times give jets/s and
 the ratios project ÷ coffea. Timing covers the clients only (no reading or padding), connections
@@ -79,7 +85,7 @@ def main() -> None:
     parser.add_argument("--jets", type=int, default=20000)
     parser.add_argument("--repetitions", type=int, default=5)
     parser.add_argument("--max-constituents", type=int, help="default: what coffea-lorentz run keeps for the tagger")
-    parser.add_argument("--batch-size", type=int, default=BatchConfig().max_batch_size)
+    parser.add_argument("--batch-size", type=int, help="jets per project request (default: the served max_batch_size)")
     parser.add_argument("--threads", type=int, help="torch threads per model instance (default: ServingOptions)")
     parser.add_argument("--instances", type=int, help="model instances (default: ServingOptions)")
     args = parser.parse_args()
@@ -92,11 +98,6 @@ def main() -> None:
 
     max_constituents = args.max_constituents or default_max_constituents([args.tagger])
     jets = synthetic_jets(args.jets)
-    batches = make_batches(jets, BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size))
-    buckets = buckets_of(batches)
-    order = np.concatenate([batches[i].jet_index for _, _, members in buckets for i in members])
-    project_order = np.concatenate([batch.jet_index for batch in batches])
-    n_jets = sum(len(batch) for batch in batches)
 
     overrides = {key: value for key, value in (("intra_op_threads", args.threads), ("instance_count", args.instances))
                  if value is not None}
@@ -105,20 +106,29 @@ def main() -> None:
         repository = build_repository(Path(scratch) / "models", {args.tagger: pretrained(args.tagger)}, **overrides)
         with TritonServer(ServerConfig(repository=repository)) as server:
             url = server.grpc_url
-            backend = TritonBackend(url, args.tagger)
+            backend = TritonBackend(url, args.tagger, shared_memory=True)
+            plain = TritonBackend(url, args.tagger)
+            batch_size = args.batch_size or backend.request_size()
+            batches = make_batches(jets, BatchConfig(max_constituents=max_constituents, max_batch_size=batch_size))
+            buckets = buckets_of(batches)
+            order = np.concatenate([batches[i].jet_index for _, _, members in buckets for i in members])
+            project_order = np.concatenate([batch.jet_index for batch in batches])
+            n_jets = sum(len(batch) for batch in batches)
             coffea_default = triton_wrapper(f"triton+grpc://{url}/{args.tagger}/1", client_args={"ssl": False})
-            coffea_equal = triton_wrapper(f"triton+grpc://{url}/{args.tagger}/1", client_args={"ssl": False},
-                                          batch_size=args.batch_size)
             clients = {
                 "project": lambda: run_project(backend, batches),
+                "project gRPC": lambda: run_project(plain, batches),
                 "coffea": lambda: run_coffea(coffea_default, buckets),
-                f"coffea @ {args.batch_size}": lambda: run_coffea(coffea_equal, buckets),
             }
+            if batch_size != coffea_default.batch_size:
+                coffea_equal = triton_wrapper(f"triton+grpc://{url}/{args.tagger}/1", client_args={"ssl": False},
+                                              batch_size=batch_size)
+                clients[f"coffea @ {batch_size}"] = lambda: run_coffea(coffea_equal, buckets)
             # warm-up, and the same scores from every client
             reference = None
             for name, call in clients.items():
                 scores = call()
-                scores = scores[np.argsort(project_order if name == "project" else order)]
+                scores = scores[np.argsort(project_order if name.startswith("project") else order)]
                 if reference is None:
                     reference = scores
                 np.testing.assert_allclose(scores, reference, rtol=0, atol=1e-6, err_msg=name)
@@ -130,10 +140,11 @@ def main() -> None:
                     clients[name]()
                     times[name].append(time.perf_counter() - start)
             backend.close()
+            plain.close()
 
     coffea_batch = coffea_default.batch_size
     print(f"{args.tagger}: {n_jets} jets, max {max_constituents} constituents, {len(batches)} project requests "
-          f"of <= {args.batch_size} jets in {len(buckets)} buckets; server: {options.instance_count} instance(s), "
+          f"of <= {batch_size} jets in {len(buckets)} buckets; server: {options.instance_count} instance(s), "
           f"{options.intra_op_threads or 'default'} torch thread(s) each, max_batch_size {options.max_batch_size}; "
           f"coffea's default batch size: {coffea_batch}; {os.cpu_count()} cores; "
           f"{args.repetitions} interleaved repetitions, medians")
