@@ -153,7 +153,7 @@ class Reweighter(Tagger):
     """
 
     def __init__(self, reweighter: str | Path, *, server: str | None = None, backend: str | None = None,
-                 batch_size: int = 256, buckets: Sequence[int] = BatchConfig().buckets, **options):
+                 batch_size: int | None = None, buckets: Sequence[int] = BatchConfig().buckets, **options):
         self.info = find_reweighter(reweighter)
         kind = backend or ("triton" if server else None)
         super().__init__(self.info.model, server=server, backend=backend, max_constituents=self.info.max_constituents,

@@ -1,0 +1,103 @@
+"""What a run did: :class:`RunSummary`, returned by :func:`coffea_lorentz.run.run_tagging`."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from .chunks import ChunkRecord
+from .fileset import InputFile
+
+__all__ = ["RunSummary"]
+
+
+@dataclass(kw_only=True)
+class RunSummary:
+    """What a run did.
+
+    Attributes:
+        output: the output folder (path or URL).
+        files: every input file of the fileset.
+        records: one record per chunk (done, skipped or failed).
+        bad_files: inputs that could not be used, with the reason.
+        wall_s: seconds from start to end.
+        manifest: URL of ``manifest.json`` when the run is complete, else None.
+        log: URL of the run's log file.
+        server: what the Triton server measured during the chunks, one line per model (requests,
+            jets, batches formed, queue vs compute time, advice where queueing dominates).
+    """
+
+    output: str
+    files: list[str]
+    records: list[ChunkRecord] = field(default_factory=list)
+    bad_files: list[InputFile] = field(default_factory=list)
+    wall_s: float = 0.0
+    manifest: str | None = None
+    log: str | None = None
+    stray_files: list[str] = field(default_factory=list)
+    histograms: dict | None = None
+    server: list[str] = field(default_factory=list)
+    skipped_bad_files: bool = False
+    limited: bool = False
+    plots: list[str] = field(default_factory=list)
+    datasets: list[dict] = field(default_factory=list)
+
+    @property
+    def complete(self) -> bool:
+        """Every chunk of every (not skipped) file done and verified, and no chunk left out by ``max_chunks``."""
+        return ((not self.bad_files or self.skipped_bad_files) and not self.limited
+                and all(record.ok for record in self.records))
+
+    @property
+    def has_failures(self) -> bool:
+        """Failed chunks, or unusable files that were not to be skipped: rerun to resume."""
+        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files)
+
+    @property
+    def failed(self) -> list[ChunkRecord]:
+        return [record for record in self.records if not record.ok]
+
+    @property
+    def processed(self) -> int:
+        return sum(record.status == "done" for record in self.records)
+
+    @property
+    def skipped(self) -> int:
+        return sum(record.status == "skipped" for record in self.records)
+
+    @property
+    def events(self) -> int:
+        """Event rows in verified output files (done now or earlier)."""
+        return sum(record.rows for record in self.records if record.ok)
+
+    @property
+    def jets(self) -> int:
+        return sum(record.jets for record in self.records)
+
+    @property
+    def constituents(self) -> int:
+        return sum(record.constituents for record in self.records)
+
+    @property
+    def nonfinite_jets(self) -> dict[str, int]:
+        """Input file → jets that had constituents with non-finite four-momenta (dropped)."""
+        counts: dict[str, int] = {}
+        for record in self.records:
+            if record.nonfinite_jets:
+                counts[record.chunk.source] = counts.get(record.chunk.source, 0) + record.nonfinite_jets
+        return counts
+
+    @property
+    def outputs(self) -> list[str]:
+        """Paths or URLs of every verified chunk file, in dataset / input / entry order."""
+        done = sorted((r for r in self.records if r.ok), key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
+        return [f"{self.output}/{record.chunk.path}" for record in done]
+
+    @property
+    def events_per_s(self) -> float:
+        """Events processed (not skipped) per second of wall time."""
+        processed = sum(record.rows for record in self.records if record.status == "done")
+        return processed / self.wall_s if self.wall_s > 0 else float("nan")
+
+    @property
+    def jets_per_s(self) -> float:
+        return self.jets / self.wall_s if self.wall_s > 0 else float("nan")
