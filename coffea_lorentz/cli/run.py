@@ -70,6 +70,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="most jets per inference request (default: the served model's max_batch_size with "
                              "--backend triton, 256 with --backend torch); a larger one than the server takes is refused")
     parser.add_argument("--timeout-s", type=float, default=300.0, help="per-request timeout in seconds (default: 300)")
+    parser.add_argument("--shared-memory", choices=("auto", "on", "off"), default="auto",
+                        help="send the inputs through Triton system shared memory: auto (default) for the local server "
+                             "a run starts, on loopback with workers on this host; on also for a --server on this host "
+                             "(e.g. coffea-lorentz serve; not a proxy in front of other hosts); off never")
     parser.add_argument("--server-wait-s", type=float, default=300.0,
                         help="how long to wait for a server that stops answering before its chunks fail (default: 300)")
     parser.add_argument("--overwrite", action="store_true", help="remove an earlier run's files from the output first")
@@ -146,6 +150,16 @@ def _adapt(text: str | None) -> tuple[int, int] | None:
     return int(low), int(high)
 
 
+def _client_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    """The Triton client's options from the command line (none in-process)."""
+    if args.backend != "triton":
+        return ()
+    options: tuple[tuple[str, object], ...] = (("timeout_s", args.timeout_s),)
+    if args.shared_memory != "auto":
+        options += (("shared_memory", args.shared_memory == "on"),)
+    return options
+
+
 def main(args: argparse.Namespace) -> int:
     taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
     max_constituents = args.max_constituents or default_max_constituents(taggers)
@@ -173,7 +187,7 @@ def main(args: argparse.Namespace) -> int:
         treename=args.treename,
         copy_branches=tuple(args.copy_branches),
         batch_config=BatchConfig(max_constituents=max_constituents, max_batch_size=args.batch_size),
-        client_options=(("timeout_s", args.timeout_s),) if args.backend == "triton" else (),
+        client_options=_client_options(args),
         server_wait_s=args.server_wait_s,
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
