@@ -92,16 +92,18 @@ class TaggedChunk:
 
 
 def tag_events(events: ak.Array, backends: dict[str, Backend], *, batch_config: BatchConfig = BatchConfig(),
-               source: str = "<events>", signal_class: int = 1) -> TaggedChunk:
+               source: str = "<events>", signal_class: int = 1, jets: JetConstituents | None = None) -> TaggedChunk:
     """Score every ``FatJet`` of ``events`` with each backend in ``backends`` (tagger name → backend).
 
     See the module docstring for what runs concurrently; the scores are the same as one backend
     after the other. A ``batch_config`` without ``max_batch_size`` cuts batches at the smallest
     :meth:`~coffea_lorentz.infer.base.Backend.request_size` of the backends (a Triton-served tagger:
     the served ``max_batch_size``). When several backends fail, the first one's error (in ``backends`` order) is
-    raised after the others have finished.
+    raised after the others have finished. ``jets``: the constituents of ``events`` when already
+    read (:func:`~coffea_lorentz.read.jet_constituents`), so passes with other batchings share one read.
     """
-    jets = jet_constituents(events, source=source)
+    if jets is None:
+        jets = jet_constituents(events, source=source)
     if batch_config.max_batch_size is None:
         size = min(backend.request_size() for backend in backends.values()) if backends else None
         batch_config = dataclasses.replace(batch_config, max_batch_size=size)

@@ -31,6 +31,7 @@ from .batch import BatchConfig
 from .errors import InvalidInputError
 from .infer import BackendSpec
 from .pipeline import TaggedChunk, score_branch, tag_events
+from .read import JetConstituents, jet_constituents
 from .reweight.lookup import ReweighterInfo, find_reweighter
 from .reweight.weights import event_weights, weights_from_probability
 from .tagger import Tagger
@@ -106,17 +107,21 @@ class ReweighterSpec:
 
 
 def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig,
-                    source: str = "<events>") -> tuple[dict[str, ak.Array], dict[str, np.ndarray], list[TaggedChunk]]:
+                    source: str = "<events>", jets: JetConstituents | None = None,
+                    ) -> tuple[dict[str, ak.Array], dict[str, np.ndarray], list[TaggedChunk]]:
     """Weights of every ``FatJet`` of ``events`` for each reweighter.
 
-    Reweighters trained on the same number of constituents share one read and one batching; each
-    group is batched with its own ``max_constituents`` (the buckets and batch size of
+    Every reweighter shares one read of the constituents (``jets``, when the caller has read them
+    already, e.g. for its taggers); reweighters trained on the same number of constituents share one
+    batching, each group batched with its own ``max_constituents`` (the buckets and batch size of
     ``batch_config``). Returns ``(jet_branches, event_branches, tagged)``: ``FatJet`` field →
     jagged float32 [events][jets] weights, branch → float32 [events] leading-jet weights, and the
     :class:`~coffea_lorentz.pipeline.TaggedChunk` of each group.
     """
     from .infer import process_backend
 
+    if jets is None:
+        jets = jet_constituents(events, source=source)
     groups: dict[int, list[ReweighterSpec]] = {}
     for spec in reweighters:
         groups.setdefault(spec.max_constituents or batch_config.max_constituents, []).append(spec)
@@ -127,7 +132,7 @@ def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, 
         config = BatchConfig(max_constituents=max_constituents, buckets=batch_config.buckets,
                              max_batch_size=batch_config.max_batch_size)
         backends = {spec.backend.tagger: process_backend(spec.backend) for spec in specs}
-        tagged = tag_events(events, backends, batch_config=config, source=source)
+        tagged = tag_events(events, backends, batch_config=config, source=source, jets=jets)
         for spec in specs:
             per_jet = spec.weights(tagged.scores[score_branch(spec.backend.tagger)])
             jet_branches[jet_weight_branch(spec.name)] = per_jet

@@ -91,9 +91,9 @@ class TaggerProcessor(processor.ProcessorABC):
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
         jet_branches, event_branches = dict(tagged.scores), {}
-        if self.reweighters:
+        if self.reweighters:  # the same constituents, batched with each classifier's own truncation
             weights, event_branches, _ = reweight_events(events, self.reweighters, batch_config=self.batch_config,
-                                                         source=chunk.where)
+                                                         source=chunk.where, jets=tagged.jets)
             jet_branches.update(weights)
         output = write_chunk(events, self.output, jet_branches=jet_branches, event_branches=event_branches,
                              metadata=chunk.metadata(self.settings), copy_branches=self.copy_branches)
