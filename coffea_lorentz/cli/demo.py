@@ -143,7 +143,8 @@ def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Pat
             lines.append(f"weight_{name} on {dataset} jets ({len(weights)}): mean weight {weights.mean():.3f}; "
                          f"unweighted → weighted: {', '.join(means)}")
         for ax in axes:
-            ax.legend(fontsize="small")
+            ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the curves
+            ax.legend(fontsize=14, loc="upper right")
             mplhep.cms.label(data=False, ax=ax, loc=0, rlabel="")
         path = plots / f"weighted_{name}.png"
         figure.savefig(path, dpi=100, bbox_inches="tight")
