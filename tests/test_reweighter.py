@@ -174,3 +174,13 @@ def test_serve_builds_the_reweighter_into_the_repository(tmp_path, capsys):
     assert code == 0
     assert sorted(p.name for p in (tmp_path / "repo").iterdir() if p.is_dir()) == ["identity", "reweight_fsr"]
     assert 'name: "reweight_fsr"' in (tmp_path / "repo" / "reweight_fsr" / "config.pbtxt").read_text()
+
+
+def test_a_processor_refuses_a_reweighter_named_twice(tmp_path):
+    from coffea_lorentz.errors import InvalidInputError
+    from coffea_lorentz.processors import TaggerProcessor
+    from coffea_lorentz.reweighter import ReweighterSpec
+
+    spec = ReweighterSpec.from_file("fsr")
+    with pytest.raises(InvalidInputError, match="must be distinct"):
+        TaggerProcessor(backends=[], output=tmp_path, reweighters=[spec, spec])

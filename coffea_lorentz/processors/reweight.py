@@ -53,8 +53,5 @@ class ReweightProcessor(TaggerProcessor):
                  taggers: list[BackendSpec] = (), batch_config: BatchConfig = BatchConfig(), **options):
         if not reweighters:
             raise InvalidInputError("ReweightProcessor: expected at least one reweighter, got none")
-        keys = [spec.backend.tagger for spec in reweighters] + [spec.tagger for spec in taggers]
-        if len(set(keys)) != len(keys) or len({spec.name for spec in reweighters}) != len(reweighters):
-            raise InvalidInputError(f"ReweightProcessor: reweighter and tagger names must be distinct, got {keys}")
         super().__init__(backends=list(taggers), output=output_dir, batch_config=batch_config,
                          reweighters=list(reweighters), **options)

@@ -33,6 +33,7 @@ import awkward as ak
 from coffea import processor
 
 from ..batch import BatchConfig
+from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import tag_events
 from ..reweighter import ReweighterSpec, reweight_events
@@ -74,6 +75,9 @@ class TaggerProcessor(processor.ProcessorABC):
                  reweighters: list[ReweighterSpec] = ()):
         self.backends = list(backends)
         self.reweighters = list(reweighters)
+        models = [spec.tagger for spec in self.backends] + [spec.backend.tagger for spec in self.reweighters]
+        if len(set(models)) != len(models) or len({spec.name for spec in self.reweighters}) != len(self.reweighters):
+            raise InvalidInputError(f"{type(self).__name__}: tagger and reweighter names must be distinct, got {models}")
         target = output if output is not None else output_dir
         if target is None:
             raise TypeError("TaggerProcessor: give output= (a folder, an fsspec URL or an OutputStore)")
