@@ -4,7 +4,7 @@
 
     REPOSITORY/
       repository.json            what clients need: tagger names, n_classes, tensor names, parity
-      NAME/config.pbtxt          Triton model configuration (parameter model_sha256: sha256 of model.pt)
+      NAME/config.pbtxt          Triton model configuration (parameter model_sha256: the model's identity)
       NAME/1/model.pt            TorchScript: forward(p4, mask) -> softmax probabilities
       NAME/1/model.py            python backend only: a copy of deploy/python_backend/model.py
 
@@ -19,14 +19,15 @@ Triton container (``backend="pytorch_libtorch"``): the libtorch backend maps the
 ``mask`` to the ``forward`` arguments of the same names and the single output by its position, so
 clients send and read the same names with either backend.
 
-Every ``config.pbtxt`` carries the hex sha256 of its ``model.pt`` as the string parameter
-``model_sha256``, so any client of any server can learn which exact model it talks to
+Every ``config.pbtxt`` carries the model's identity (:mod:`coffea_lorentz.identity`: a SHA-256 of
+its class, config and weights, not of the ``model.pt`` bytes, which differ from one save to the
+next) as the string parameter ``model_sha256``, so any client of any server can learn which exact
+model it talks to, and two repositories built from the same tagger anywhere agree
 (``get_model_config``; see :func:`coffea_lorentz.infer.triton_client.inspect_served_models`).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import re
@@ -41,6 +42,7 @@ from torch import nn
 
 from . import models
 from .errors import InvalidInputError, ModelMismatchError
+from .identity import file_identity, model_identity
 from .export import ScoredTagger, _example_inputs, check_parity, export_torchscript, load_torchscript
 
 __all__ = [
@@ -66,7 +68,7 @@ REPOSITORY_INFO = "repository.json"
 PARITY_SHAPES: tuple[tuple[int, int], ...] = ((1, 1), (2, 8), (5, 33), (4, 64))
 #: Version of the layout of ``repository.json``.
 REPOSITORY_FORMAT = 1
-#: Key of the ``config.pbtxt`` parameter holding the hex sha256 of the model's ``model.pt``.
+#: Key of the ``config.pbtxt`` parameter holding the model's identity (:func:`coffea_lorentz.identity.model_identity`).
 SHA256_PARAMETER = "model_sha256"
 
 _MODEL_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
@@ -246,7 +248,7 @@ def _export(name: str, tagger: nn.Module | str | os.PathLike, path: Path) -> dic
         "n_classes": int(scores.shape[1]),
         "source": source,
         "export_parity_max_abs_diff": parity,
-        "sha256": hashlib.sha256(path.read_bytes()).hexdigest(),
+        "sha256": model_identity(tagger, extra={"head": "softmax"}) if isinstance(tagger, nn.Module) else file_identity(path),
     }
 
 

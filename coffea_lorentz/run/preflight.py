@@ -8,7 +8,6 @@ The SHA-256 of each model goes into every chunk file, so an output folder never 
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Sequence
 
 from ..batch import BatchConfig
@@ -31,13 +30,11 @@ def check_taggers(taggers: Sequence[str]) -> None:
 
 
 def torch_hashes(taggers: Sequence[str]) -> dict[str, str]:
-    from ..models import shipped_weights
+    """Tagger → identity of the model the in-process backend scores with (the same as a served one's)."""
+    from ..identity import model_identity
+    from ..models import pretrained
 
-    hashes = {}
-    for name in taggers:
-        path = shipped_weights(name)
-        hashes[name] = hashlib.sha256(path.read_bytes()).hexdigest() if path is not None else f"seeded-initial:{name}"
-    return hashes
+    return {name: model_identity(pretrained(name), extra={"head": "softmax"}) for name in taggers}
 
 
 def served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, *, server_wait_s: float) -> dict[str, str]:

@@ -199,3 +199,45 @@ def test_own_local_server_takes_shared_memory_with_the_same_scores(tmp_path):
     plain_ids, plain_scores = rows_of(plain)
     assert ids == plain_ids
     np.testing.assert_array_equal(scores, plain_scores)
+
+
+@pytest.mark.parametrize("signal_number", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_default_mode_resumes_a_trained_tagger_after(signal_number, tmp_path):
+    """The run starting its own server, with the shipped (trained) LLoCa: interrupted at about
+    half, the same command builds a new repository in a new process, recognises the model
+    (its identity does not depend on the bytes of ``model.pt``), skips every finished chunk and
+    ends with every event exactly once."""
+    fileset = make_fileset(tmp_path / "inputs", N_FILES)
+    fileset_path = tmp_path / "fileset.json"
+    fileset_path.write_text(json.dumps(fileset))
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset_path), "--output", str(output),
+               "--tagger", "lloca", "--workers", "2", "--chunksize", "1", "--no-progress"]
+    total = N_FILES * EVENTS_PER_FILE
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        wait_for_chunk_files(output, total // 3, timeout_s=240)
+        children = psutil.Process(process.pid).children(recursive=True)
+        assert process.poll() is None, "the run finished before it could be interrupted"
+        if signal_number == signal.SIGINT:  # Ctrl-C reaches the whole foreground process group
+            os.killpg(process.pid, signal.SIGINT)
+        else:
+            process.send_signal(signal_number)
+        text, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            process.kill()
+    assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signal_number], text
+    _, alive = psutil.wait_procs(children, timeout=30)
+    for leftover in alive:
+        leftover.kill()
+    partial = len(list(output.glob("*/*.root")))
+    assert 0 < partial < total
+
+    rerun = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    assert f"{total - partial} processed, {partial} skipped" in rerun.stdout, rerun.stdout
+    manifest = json.loads((output / "manifest.json").read_text())
+    assert manifest["events"] == total and len(manifest["chunks"]) == total
