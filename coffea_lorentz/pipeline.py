@@ -34,7 +34,7 @@ from .batch import BatchConfig, LazyBatches, plan_batches, scatter, unflatten
 from .infer.base import Backend
 from .read import JetConstituents, jet_constituents
 
-__all__ = ["TaggedChunk", "tag_events", "score_branch"]
+__all__ = ["TaggedChunk", "tag_events", "score_branch", "score_with_spec", "output_size"]
 
 
 def score_branch(tagger: str) -> str:
@@ -153,3 +153,38 @@ def _call_each(backends: Mapping[str, Backend], call: Callable[[Backend], np.nda
         if id(backend) in errors:
             raise errors[id(backend)]
     return {tagger: results[id(backend)] for tagger, backend in backends.items()}
+
+
+def output_size(model, backend) -> int:
+    """Outputs per jet of a spec'd model: what it gives for one jet of padding only."""
+    from .spec_batch import SpecBatch
+
+    tensors = {}
+    for spec_input in model.spec.inputs:
+        shape = [1, *spec_input.shape(spec_input.length or spec_input.min_length)]
+        tensors[spec_input.name] = np.zeros(shape, dtype=np.float32)
+    (values,) = backend.infer_named([SpecBatch(jet_index=np.zeros(1, dtype=np.int64), tensors=tensors)])
+    return int(values.shape[-1])
+
+
+def score_with_spec(events: ak.Array, model, backend, *, collection: str = "FatJet", batch_size: int | None = None,
+                    source: str = "<events>") -> dict[str, ak.Array]:
+    """Outputs of the spec'd ``model`` (:class:`~coffea_lorentz.user_model.SpecModel`) for every jet of
+    ``collection``: class name → jagged float32 [n_events][jets]; NaN for a jet without objects.
+
+    Read (only the branches the spec's variables need) → batch (:mod:`coffea_lorentz.spec_batch`) →
+    ``backend.infer_named`` → scatter → unflatten. ``batch_size``: jets per request (default: the
+    backend's :meth:`~coffea_lorentz.infer.base.NamedBackend.request_size`).
+    """
+    from .spec_batch import spec_inputs
+
+    inputs = spec_inputs(events, model.spec, collection=collection,
+                         batch_size=batch_size or backend.request_size(), source=source)
+    outputs = backend.infer_named(inputs) if len(inputs) else []
+    values = inputs.scatter(outputs) if outputs else np.full((inputs.total_jets, output_size(model, backend)), np.nan,
+                                                             dtype=np.float32)
+    if model.spec.softmax:
+        shifted = np.exp(values - values.max(axis=1, keepdims=True))
+        values = (shifted / shifted.sum(axis=1, keepdims=True)).astype(np.float32)
+    names = model.class_names(values.shape[1])
+    return {name: unflatten(np.ascontiguousarray(values[:, index]), inputs.n_jets) for index, name in enumerate(names)}

@@ -93,6 +93,19 @@ class Tagger:
     server or an unknown backend, before anything is read.
     """
 
+    def __new__(cls, taggers=None, *args, **kwargs):
+        """``Tagger(PATH, ...)`` — a model file or folder — gives a :class:`~coffea_lorentz.model_tagger.ModelTagger`."""
+        import os
+
+        from .user_model import SpecModel, looks_like_path
+
+        if cls is Tagger and (isinstance(taggers, (os.PathLike, SpecModel))
+                              or (isinstance(taggers, str) and looks_like_path(taggers))):
+            from .model_tagger import ModelTagger
+
+            return ModelTagger(taggers, *args, **kwargs)
+        return super().__new__(cls)
+
     def __init__(self, taggers: str | Sequence[str], *, server: str | None = None, backend: str | None = None,
                  max_constituents: int | None = None, batch_size: int | None = None,
                  buckets: Sequence[int] = BatchConfig().buckets, weights: str | Mapping[str, str] | None = None,

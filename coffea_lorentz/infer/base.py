@@ -13,10 +13,28 @@ import numpy as np
 
 from ..batch import IN_PROCESS_BATCH_SIZE, Batch
 
-__all__ = ["Backend"]
+__all__ = ["Backend", "NamedBackend"]
 
 
-class Backend(abc.ABC):
+class _LazyResources:
+    """Live resources (a gRPC channel, a model) kept in ``_lazy_attributes``: dropped on pickling
+    and on :meth:`close`, recreated on first use in each process."""
+
+    _lazy_attributes: tuple[str, ...] = ()
+
+    def close(self) -> None:
+        """Release connections or models held by this process; the backend stays usable."""
+        for name in self._lazy_attributes:
+            setattr(self, name, None)
+
+    def __getstate__(self) -> dict:
+        state = dict(self.__dict__)
+        for name in self._lazy_attributes:
+            state[name] = None
+        return state
+
+
+class Backend(_LazyResources, abc.ABC):
     """Computes tagger probabilities for padded batches.
 
     Subclasses implement :meth:`infer_batches` and keep any live resource (a gRPC channel, a torch
@@ -41,13 +59,25 @@ class Backend(abc.ABC):
         here; a served backend answers what its server takes at most."""
         return IN_PROCESS_BATCH_SIZE
 
-    def close(self) -> None:
-        """Release connections or models held by this process; the backend stays usable."""
-        for name in self._lazy_attributes:
-            setattr(self, name, None)
 
-    def __getstate__(self) -> dict:
-        state = dict(self.__dict__)
-        for name in self._lazy_attributes:
-            state[name] = None
-        return state
+
+class NamedBackend(_LazyResources, abc.ABC):
+    """Computes a spec'd model's outputs for batches of named tensors
+    (:class:`~coffea_lorentz.spec_batch.SpecBatch`: ``tensors`` name → float32 array).
+
+    Like :class:`Backend`, live resources sit in ``_lazy_attributes`` so the backend pickles.
+    """
+
+    remote: bool = False
+
+    @abc.abstractmethod
+    def infer_named(self, batches: Sequence) -> list[np.ndarray]:
+        """float32 [b, K] for each batch, in order."""
+
+    @abc.abstractmethod
+    def input_signature(self) -> dict[str, tuple[str, list]]:
+        """Input name → (dtype, shape with the batch axis; -1 or a name where dynamic), as the model declares it."""
+
+    def request_size(self) -> int:
+        """Jets per request when the user chose none."""
+        return IN_PROCESS_BATCH_SIZE

@@ -1,0 +1,165 @@
+"""A model an analyst brings: a file (ONNX or TorchScript) and its :class:`~coffea_lorentz.modelspec.ModelSpec`.
+
+:func:`load_model` accepts
+
+- a folder holding ``model.onnx`` and ``preprocess.json`` (a weaver-core export); the model's name
+  is the folder's name;
+- a ``.onnx`` or TorchScript ``.pt`` file with a spec beside it: ``<stem>.json``, or
+  ``preprocess.json`` in the same folder, or ``spec=`` given;
+- ``NAME=PATH`` for either, to choose the name.
+
+Before any event is read, :meth:`SpecModel.check` compares the model's declared inputs with the
+spec (names, rank, static channel and length sizes) and refuses a mismatch with one line naming the
+input. The model's identity (:func:`coffea_lorentz.identity.file_identity`) covers the file and
+the spec.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from .errors import ConfigurationError, ModelMismatchError
+from .modelspec import ModelSpec, load_spec
+
+__all__ = ["SpecModel", "load_model", "looks_like_path", "FORMATS"]
+
+#: Model file formats: ONNX, or TorchScript.
+FORMATS = ("onnx", "torchscript")
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
+
+
+def looks_like_path(text: str) -> bool:
+    """Whether a ``--tagger`` value names a file or folder (or ``NAME=PATH``) rather than a zoo tagger."""
+    return "=" in text or "/" in text or text.endswith((".onnx", ".pt", ".json")) or Path(text).exists()
+
+
+@dataclass(frozen=True)
+class SpecModel:
+    """A model file with its spec.
+
+    Attributes:
+        name: used in branch names (``<Collection>_<name>_<class>``) and as the served model's name.
+        path: the model file (absolute).
+        format: ``"onnx"`` or ``"torchscript"``.
+        spec: its inputs, output and class names.
+    """
+
+    name: str
+    path: str
+    format: str
+    spec: ModelSpec
+
+    @property
+    def classes(self) -> tuple[str, ...]:
+        """Class names: the spec's, else ``score_0``, ``score_1``, … once the class count is known."""
+        return self.spec.classes
+
+    def class_names(self, n_classes: int) -> tuple[str, ...]:
+        """The names of ``n_classes`` outputs; refuses a spec naming another number of classes."""
+        if self.spec.classes:
+            if len(self.spec.classes) != n_classes:
+                raise ModelMismatchError(f"model {self.name!r} ({self.path}): {n_classes} outputs, but the spec names "
+                                         f"{len(self.spec.classes)} classes ({', '.join(self.spec.classes)})")
+            return self.spec.classes
+        return tuple(f"score_{index}" for index in range(n_classes))
+
+    @property
+    def identity(self) -> str:
+        from .identity import file_identity
+
+        return file_identity(self.path, extra={"spec": self.spec.to_json(), "format": self.format})
+
+    def backend(self, kind: str | None = None, *, n_threads: int | None = None):
+        """An in-process backend for it: ``"onnx"`` (ONNX Runtime) or ``"torch"`` (TorchScript);
+        default: the file's own format."""
+        kind = kind or ("onnx" if self.format == "onnx" else "torch")
+        if kind == "onnx":
+            if self.format != "onnx":
+                raise ConfigurationError(f"model {self.name!r}: backend 'onnx' needs an .onnx file, got {self.path}")
+            from .infer.onnx_backend import OnnxBackend
+
+            return OnnxBackend(self.path, output=self.spec.outputs[0] if self.spec.outputs else None,
+                               n_threads=n_threads)
+        if kind == "torch":
+            if self.format != "torchscript":
+                raise ConfigurationError(f"model {self.name!r}: backend 'torch' runs TorchScript; {self.path} is "
+                                         "ONNX (use backend 'onnx')")
+            from .infer.torchscript_backend import TorchScriptBackend
+
+            return TorchScriptBackend(self.path, n_threads=n_threads)
+        raise ConfigurationError(f"model {self.name!r}: backend must be 'onnx' or 'torch' in-process, got {kind!r}")
+
+    def check(self, backend) -> None:
+        """Refuse, with one line naming the input, a model whose declared inputs differ from the spec."""
+        declared = backend.input_signature()
+        where = f"model {self.name!r} ({self.path})"
+        missing = [name for name in self.spec.input_names if name not in declared]
+        extra = [name for name in declared if name not in self.spec.input_names]
+        if missing or extra:
+            raise ModelMismatchError(f"{where}: the spec's inputs {list(self.spec.input_names)} differ from the model's "
+                                     f"{list(declared)}" + (f" (not in the model: {', '.join(missing)})" if missing else "")
+                                     + (f" (not in the spec: {', '.join(extra)})" if extra else ""))
+        for spec_input in self.spec.inputs:
+            dtype, shape = declared[spec_input.name]
+            if dtype != "FP32":
+                raise ModelMismatchError(f"{where}: input {spec_input.name!r} is {dtype}; the spec builds FP32")
+            if not shape:
+                continue
+            if len(shape) != 3:
+                raise ModelMismatchError(f"{where}: input {spec_input.name!r} has shape {shape}; the spec builds "
+                                         f"[B, {', '.join(map(str, spec_input.shape()))}]")
+            for axis, (size, expected) in enumerate(zip(shape[1:], spec_input.shape(spec_input.length or -1)), start=1):
+                if size != -1 and expected != -1 and size != expected:
+                    raise ModelMismatchError(
+                        f"{where}: input {spec_input.name!r} axis {axis} is {size} in the model, {expected} in the spec "
+                        f"(shape {shape} vs [B, {', '.join(map(str, spec_input.shape()))}], layout {spec_input.layout})")
+                if size != -1 and expected == -1 and not spec_input.min_length <= size <= spec_input.max_length:
+                    raise ModelMismatchError(f"{where}: input {spec_input.name!r} needs exactly {size} objects; give "
+                                             f"the spec a fixed length {size}")
+
+
+def _spec_beside(path: Path) -> Path | None:
+    for candidate in (path.with_suffix(".json"), path.parent / "preprocess.json"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def load_model(path: str | Path, *, name: str | None = None, spec: str | Path | ModelSpec | None = None,
+               classes: Sequence[str] | None = None) -> SpecModel:
+    """The model at ``path`` (see the module docstring) with its spec; ``classes`` overrides the
+    spec's class names."""
+    text = str(path)
+    if name is None and "=" in text and not Path(text).exists():
+        name, text = text.split("=", 1)
+    location = Path(text).expanduser().absolute()
+    if location.is_dir():
+        onnx = location / "model.onnx"
+        if not onnx.is_file():
+            found = sorted(p.name for p in location.iterdir())[:8]
+            raise ConfigurationError(f"{location}: a model folder holds model.onnx and preprocess.json; found "
+                                     f"{', '.join(found) or 'nothing'}")
+        file, default_name = onnx, location.name
+    elif location.is_file():
+        file, default_name = location, location.stem
+    else:
+        raise ConfigurationError(f"{location}: no such model file or folder")
+    model_format = "onnx" if file.suffix == ".onnx" else "torchscript"
+    if isinstance(spec, ModelSpec):
+        model_spec = spec
+    else:
+        spec_path = Path(spec) if spec is not None else _spec_beside(file)
+        if spec_path is None:
+            raise ConfigurationError(f"{file}: no model spec beside it ({file.with_suffix('.json').name} or "
+                                     "preprocess.json); give one with --spec")
+        model_spec = load_spec(spec_path)
+    if classes:
+        model_spec = model_spec.with_classes(classes)
+    name = name or default_name
+    if not _NAME.match(name):
+        raise ConfigurationError(f"model name {name!r} (from {text}) must start with a letter or digit and hold only "
+                                 "letters, digits, '_', '.', '-'; choose one with NAME=PATH")
+    return SpecModel(name=name, path=str(file), format=model_format, spec=model_spec)

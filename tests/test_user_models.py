@@ -1,0 +1,264 @@
+"""Models an analyst brings: a weaver-core style export (``model.onnx`` + ``preprocess.json``,
+four channel-first inputs, three classes) and a TorchScript file with a spec, run on the real CMS
+``pfnano.root`` through ``Tagger(PATH)`` — eager and dask-awkward — and compared with a reference
+computed here independently, jet by jet, from the raw branches with plain uproot, numpy and
+onnxruntime / torch."""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from pathlib import Path
+
+import awkward as ak
+import numpy as np
+import pytest
+import torch
+import uproot
+
+from coffea_lorentz import Tagger
+from coffea_lorentz.errors import ConfigurationError, ModelMismatchError
+
+onnxruntime = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime (the test extra)")
+
+PF_FEATURES = ["part_pt_log", "part_e_log", "part_logptrel", "part_logerel", "part_deltaR", "part_charge",
+               "part_isChargedHadron", "part_isNeutralHadron", "part_isPhoton", "part_isElectron", "part_isMuon",
+               "part_d0", "part_dz", "part_d0err", "part_dzerr", "part_deta", "part_dphi"]
+GROUPS = {"pf_points": ["part_deta", "part_dphi"], "pf_features": PF_FEATURES,
+          "pf_vectors": ["part_px", "part_py", "part_pz", "part_energy"], "pf_mask": ["part_mask"]}
+LENGTH = 24  # smaller than some jets' constituent counts: truncation is exercised
+CLASSES = ["QCD", "Hbb", "Hcc"]
+
+
+class WeaverLike(torch.nn.Module):
+    """Order-sensitive (a kernel-3 convolution over the particle axis), uses every input, softmax inside."""
+
+    def __init__(self, n_features: int, n_classes: int = 3):
+        super().__init__()
+        generator = torch.Generator().manual_seed(5)
+        self.conv = torch.nn.Conv1d(2 + n_features + 4, 16, 3, padding=1)
+        self.head = torch.nn.Linear(16, n_classes)
+        with torch.no_grad():
+            for parameter in self.parameters():
+                parameter.copy_(torch.randn(parameter.shape, generator=generator) * 0.3)
+
+    def forward(self, pf_points, pf_features, pf_vectors, pf_mask):
+        vectors = torch.sign(pf_vectors) * torch.log1p(pf_vectors.abs())
+        x = torch.relu(self.conv(torch.cat([pf_points, pf_features, vectors], dim=1))) * pf_mask
+        pooled = x.sum(-1) / pf_mask.sum(-1).clamp(min=1)
+        return torch.softmax(self.head(pooled), dim=-1)
+
+
+def preprocess_json() -> dict:
+    rng = np.random.default_rng(3)
+    out = {"input_names": list(GROUPS), "output_names": ["softmax"]}
+    for group, names in GROUPS.items():
+        infos = {}
+        for name in names:
+            if group in ("pf_vectors", "pf_mask"):
+                infos[name] = {"median": 0.0, "norm_factor": 1.0, "replace_inf_value": 0.0,
+                               "lower_bound": -1e32, "upper_bound": 1e32, "pad": 0.0}
+            else:
+                infos[name] = {"median": float(rng.normal()), "norm_factor": float(rng.uniform(0.3, 2)),
+                               "replace_inf_value": -3.0, "lower_bound": -5.0, "upper_bound": 5.0,
+                               "pad": float(rng.choice([0.0, -1.0]))}
+        out[group] = {"var_names": list(names), "var_length": LENGTH, "var_infos": infos}
+    return out
+
+
+@pytest.fixture(scope="module")
+def weaver_export(tmp_path_factory) -> Path:
+    folder = tmp_path_factory.mktemp("exports") / "my_part"
+    folder.mkdir()
+    model = WeaverLike(len(PF_FEATURES)).eval()
+    example = tuple(torch.rand(2, len(names), 7) for names in GROUPS.values())
+    torch.onnx.export(model, example, str(folder / "model.onnx"), input_names=list(GROUPS), output_names=["softmax"],
+                      dynamic_axes={**{name: {0: "N", 2: "P"} for name in GROUPS}, "softmax": {0: "N"}},
+                      opset_version=15, dynamo=False)
+    (folder / "preprocess.json").write_text(json.dumps(preprocess_json()))
+    return folder
+
+
+# ---- the independent reference: raw branches, one jet at a time -------------------------------
+def reference_inputs(path: Path) -> list[dict[str, np.ndarray] | None]:
+    """For every FatJet of the file in order: the four padded [1, C, LENGTH] inputs, or None without constituents."""
+    tree = uproot.open(path)["Events"]
+    branches = tree.arrays(["FatJet_pt", "FatJet_eta", "FatJet_phi", "FatJet_mass", "FatJetPFCands_jetIdx",
+                            "FatJetPFCands_pFCandsIdx", "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass",
+                            "PFCands_charge", "PFCands_pdgId", "PFCands_d0", "PFCands_dz", "PFCands_d0Err",
+                            "PFCands_dzErr"], library="np")
+    spec = preprocess_json()
+    jets = []
+    for event in range(len(branches["FatJet_pt"])):
+        for jet in range(len(branches["FatJet_pt"][event])):
+            jet_pt, jet_eta = float(branches["FatJet_pt"][event][jet]), float(branches["FatJet_eta"][event][jet])
+            jet_phi, jet_mass = float(branches["FatJet_phi"][event][jet]), float(branches["FatJet_mass"][event][jet])
+            jet_energy = math.sqrt((jet_pt * math.cosh(jet_eta)) ** 2 + jet_mass**2)
+            members = branches["FatJetPFCands_pFCandsIdx"][event][branches["FatJetPFCands_jetIdx"][event] == jet]
+            rows = []
+            for index in members:
+                pt, eta = float(branches["PFCands_pt"][event][index]), float(branches["PFCands_eta"][event][index])
+                phi, mass = float(branches["PFCands_phi"][event][index]), float(branches["PFCands_mass"][event][index])
+                energy = math.sqrt((pt * math.cosh(eta)) ** 2 + mass**2)
+                deta = eta - jet_eta
+                dphi = (phi - jet_phi + math.pi) % (2 * math.pi) - math.pi
+                pdg = abs(int(branches["PFCands_pdgId"][event][index]))
+                value = {"part_pt_log": math.log(pt), "part_e_log": math.log(energy),
+                         "part_logptrel": math.log(pt / jet_pt), "part_logerel": math.log(energy / jet_energy),
+                         "part_deltaR": math.hypot(deta, dphi), "part_deta": deta, "part_dphi": dphi,
+                         "part_charge": float(branches["PFCands_charge"][event][index]),
+                         "part_isChargedHadron": float(pdg == 211), "part_isNeutralHadron": float(pdg == 130),
+                         "part_isPhoton": float(pdg == 22), "part_isElectron": float(pdg == 11),
+                         "part_isMuon": float(pdg == 13), "part_d0": math.tanh(branches["PFCands_d0"][event][index]),
+                         "part_dz": math.tanh(branches["PFCands_dz"][event][index]),
+                         "part_d0err": float(branches["PFCands_d0Err"][event][index]),
+                         "part_dzerr": float(branches["PFCands_dzErr"][event][index]),
+                         "part_px": pt * math.cos(phi), "part_py": pt * math.sin(phi), "part_pz": pt * math.sinh(eta),
+                         "part_energy": energy, "part_mask": 1.0}
+                rows.append((pt, value))
+            if not rows:
+                jets.append(None)
+                continue
+            rows.sort(key=lambda row: -row[0])
+            tensors = {}
+            for group, names in GROUPS.items():
+                array = np.empty((1, len(names), LENGTH), dtype=np.float32)
+                for c, name in enumerate(names):
+                    info = spec[group]["var_infos"][name]
+                    array[0, c, :] = info["pad"]
+                    for p, (_, value) in enumerate(rows[:LENGTH]):
+                        x = (value[name] - info["median"]) * info["norm_factor"]
+                        x = min(max(x, info["lower_bound"]), info["upper_bound"])
+                        array[0, c, p] = x if math.isfinite(x) else info["replace_inf_value"]
+                tensors[group] = array
+            jets.append(tensors)
+    return jets
+
+
+def test_weaver_export_on_the_cms_file_equals_an_independent_reference(weaver_export, pfnano_file):
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    session = onnxruntime.InferenceSession(str(weaver_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    expected = np.array([session.run(None, inputs)[0][0] if inputs is not None else [np.nan] * 3
+                         for inputs in reference_inputs(pfnano_file)])
+    tagger = Tagger(str(weaver_export), backend="onnx", classes=CLASSES, batch_size=7)
+    assert tagger.names == tuple(CLASSES)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, schemaclass=PFNanoAODSchema,
+                                             mode="eager").events()
+        scores = tagger(events)
+    assert set(scores) == set(CLASSES)
+    got = np.stack([ak.to_numpy(ak.flatten(scores[name])) for name in CLASSES], axis=1)
+    assert got.shape == expected.shape and len(got) == 24
+    assert np.isfinite(expected).all(axis=1).sum() > 15
+    np.testing.assert_allclose(got, expected, atol=1e-5, rtol=0)
+    assert ak.to_list(ak.num(scores["Hbb"])) == ak.to_list(ak.num(events.FatJet))
+
+    # dask-awkward: the same numbers, lazily, reading only what the spec needs
+    import dask_awkward as dak
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lazy_events = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, schemaclass=PFNanoAODSchema,
+                                                  mode="dask").events()
+        lazy = tagger(lazy_events)
+        columns = dak.report_necessary_columns(lazy["QCD"])
+        computed = {name: array.compute(scheduler="sync") for name, array in lazy.items()}
+    needed = set(next(iter(columns.values())))
+    assert "PFCands_d0" in needed and "FatJet_mass" in needed and "PFCands_puppiWeight" not in needed
+    for name in CLASSES:
+        np.testing.assert_array_equal(ak.to_numpy(ak.flatten(computed[name])), ak.to_numpy(ak.flatten(scores[name])))
+
+
+def test_torchscript_with_a_spec_and_variable_length_equals_onnx(weaver_export, pfnano_file, tmp_path):
+    """The same network as TorchScript beside a spec in the project's own format; with a fixed
+    length it equals the ONNX export; with {min, max} lengths each batch is padded to its own
+    longest jet and — the network being masked — the scores do not change."""
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_lorentz.modelspec import ModelSpec
+
+    scripted = torch.jit.script(WeaverLike(len(PF_FEATURES)).eval())
+    path = tmp_path / "tagger.pt"
+    scripted.save(str(path))
+    spec = ModelSpec.from_json(preprocess_json()).with_classes(CLASSES)
+    (tmp_path / "tagger.json").write_text(json.dumps(spec.to_json()))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, schemaclass=PFNanoAODSchema,
+                                             mode="eager").events()
+    onnx_scores = Tagger(str(weaver_export), classes=CLASSES)(events)
+    torch_scores = Tagger(str(path))(events)
+    for name in CLASSES:
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(torch_scores[name])),
+                                   ak.to_numpy(ak.flatten(onnx_scores[name])), atol=1e-5)
+    data = spec.to_json()
+    for item in data["inputs"]:
+        item["length"] = {"min": 1, "max": 200}
+        for variable in item["variables"]:
+            variable["pad"] = 0.0  # what a masked network ignores
+    (tmp_path / "tagger.json").write_text(json.dumps(data))
+    fixed = spec.to_json()
+    for item in fixed["inputs"]:
+        item["length"] = 200
+        for variable in item["variables"]:
+            variable["pad"] = 0.0
+    (tmp_path / "fixed.json").write_text(json.dumps(fixed))
+    dynamic = Tagger(str(path), batch_size=4)(events)
+    reference = Tagger(str(path), spec=tmp_path / "fixed.json")(events)
+    for name in CLASSES:
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(dynamic[name])), ak.to_numpy(ak.flatten(reference[name])),
+                                   atol=1e-5)
+
+
+def test_mismatches_stop_before_any_event_with_one_line(weaver_export, tmp_path):
+    data = preprocess_json()
+    data["pf_features"]["var_names"][0] = "part_pt_lg"
+    (tmp_path / "bad_variable.json").write_text(json.dumps(data))
+    with pytest.raises(ConfigurationError, match=r"input 'pf_features': unknown variable 'part_pt_lg'; closest known: "
+                                                 r"part_pt_log"):
+        Tagger(str(weaver_export / "model.onnx"), spec=tmp_path / "bad_variable.json")
+    data = preprocess_json()
+    data["pf_features"]["var_names"] = data["pf_features"]["var_names"][:-1]
+    (tmp_path / "fewer.json").write_text(json.dumps(data))
+    # the exported model has a dynamic particle axis but a fixed channel count
+    with pytest.raises(ModelMismatchError, match=r"input 'pf_features' axis 1 is 17 in the model, 16 in the spec"):
+        Tagger(str(weaver_export / "model.onnx"), spec=tmp_path / "fewer.json")
+    data = preprocess_json()
+    data["input_names"][3] = "pf_msk"
+    data["pf_msk"] = data.pop("pf_mask")
+    (tmp_path / "renamed.json").write_text(json.dumps(data))
+    with pytest.raises(ModelMismatchError, match=r"not in the model: pf_msk.*not in the spec: pf_mask"):
+        Tagger(str(weaver_export / "model.onnx"), spec=tmp_path / "renamed.json")
+    with pytest.raises(ModelMismatchError, match="3 outputs, but the spec names 2 classes"):
+        Tagger(str(weaver_export), classes=["a", "b"])
+
+
+def test_secondary_vertices_and_ak4_jets(pfnano_file, tmp_path):
+    """An SV input (FatJetSVs → SV, empty slots skipped) and the AK4 collection: features equal
+    the raw branches; a jet without SVs has all pads."""
+    from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
+
+    from coffea_lorentz.features import read_objects
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, schemaclass=PFNanoAODSchema,
+                                             mode="eager").events()
+    vertices = read_objects(events, "FatJet", "SV", ["sv_pt", "sv_ntracks", "sv_d3dsig"])
+    tree = uproot.open(pfnano_file)["Events"]
+    raw = tree.arrays(["FatJetSVs_jetIdx", "FatJetSVs_sVIdx", "SV_pt", "nFatJet"], library="np")
+    expected_counts, expected_pt = [], []
+    for event in range(len(raw["nFatJet"])):
+        for jet in range(raw["nFatJet"][event]):
+            index = raw["FatJetSVs_sVIdx"][event][(raw["FatJetSVs_jetIdx"][event] == jet)]
+            pts = sorted((float(raw["SV_pt"][event][i]) for i in index if i >= 0), reverse=True)
+            expected_counts.append(len(pts))
+            expected_pt.extend(pts)
+    assert vertices.n_per_jet.tolist() == expected_counts
+    np.testing.assert_allclose(vertices.variable("sv_pt"), expected_pt, rtol=1e-6)
+    ak4 = read_objects(events, "Jet", "PFCands", ["part_pt", "part_deta"])
+    assert ak4.n_per_jet.size == int(ak.sum(ak.num(events.Jet))) and ak4.n_objects > 0
+    assert np.all(np.abs(ak4.variable("part_deta")) < 0.6)
