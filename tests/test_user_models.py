@@ -262,3 +262,65 @@ def test_secondary_vertices_and_ak4_jets(pfnano_file, tmp_path):
     ak4 = read_objects(events, "Jet", "PFCands", ["part_pt", "part_deta"])
     assert ak4.n_per_jet.size == int(ak.sum(ak.num(events.Jet))) and ak4.n_objects > 0
     assert np.all(np.abs(ak4.variable("part_deta")) < 0.6)
+
+
+def _reference_scores(weaver_export: Path, pfnano_file: Path) -> np.ndarray:
+    session = onnxruntime.InferenceSession(str(weaver_export / "model.onnx"), providers=["CPUExecutionProvider"])
+    return np.array([session.run(None, inputs)[0][0] if inputs is not None else [np.nan] * 3
+                     for inputs in reference_inputs(pfnano_file)])
+
+
+@pytest.mark.slow
+def test_run_writes_per_class_branches_beside_a_served_tagger_and_resumes(weaver_export, pfnano_file, tmp_path):
+    """``coffea-lorentz run --tagger lloca --tagger DIR --classes ...`` in the default mode (the run
+    starts its own Triton server for LLoCa) on a real Dask LocalCluster: the weaver model's
+    per-class branches equal the independent reference, NanoEvents reads them back, LLoCa's
+    score is there too; the same command again skips the chunks; a spec that does not fit the
+    model stops the run before the output folder exists."""
+    import subprocess
+    import sys
+
+    from coffea.nanoevents import NanoEventsFactory, NanoAODSchema
+
+    from coffea_lorentz.testing import server_unavailable_reason
+
+    if server_unavailable_reason() is not None:
+        pytest.skip(f"no local Triton server: {server_unavailable_reason()}")
+    output = tmp_path / "out"
+    command = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(pfnano_file), "--output", str(output),
+               "--tagger", "lloca", "--tagger", f"weaver={weaver_export}", "--classes", ",".join(CLASSES),
+               "--workers", "2", "--chunksize", "4", "--no-progress", "--copy-branches", "FatJet_*"]
+    first = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert first.returncode == 0, first.stdout + first.stderr
+    files = sorted(output.glob("pfnano/*.root"))
+    assert len(files) == 3
+    arrays = [uproot.open(path)["Events"].arrays(library="ak") for path in files]
+    got = np.stack([np.concatenate([ak.to_numpy(ak.flatten(a[f"FatJet_weaver_{name}"])) for a in arrays])
+                    for name in CLASSES], axis=1)
+    np.testing.assert_allclose(got, _reference_scores(weaver_export, pfnano_file), atol=1e-5, rtol=0)
+    assert all("FatJet_lloca_score" in a.fields for a in arrays)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        events = NanoEventsFactory.from_root({str(files[0]): "Events"}, schemaclass=NanoAODSchema,
+                                             mode="eager").events()
+    assert {f"weaver_{name}" for name in CLASSES} <= set(events.FatJet.fields)
+    np.testing.assert_allclose(ak.to_numpy(ak.flatten(events.FatJet.weaver_Hbb)),
+                               ak.to_numpy(ak.flatten(arrays[0]["FatJet_weaver_Hbb"])))
+    settings = json.loads((output / "run.json").read_text())
+    assert settings["models"] == {"weaver": CLASSES} and "weaver" in settings["model_sha256"]
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and "0 processed, 3 skipped" in again.stdout, again.stdout + again.stderr
+
+    data = preprocess_json()
+    data["pf_points"]["var_names"] = ["part_deta", "part_dphi", "part_deltaR"]
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "model.onnx").write_bytes((weaver_export / "model.onnx").read_bytes())
+    (bad / "preprocess.json").write_text(json.dumps(data))
+    refused = subprocess.run([*command[:5], "--output", str(tmp_path / "never"), "--tagger", str(bad),
+                              "--backend", "onnx", "--workers", "0", "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert refused.returncode == 1, refused.stdout + refused.stderr
+    message = (refused.stdout + refused.stderr).strip().splitlines()
+    assert len(message) == 1 and "input 'pf_points' axis 1 is 2 in the model, 3 in the spec" in message[0], message
+    assert not (tmp_path / "never").exists()

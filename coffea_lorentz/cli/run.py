@@ -27,13 +27,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT file (path or URL) or coffea fileset JSON")
     parser.add_argument("--output", "-o", required=True, metavar="PATH_OR_URL",
                         help="output folder: a local path or an fsspec URL (root://HOST//path, s3://bucket/path)")
-    parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME",
-                        help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER})")
+    parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME|PATH",
+                        help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER}): a shipped name, or a model you "
+                             "bring — a weaver export folder (model.onnx + preprocess.json), an .onnx or TorchScript .pt "
+                             "with a spec JSON beside it, or NAME=PATH — which writes FatJet_<name>_<class> per class")
+    parser.add_argument("--classes", metavar="A,B,...",
+                        help="class names of the models given by path (default: the spec's, else score_0, score_1, ...)")
     parser.add_argument("--reweighter", action="append", dest="reweighters", default=[], metavar="NAME|PATH",
                         help="also write reweighting factors FatJet_weight_<name> (per jet) and weight_<name> (per event, "
                              "the leading jet's): a shipped reweighter (fsr: shower alpha_s 0.1365 -> 0.120) or the "
                              "path of a reweight_<name>.pt from reweight-train (repeatable)")
-    parser.add_argument("--backend", choices=("triton", "torch"), default="triton", help="inference backend (default: triton)")
+    parser.add_argument("--backend", choices=("triton", "torch", "onnx"), default="triton",
+                        help="inference backend of the shipped taggers (default: triton); the models you bring run "
+                             "in-process on the workers, with ONNX Runtime (onnx) or TorchScript by their format")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
     parser.add_argument("--server-host", metavar="ADDRESS",
                         help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
@@ -150,6 +156,12 @@ def _adapt(text: str | None) -> tuple[int, int] | None:
     return int(low), int(high)
 
 
+def _with_classes(model, classes: list[str]):
+    import dataclasses
+
+    return dataclasses.replace(model, spec=model.spec.with_classes(classes))
+
+
 def _client_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
     """The Triton client's options from the command line (none in-process)."""
     if args.backend != "triton":
@@ -161,7 +173,19 @@ def _client_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
 
 
 def main(args: argparse.Namespace) -> int:
-    taggers = tuple(args.taggers or (DEFAULT_TAGGER,))
+    from ..user_model import looks_like_path
+
+    given = list(args.taggers or ())
+    models = tuple(name for name in given if looks_like_path(name))
+    taggers = tuple(name for name in given if not looks_like_path(name)) or (() if models else (DEFAULT_TAGGER,))
+    if args.backend == "onnx" and taggers:
+        raise ValueError(f"--backend onnx runs the models you bring (.onnx); the shipped taggers ({', '.join(taggers)}) "
+                         "run with --backend triton or torch")
+    if args.classes:
+        from ..user_model import load_model
+
+        classes = [name.strip() for name in args.classes.split(",") if name.strip()]
+        models = tuple(_with_classes(load_model(text), classes) for text in models)
     max_constituents = args.max_constituents or default_max_constituents(taggers)
     if args.cluster and args.scheduler:
         raise ValueError("give --cluster or --scheduler, not both")
@@ -171,7 +195,7 @@ def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         taggers=taggers,
         reweighters=tuple(args.reweighters),
-        backend=args.backend,
+        backend="triton" if args.backend == "onnx" else args.backend,
         server_url=args.server,
         server_host=args.server_host,
         cluster=cluster,
@@ -192,6 +216,8 @@ def main(args: argparse.Namespace) -> int:
         overwrite=args.overwrite,
         fail_fast=args.fail_fast,
         progress=not args.no_progress,
+        models=models,
+        model_backend="onnx" if args.backend == "onnx" else None,
     )
     if args.print_job_script:
         from ..run.executors import job_script

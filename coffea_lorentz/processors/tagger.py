@@ -35,7 +35,7 @@ from coffea import processor
 from ..batch import BatchConfig
 from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
-from ..pipeline import tag_events
+from ..pipeline import score_with_spec, tag_events
 from ..reweighter import ReweighterSpec, reweight_events
 from ..run.chunks import Chunk, RunSettings
 from ..store import OutputStore
@@ -67,15 +67,20 @@ class TaggerProcessor(processor.ProcessorABC):
         reweighters: one :class:`~coffea_lorentz.reweighter.ReweighterSpec` per reweighting; each
             adds ``FatJet_weight_<name>`` (per jet) and ``weight_<name>`` (per event, the leading
             jet's). Each is batched with the constituents its classifier was trained on.
+        models: (model, in-process backend) pairs of models brought by the user
+            (:class:`~coffea_lorentz.user_model.SpecModel`, a :class:`~coffea_lorentz.infer.base.NamedBackend`);
+            each adds ``FatJet_<name>_<class>`` per class, built from its own spec.
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
                  batch_config: BatchConfig = BatchConfig(), settings: RunSettings | None = None,
                  output_dir: str | Path | None = None, copy_branches: tuple[str, ...] | None = None,
-                 reweighters: list[ReweighterSpec] = ()):
+                 reweighters: list[ReweighterSpec] = (), models: list = ()):
         self.backends = list(backends)
         self.reweighters = list(reweighters)
-        models = [spec.tagger for spec in self.backends] + [spec.backend.tagger for spec in self.reweighters]
+        self.models = list(models)
+        models = ([spec.tagger for spec in self.backends] + [spec.backend.tagger for spec in self.reweighters]
+                  + [model.name for model, _ in self.models])
         if len(set(models)) != len(models) or len({spec.name for spec in self.reweighters}) != len(self.reweighters):
             raise InvalidInputError(f"{type(self).__name__}: tagger and reweighter names must be distinct, got {models}")
         target = output if output is not None else output_dir
@@ -95,6 +100,9 @@ class TaggerProcessor(processor.ProcessorABC):
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
         jet_branches, event_branches = dict(tagged.scores), {}
+        for model, backend in self.models:  # each with its own spec: its own read of what it needs, its batching
+            fields = score_with_spec(events, model, backend, source=chunk.where)
+            jet_branches.update({f"{model.name}_{label}": values for label, values in fields.items()})
         if self.reweighters:  # the same constituents, batched with each classifier's own truncation
             weights, event_branches, _ = reweight_events(events, self.reweighters, batch_config=self.batch_config,
                                                          source=chunk.where, jets=tagged.jets)

@@ -76,6 +76,8 @@ class RunSettings:
         copy_branches: globs of input branches copied into every chunk file.
         reweighters: short names of the reweighters whose weights every chunk file holds (their
             classifiers' SHA-256 are in ``model_sha256`` under ``reweight_<name>``).
+        models: models brought by the user (:mod:`coffea_lorentz.user_model`), as (name, class
+            names) pairs: each adds ``FatJet_<name>_<class>``; their identities are in ``model_sha256``.
         backend: ``"triton"`` or ``"torch"`` (recorded, not compared).
         version: coffea-lorentz version (recorded, not compared).
     """
@@ -87,11 +89,13 @@ class RunSettings:
     chunksize: int
     copy_branches: tuple[str, ...] = ()
     reweighters: tuple[str, ...] = ()
+    models: tuple[tuple[str, tuple[str, ...]], ...] = ()
     backend: str = "triton"
     version: str = ""
 
     #: Fields that must be equal for two runs to share an output folder.
-    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches", "reweighters")
+    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches", "reweighters",
+                "models")
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -100,14 +104,21 @@ class RunSettings:
         record["buckets"] = list(self.buckets)
         record["copy_branches"] = list(self.copy_branches)
         record["reweighters"] = list(self.reweighters)
+        record["models"] = {name: list(classes) for name, classes in self.models}
         return record
+
+    @property
+    def score_branches(self) -> list[str]:
+        """Every per-jet score branch a chunk file holds: the taggers', then each model's classes."""
+        return ([f"FatJet_{tagger}_score" for tagger in self.taggers]
+                + [f"FatJet_{name}_{label}" for name, classes in self.models for label in classes])
 
     def differences(self, other: dict) -> list[str]:
         """Human-readable differences between these settings and a stored ``other`` record."""
         mine = self.to_json()
         found = []
         for name in self.COMPARED:
-            theirs = other.get(name, [] if name in ("copy_branches", "reweighters") else None)
+            theirs = other.get(name, {"copy_branches": [], "reweighters": [], "models": {}}.get(name))
             if theirs != mine[name]:
                 found.append(f"{name}: {_short(theirs)} there, {_short(mine[name])} now")
         return found

@@ -20,6 +20,7 @@ reason, and the run goes on with the others:
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import time
 from collections.abc import Sequence
@@ -93,6 +94,11 @@ class RunConfig:
         overwrite: remove an earlier run's files from the output before starting.
         storage_options: fsspec options of the output store, as ``(name, value)`` pairs.
         progress: show a progress bar.
+        models: models brought by the user, each a path or ``NAME=PATH`` or a loaded ``SpecModel``
+            (:func:`coffea_lorentz.user_model.load_model`: a weaver export folder, an ``.onnx`` or
+            TorchScript file with its spec); each adds ``FatJet_<name>_<class>`` per class. They
+            run in-process on every worker (ONNX Runtime or TorchScript, by the file's format).
+        model_backend: ``"onnx"`` or ``"torch"`` for those models (None: by the file's format).
     """
 
     taggers: tuple[str, ...] = (DEFAULT_TAGGER,)
@@ -120,13 +126,17 @@ class RunConfig:
     overwrite: bool = False
     storage_options: tuple[tuple[str, object], ...] = ()
     progress: bool = True
+    models: tuple = ()
+    model_backend: str | None = None
 
     def __post_init__(self) -> None:
         if self.backend not in ("triton", "torch"):
             raise ConfigurationError(f"RunConfig.backend: expected 'triton' or 'torch', got {self.backend!r}")
+        if self.model_backend not in (None, "onnx", "torch"):
+            raise ConfigurationError(f"RunConfig.model_backend: expected 'onnx', 'torch' or None, got {self.model_backend!r}")
         if self.chunksize < 1:
             raise ConfigurationError(f"RunConfig.chunksize must be ≥ 1, got {self.chunksize}")
-        if not self.taggers:
+        if not self.taggers and not self.models:
             raise ConfigurationError("RunConfig.taggers: no tagger given")
         if len(set(self.taggers)) != len(self.taggers):
             raise ConfigurationError(f"RunConfig.taggers: a tagger is named twice in {list(self.taggers)}")
@@ -246,6 +256,9 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
     reweighters = find_reweighters(config.reweighters)
+    brought = _load_models(config)  # a spec or model that does not fit is refused here, before any output
+    if not config.taggers and not reweighters:
+        config = dataclasses.replace(config, backend="torch")  # nothing to serve: no server is started
     models = [*config.taggers, *(info.model for info in reweighters)]  # what the server must serve
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
@@ -263,12 +276,15 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
             hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s)
+        hashes = hashes | {model.name: model.identity for model, _, _ in brought}
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
                                copy_branches=tuple(config.copy_branches),
-                               reweighters=tuple(info.name for info in reweighters), backend=config.backend,
+                               reweighters=tuple(info.name for info in reweighters),
+                               models=tuple((model.name, classes) for model, _, classes in brought),
+                               backend=config.backend,
                                version=__version__)
         _claim_output(store, settings, config.overwrite)
         options = dict(config.client_options)
@@ -279,7 +295,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
-                                    reweighters=weighting)
+                                    reweighters=weighting, models=[(model, backend) for model, backend, _ in brought])
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
@@ -318,6 +334,24 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             store.write_text(MANIFEST_NAME, dumps(manifest))
             summary.manifest = store.url_of(MANIFEST_NAME)
     return summary
+
+
+def _load_models(config: RunConfig) -> list:
+    """(model, in-process backend, class names) for each of ``config.models``, each checked against its spec."""
+    from ..pipeline import output_size
+    from ..user_model import SpecModel, load_model
+
+    brought = []
+    for given in config.models:
+        model = given if isinstance(given, SpecModel) else load_model(given)
+        backend = model.backend(config.model_backend)
+        model.check(backend)
+        brought.append((model, backend, model.class_names(output_size(model, backend))))
+    names = [model.name for model, _, _ in brought]
+    clash = sorted({name for name in names if names.count(name) > 1 or name in config.taggers})
+    if clash:
+        raise ConfigurationError(f"model name(s) {', '.join(clash)} used twice; name a model with NAME=PATH")
+    return brought
 
 
 @contextlib.contextmanager

@@ -63,7 +63,7 @@ class ChunkJob:
         """Score (and weight) histograms of ``chunk``, read back from its file at the destination."""
         import uproot
 
-        branches = [f"FatJet_{tagger}_score" for tagger in self.settings.taggers]
+        branches = self.settings.score_branches
         weights = [f"FatJet_weight_{name}" for name in self.settings.reweighters]
         with uproot.open(self.store.url_of(chunk.path)) as file:
             arrays = file["Events"].arrays(branches + weights, library="ak")
