@@ -15,7 +15,10 @@ from torch import nn
 
 from .errors import InvalidInputError
 
-__all__ = ["ScoredTagger", "export_torchscript", "load_torchscript", "check_parity"]
+__all__ = ["ScoredTagger", "export_torchscript", "export_onnx", "load_torchscript", "check_parity"]
+
+#: ONNX opset of :func:`export_onnx`.
+ONNX_OPSET = 17
 
 
 class ScoredTagger(nn.Module):
@@ -70,6 +73,41 @@ def export_torchscript(
     else:
         check_parity(module, exported, shapes=parity_shapes)
     return exported
+
+
+def export_onnx(tagger: nn.Module, *, softmax: bool = True) -> bytes:
+    """The ONNX model (bytes) of ``tagger`` (wrapped in :class:`ScoredTagger` when ``softmax``):
+    inputs ``p4`` FP32 [B, N, 4] and ``mask`` BOOL [B, N] with B and N dynamic, output ``score``
+    [B, n_classes]; opset :data:`ONNX_OPSET`, the TorchScript-based exporter (the one whose
+    dynamic axes hold for every tagger of the zoo). Checked against eager outputs at several (B, N)
+    (:func:`check_parity`, 1e-5) with ONNX Runtime before it is returned."""
+    import io
+    import warnings
+
+    module = (ScoredTagger(tagger) if softmax else tagger).eval()
+    p4, mask = _example_inputs(2, 5, torch.float32)
+    buffer = io.BytesIO()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
+        torch.onnx.export(module, (p4, mask), buffer, input_names=["p4", "mask"], output_names=["score"],
+                          dynamic_axes={"p4": {0: "B", 1: "N"}, "mask": {0: "B", 1: "N"}, "score": {0: "B"}},
+                          opset_version=ONNX_OPSET, dynamo=False)
+    data = buffer.getvalue()
+    check_parity(module, _OnnxModule(data))
+    return data
+
+
+class _OnnxModule:
+    """ONNX Runtime behind a ``module(p4, mask)`` call, for :func:`check_parity`."""
+
+    def __init__(self, data: bytes):
+        import onnxruntime
+
+        self.session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+
+    def __call__(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        (score,) = self.session.run(["score"], {"p4": p4.numpy(), "mask": mask.numpy()})
+        return torch.from_numpy(score)
 
 
 def load_torchscript(path: str | Path) -> torch.jit.ScriptModule:

@@ -82,7 +82,7 @@ class ReweighterSpec:
         """The spec of a found reweighter: in-process from its file (``kind="torch"``) or from the Triton
         server at ``url`` serving ``reweight_<name>``. ``options`` go to the backend. A shipped
         reweighter is found by each worker in its own install; another is read from its path."""
-        weights = info.weights if kind == "torch" and not info.shipped else None
+        weights = info.weights if kind != "triton" and not info.shipped else None
         backend = BackendSpec.make(info.model, kind=kind, url=url, weights=weights, **options)
         return cls(name=info.name, backend=backend, epsilon=info.epsilon, max_weight=info.max_weight,
                    prior_ratio=info.prior_ratio, max_constituents=info.max_constituents)
@@ -163,7 +163,7 @@ class Reweighter(Tagger):
         kind = backend or ("triton" if server else None)
         super().__init__(self.info.model, server=server, backend=backend, max_constituents=self.info.max_constituents,
                          batch_size=batch_size, buckets=buckets,
-                         weights=self.info.weights if kind == "torch" and not self.info.shipped else None, **options)
+                         weights=self.info.weights if kind != "triton" and not self.info.shipped else None, **options)
         self.spec = ReweighterSpec.from_info(self.info, kind=self.specs[0].kind, url=self.specs[0].url, **options)
 
     @staticmethod

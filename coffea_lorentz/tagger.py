@@ -47,7 +47,7 @@ from .pipeline import tag_events
 __all__ = ["Tagger"]
 
 #: Backend kinds a :class:`Tagger` accepts.
-_BACKENDS = ("triton", "torch")
+_BACKENDS = ("triton", "torch", "onnx")
 
 
 def _is_dask(events) -> bool:
@@ -75,15 +75,16 @@ class Tagger:
             (``tagger(events)`` returns ``{name: array}``); see :func:`coffea_lorentz.models.available`.
         server: Triton gRPC address, ``grpc://HOST:PORT`` or ``HOST:PORT``, serving every tagger
             under its name (``coffea-lorentz serve``).
-        backend: ``"triton"`` (default when ``server`` is given) or ``"torch"`` (in-process, the
-            same weights; no server).
+        backend: ``"triton"`` (default when ``server`` is given), ``"torch"`` (in-process, the
+            same weights; no server) or ``"onnx"`` (in-process ONNX Runtime, the same weights
+            exported on first use; the fastest on a CPU).
         max_constituents: leading-pT constituents kept per jet; default: as many as the taggers'
             shipped weights were trained on (the fewest among them, else 128), as ``coffea-lorentz
             run`` does (:func:`coffea_lorentz.run.default_max_constituents`).
         batch_size: most jets per request; default: the served model's ``max_batch_size`` (Triton),
             256 in-process. A larger one than the server takes is sent as several requests.
         buckets: padded lengths N a batch may have.
-        weights: torch only: a state-dict file for the tagger (one tagger) or ``{name: file}``.
+        weights: torch and onnx only: a state-dict file for the tagger (one tagger) or ``{name: file}``.
         signal_class: which class probability is the score.
         **options: backend options (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
             ``shared_memory=True`` for a server on this host, … for Triton; ``n_threads`` for torch),
@@ -125,8 +126,8 @@ class Tagger:
             raise ConfigurationError(f"Tagger: backend must be one of {', '.join(map(repr, _BACKENDS))}, got {kind!r}")
         if kind == "triton" and not server:
             raise ConfigurationError("Tagger: backend='triton' needs server='grpc://HOST:PORT'")
-        if weights is not None and kind != "torch":
-            raise ConfigurationError("Tagger: weights= is for backend='torch'; a Triton server serves its own")
+        if weights is not None and kind == "triton":
+            raise ConfigurationError("Tagger: weights= is for backend='torch' or 'onnx'; a Triton server serves its own")
         per_tagger = self._weights(names, weights)
         self._check_models([name for name in names if name not in per_tagger])
         if max_constituents is None:

@@ -38,8 +38,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the leading jet's): a shipped reweighter (fsr: shower alpha_s 0.1365 -> 0.120) or the "
                              "path of a reweight_<name>.pt from reweight-train (repeatable)")
     parser.add_argument("--backend", choices=("triton", "torch", "onnx"), default="triton",
-                        help="inference backend of the shipped taggers (default: triton); the models you bring run "
-                             "in-process on the workers, with ONNX Runtime (onnx) or TorchScript by their format")
+                        help="inference backend (default: triton; onnx: ONNX Runtime in-process, the fastest on CPUs); "
+                             "the models you bring run in-process on the workers, with ONNX Runtime (onnx) or by their "
+                             "format")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
     parser.add_argument("--server-host", metavar="ADDRESS",
                         help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
@@ -178,9 +179,6 @@ def main(args: argparse.Namespace) -> int:
     given = list(args.taggers or ())
     models = tuple(name for name in given if looks_like_path(name))
     taggers = tuple(name for name in given if not looks_like_path(name)) or (() if models else (DEFAULT_TAGGER,))
-    if args.backend == "onnx" and taggers:
-        raise ValueError(f"--backend onnx runs the models you bring (.onnx); the shipped taggers ({', '.join(taggers)}) "
-                         "run with --backend triton or torch")
     if args.classes:
         from ..user_model import load_model
 
@@ -195,7 +193,7 @@ def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         taggers=taggers,
         reweighters=tuple(args.reweighters),
-        backend="triton" if args.backend == "onnx" else args.backend,
+        backend=args.backend,
         server_url=args.server,
         server_host=args.server_host,
         cluster=cluster,

@@ -1,5 +1,7 @@
-"""In-process ONNX Runtime for a spec'd model (a weaver export, any ``.onnx``): named float32
-inputs, the first output read (or the one the spec names first)."""
+"""In-process ONNX Runtime: :class:`OnnxBackend` for a spec'd model (a weaver export, any
+``.onnx``: named float32 inputs, the first output read or the one the spec names first), and
+:class:`OnnxTaggerBackend` for the zoo's taggers (``p4`` + ``mask``), exported to ONNX in memory
+on first use in each process (:func:`coffea_lorentz.export.export_onnx`, parity checked)."""
 
 from __future__ import annotations
 
@@ -8,9 +10,23 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import ConfigurationError, InferenceError
-from .base import NamedBackend
+from .base import Backend, NamedBackend
 
-__all__ = ["OnnxBackend"]
+__all__ = ["OnnxBackend", "OnnxTaggerBackend", "onnx_session"]
+
+
+def onnx_session(model: str | bytes, n_threads: int | None = None):
+    """An ONNX Runtime CPU session of ``model`` (a path or the bytes of a model) with ``n_threads``
+    intra-op threads (None: ONNX Runtime's default)."""
+    try:
+        import onnxruntime
+    except ImportError:
+        raise ConfigurationError("backend 'onnx' needs onnxruntime: pip install 'coffea-lorentz[onnx]'") from None
+    options = onnxruntime.SessionOptions()
+    if n_threads is not None:
+        options.intra_op_num_threads = int(n_threads)
+        options.inter_op_num_threads = 1
+    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
 
 
 class OnnxBackend(NamedBackend):
@@ -34,16 +50,7 @@ class OnnxBackend(NamedBackend):
     def session(self):
         """The ``onnxruntime.InferenceSession``, opened on first use in this process."""
         if self._session is None:
-            try:
-                import onnxruntime
-            except ImportError:
-                raise ConfigurationError("backend 'onnx' needs onnxruntime: pip install 'coffea-lorentz[onnx]'") from None
-            options = onnxruntime.SessionOptions()
-            if self.n_threads is not None:
-                options.intra_op_num_threads = int(self.n_threads)
-                options.inter_op_num_threads = 1
-            self._session = onnxruntime.InferenceSession(self.path, sess_options=options,
-                                                         providers=["CPUExecutionProvider"])
+            self._session = onnx_session(self.path, self.n_threads)
         return self._session
 
     def input_signature(self) -> dict[str, tuple[str, list]]:
@@ -67,3 +74,43 @@ class OnnxBackend(NamedBackend):
                 raise InferenceError(f"{self.path}: ONNX Runtime failed on {shapes}: {err}") from err
             results.append(np.asarray(values, dtype=np.float32).reshape(len(batch), -1))
         return results
+
+
+class OnnxTaggerBackend(Backend):
+    """A tagger of the zoo (the same weights as ``"torch"`` and Triton) run by ONNX Runtime here.
+
+    Args:
+        tagger: a registry name or ``"package.module:Class"`` target.
+        weights: state-dict file; default: the shipped weights.
+        n_threads: ONNX Runtime intra-op threads (None: its default).
+    """
+
+    _lazy_attributes = ("_session",)
+
+    def __init__(self, tagger: str, *, weights: str | None = None, n_threads: int | None = None):
+        self.tagger = tagger
+        self.weights = weights
+        self.n_threads = n_threads
+        self._session = None
+
+    @property
+    def session(self):
+        """The session, exported and opened on first use in this process."""
+        if self._session is None:
+            from ..export import export_onnx
+            from ..models import pretrained
+
+            self._session = onnx_session(export_onnx(pretrained(self.tagger, weights=self.weights)), self.n_threads)
+        return self._session
+
+    def infer_batches(self, batches: Sequence) -> list[np.ndarray]:
+        session = self.session
+        outputs = []
+        for batch in batches:
+            try:
+                (score,) = session.run(["score"], {"p4": batch.p4, "mask": batch.mask})
+            except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+                raise InferenceError(f"tagger {self.tagger!r} (ONNX Runtime) failed on p4 {list(batch.p4.shape)}, "
+                                     f"mask {list(batch.mask.shape)}: {err}") from err
+            outputs.append(np.asarray(score, dtype=np.float32))
+        return outputs

@@ -36,9 +36,10 @@ class BackendSpec:
             For ``"torch"`` also a ``"package.module:Class"`` target, which builds a tagger that is
             not in the registry (a registration made with :func:`coffea_lorentz.models.register` in
             the client process is not seen by Dask workers; a target is imported there).
-        kind: a key of :data:`BACKENDS`: ``"triton"`` (gRPC client) or ``"torch"`` (in-process).
+        kind: a key of :data:`BACKENDS`: ``"triton"`` (gRPC client), ``"torch"`` (in-process) or
+            ``"onnx"`` (in-process ONNX Runtime, the same weights exported on first use).
         url: Triton gRPC address ``HOST:PORT`` (``grpc://`` prefix allowed); needed for ``"triton"``.
-        weights: state-dict file for ``"torch"``; default: the shipped weights of the tagger.
+        weights: state-dict file for ``"torch"`` and ``"onnx"``; default: the shipped weights of the tagger.
         options: extra keyword options of the backend (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
             ``shared_memory``, ``n_threads``, …) as ``(name, value)`` pairs, so the spec stays hashable; :meth:`make`
             takes them as keywords.
@@ -80,8 +81,15 @@ def _torch(spec: BackendSpec) -> Backend:
     return TorchBackend(spec.tagger, weights=spec.weights, **dict(spec.options))
 
 
+def _onnx(spec: BackendSpec) -> Backend:
+    from .onnx_backend import OnnxTaggerBackend
+
+    return OnnxTaggerBackend(spec.tagger, weights=spec.weights, **dict(spec.options))
+
+
 #: Backend kind → builder of that backend from a :class:`BackendSpec` (read-only).
-BACKENDS: Mapping[str, Callable[[BackendSpec], Backend]] = types.MappingProxyType({"triton": _triton, "torch": _torch})
+BACKENDS: Mapping[str, Callable[[BackendSpec], Backend]] = types.MappingProxyType(
+    {"triton": _triton, "torch": _torch, "onnx": _onnx})
 
 
 @functools.lru_cache(maxsize=16)

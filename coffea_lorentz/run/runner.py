@@ -61,7 +61,8 @@ class RunConfig:
         reweighters: reweighters, shipped short names (``"fsr"``) or paths of ``reweight_<name>.pt``;
             each adds ``FatJet_weight_<name>`` (per jet) and ``weight_<name>`` (per event, the leading
             jet's), its classifier served beside the taggers as ``reweight_<name>``.
-        backend: ``"triton"`` or ``"torch"`` (in-process).
+        backend: ``"triton"``, ``"torch"`` (in-process) or ``"onnx"`` (in-process ONNX Runtime, the
+            same weights exported on each worker at its first chunk).
         server_url: Triton gRPC address; None with ``backend="triton"`` starts a local server.
         server_host: address the local server binds to and hands to the workers; None: 127.0.0.1
             for a local cluster, else this machine's address on the route to the scheduler.
@@ -130,8 +131,8 @@ class RunConfig:
     model_backend: str | None = None
 
     def __post_init__(self) -> None:
-        if self.backend not in ("triton", "torch"):
-            raise ConfigurationError(f"RunConfig.backend: expected 'triton' or 'torch', got {self.backend!r}")
+        if self.backend not in ("triton", "torch", "onnx"):
+            raise ConfigurationError(f"RunConfig.backend: expected 'triton', 'torch' or 'onnx', got {self.backend!r}")
         if self.model_backend not in (None, "onnx", "torch"):
             raise ConfigurationError(f"RunConfig.model_backend: expected 'onnx', 'torch' or None, got {self.model_backend!r}")
         if self.chunksize < 1:
@@ -272,7 +273,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                        weights={info.model: info.weights for info in reweighters},
                        chosen_host=config.server_host, scheduler_address=executor.scheduler_address) as url:
         store.remove_temporary_files()
-        if config.backend == "torch":
+        if config.backend in ("torch", "onnx"):  # the same model, so the same identity, in-process
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
             hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s)
