@@ -40,6 +40,7 @@ $(SERVER_VENV)/.installed: deploy/server-requirements.txt deploy/setup_server_en
 bench: install server-env
 	$(BIN)/python bench/bench_pipeline.py
 	$(BIN)/python bench/bench_taggers.py
+	$(BIN)/python bench/bench_onnx.py
 
 clean:
 	rm -rf build out .pytest_cache

@@ -324,3 +324,45 @@ def test_run_writes_per_class_branches_beside_a_served_tagger_and_resumes(weaver
     message = (refused.stdout + refused.stderr).strip().splitlines()
     assert len(message) == 1 and "input 'pf_points' axis 1 is 2 in the model, 3 in the spec" in message[0], message
     assert not (tmp_path / "never").exists()
+
+
+class InvariantMass(torch.nn.Module):
+    """A Lorentz-invariant model you could bring: the jet mass from pf_vectors (px, py, pz, E), two classes."""
+
+    def forward(self, pf_vectors, pf_mask):
+        jet = (pf_vectors * pf_mask).sum(-1)
+        mass2 = jet[:, 3] ** 2 - jet[:, 0] ** 2 - jet[:, 1] ** 2 - jet[:, 2] ** 2
+        logit = 0.5 * torch.log1p(mass2.clamp(min=0)) - 4.0
+        return torch.softmax(torch.stack([-logit, logit], dim=-1), dim=-1)
+
+
+def test_check_reports_the_zoo_and_models_you_bring(weaver_export, tmp_path):
+    import subprocess
+    import sys
+
+    from coffea_lorentz.check import check_model
+
+    rows = {row.check.split(" ")[0]: row for row in check_model("lloca", n_jets=8)}
+    assert rows["Lorentz"].invariant and rows["Lorentz"].dtype == "float64" and rows["Lorentz"].residual < 1e-9
+    baseline = {row.check.split(" ")[0]: row for row in check_model("baseline", n_jets=8)}
+    assert not baseline["Lorentz"].invariant and baseline["Lorentz"].residual > 1e-3
+    assert baseline["constituent"].invariant
+
+    weaver = {row.check.split(" ")[0]: row for row in check_model(str(weaver_export), n_jets=8)}
+    assert not weaver["Lorentz"].invariant and weaver["Lorentz"].dtype == "float32"
+    assert weaver["batch"].invariant and weaver["constituent"].invariant
+
+    folder = tmp_path / "mass"
+    folder.mkdir()
+    torch.onnx.export(InvariantMass().eval(), (torch.rand(2, 4, 5), torch.ones(2, 1, 5)), str(folder / "model.onnx"),
+                      input_names=["pf_vectors", "pf_mask"], output_names=["softmax"], opset_version=15, dynamo=False,
+                      dynamic_axes={"pf_vectors": {0: "B", 2: "P"}, "pf_mask": {0: "B", 2: "P"}, "softmax": {0: "B"}})
+    (folder / "preprocess.json").write_text(json.dumps({
+        "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
+        "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": 40},
+        "pf_mask": {"var_names": ["part_mask"], "var_length": 40}}))
+    mass = {row.check.split(" ")[0]: row for row in check_model(str(folder), n_jets=8)}
+    assert all(row.invariant for row in mass.values()), mass
+    printed = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "check", str(folder), "--jets", "4"],
+                             capture_output=True, text=True, timeout=300)
+    assert printed.returncode == 0 and printed.stdout.startswith(f"{folder}: Lorentz-invariant"), printed.stderr

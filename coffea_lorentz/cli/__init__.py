@@ -16,7 +16,7 @@ from ..errors import CoffeaLorentzError
 
 __all__ = ["main", "SUBCOMMANDS"]
 
-SUBCOMMANDS: tuple[str, ...] = ("run", "serve", "demo", "generate", "train", "reweight", "models")
+SUBCOMMANDS: tuple[str, ...] = ("run", "serve", "demo", "generate", "train", "reweight", "models", "check")
 
 
 def build_parser() -> argparse.ArgumentParser:
