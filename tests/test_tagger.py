@@ -82,7 +82,7 @@ def test_pickles_as_plain_data():
     [
         ({"taggers": "lloca"}, "server='grpc://HOST:PORT'"),
         ({"taggers": "lloka", "backend": "torch"}, "did you mean lloca"),
-        ({"taggers": "lloca", "backend": "onnx"}, "backend must be one of"),
+        ({"taggers": "lloca", "backend": "tensorrt"}, "backend must be one of"),
         ({"taggers": "lloca", "backend": "triton"}, "needs server="),
         ({"taggers": ["lloca", "lloca"], "backend": "torch"}, "named twice"),
         ({"taggers": [], "backend": "torch"}, "no tagger"),

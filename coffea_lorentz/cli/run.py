@@ -24,7 +24,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "is started for the run and stopped afterwards; --backend torch runs in-process."
         ),
     )
-    parser.add_argument("inputs", nargs="+", metavar="INPUT", help="ROOT file (path or URL) or coffea fileset JSON")
+    parser.add_argument("inputs", nargs="+", metavar="INPUT", type=_input,
+                        help="ROOT file (path or URL), a folder (its *.root files, one dataset named after it) or a "
+                             "coffea fileset JSON")
     parser.add_argument("--output", "-o", required=True, metavar="PATH_OR_URL",
                         help="output folder: a local path or an fsspec URL (root://HOST//path, s3://bucket/path)")
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME|PATH",
@@ -50,7 +52,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "tcp://HOST:PORT (an existing scheduler), gateway[:URL] (a new dask-gateway cluster), "
                              "htcondor or slurm (batch jobs through dask-jobqueue), in-process")
     parser.add_argument("--scheduler", metavar="tcp://HOST:PORT", help="existing Dask scheduler (same as --cluster tcp://…)")
-    parser.add_argument("--workers", type=int, default=2, metavar="N",
+    parser.add_argument("--workers", type=_at_least(0), default=2, metavar="N",
                         help="workers to start: LocalCluster processes, gateway workers or batch jobs (default: 2; "
                              "0 with a local cluster runs every chunk in this process)")
     parser.add_argument("--adapt", metavar="MIN:MAX", help="adaptive workers between MIN and MAX (gateway, htcondor, slurm)")
@@ -62,8 +64,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--executor", choices=("dask", "futures", "iterative"), default="dask",
                         help="dask (default: the --cluster), futures (a pool of --workers local processes) or "
                              "iterative (every chunk in this process)")
-    parser.add_argument("--chunksize", type=int, default=100_000, help="events per chunk and output file (default: 100000)")
-    parser.add_argument("--maxchunks", type=int, metavar="N", help="process at most N chunks per dataset (a quick test)")
+    parser.add_argument("--chunksize", type=_at_least(1), default=100_000, help="events per chunk and output file (default: 100000)")
+    parser.add_argument("--maxchunks", type=_at_least(1), metavar="N", help="process at most N chunks per dataset (a quick test)")
     parser.add_argument("--skipbadfiles", action="store_true",
                         help="skip input files that cannot be opened or lack the PF-candidate branches (listed; the run "
                              "completes without them)")
@@ -155,6 +157,31 @@ def _adapt(text: str | None) -> tuple[int, int] | None:
     if not sep or not low.isdigit() or not high.isdigit():
         raise ValueError(f"--adapt {text!r}: expected MIN:MAX, e.g. 2:50")
     return int(low), int(high)
+
+
+def _at_least(low: int):
+    """An argparse type: an integer >= ``low`` (argparse names the option and exits 2 otherwise)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
+def _input(text: str) -> str:
+    """An argparse type: a URL, or a local file or folder that exists (refused before anything starts)."""
+    import os
+
+    if "://" not in text and not os.path.exists(os.path.expanduser(text)):
+        raise argparse.ArgumentTypeError(f"no such file or folder: {text}")
+    return text
 
 
 def _with_classes(model, classes: list[str]):

@@ -54,8 +54,10 @@ def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events
     """ROOT files and/or coffea fileset JSON files → a coffea fileset ``{dataset: {"files": {path: tree}}}``.
 
     A ROOT file given directly goes to a dataset named after the file's stem, with tree
-    ``treename``. Relative paths in a fileset JSON are relative to the JSON file. Local paths are
-    made absolute.
+    ``treename``; a local folder gives its ``*.root`` files (sorted, not recursive) as one dataset
+    named after the folder. Relative paths in a fileset JSON are relative to the JSON file. Local
+    paths are made absolute. A folder without ROOT files and a fileset JSON without files are
+    refused by name (before any output is touched).
     """
     if isinstance(inputs, dict):
         return {dataset: {"files": {normalise_source(f): tree for f, tree in _files_of(spec).items()}}
@@ -71,10 +73,19 @@ def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events
                 loaded = json.loads(path.read_text())
             except json.JSONDecodeError as err:
                 raise InputFileError(str(path), f"not valid JSON: {err}") from None
+            if not isinstance(loaded, dict) or not any(_files_of(spec) for spec in loaded.values()):
+                raise InputFileError(str(path), "the fileset lists no files")
             for dataset, spec in loaded.items():
                 resolved = {normalise_source(path.parent / f if not Path(f).is_absolute() and "://" not in f else f): tree
                             for f, tree in _files_of(spec).items()}
                 fileset.setdefault(dataset, {"files": {}})["files"].update(resolved)
+        elif "://" not in text and Path(text).expanduser().is_dir():
+            folder = Path(text).expanduser()
+            files = sorted(folder.glob("*.root"))
+            if not files:
+                raise InputFileError(str(folder), "a folder without .root files")
+            name = folder.absolute().name
+            fileset.setdefault(name, {"files": {}})["files"].update({normalise_source(f): treename for f in files})
         else:
             stem = text.rstrip("/").rsplit("/", 1)[-1].removesuffix(".root")
             fileset.setdefault(stem, {"files": {}})["files"][normalise_source(text)] = treename

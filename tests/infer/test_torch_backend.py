@@ -38,10 +38,13 @@ def test_n_threads_applies_inside_a_call_only():
 
 
 def test_spec_table_builds_each_kind():
-    assert set(BACKENDS) == {"triton", "torch"}
+    from coffea_lorentz.infer.onnx_backend import OnnxTaggerBackend
+
+    assert set(BACKENDS) == {"triton", "torch", "onnx"}
     assert isinstance(BackendSpec.make("identity", kind="torch").create(), TorchBackend)
-    with pytest.raises(InvalidInputError, match="unknown backend kind 'onnx'; expected 'triton' or 'torch'"):
-        BackendSpec.make("identity", kind="onnx").create()
+    assert isinstance(BackendSpec.make("identity", kind="onnx").create(), OnnxTaggerBackend)
+    with pytest.raises(InvalidInputError, match="unknown backend kind 'tensorrt'; expected 'triton' or 'torch' or 'onnx'"):
+        BackendSpec.make("identity", kind="tensorrt").create()
     with pytest.raises(InvalidInputError, match="needs a server URL"):
         BackendSpec.make("identity", kind="triton").create()
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import hashlib
 import json
 
 import pytest
@@ -161,11 +160,13 @@ def test_config_carries_the_model_sha256_and_parses_as_triton_config(tmp_path, i
     from google.protobuf import text_format
     from tritonclient.grpc.model_config_pb2 import DataType, ModelConfig, ModelInstanceGroup
 
+    from coffea_lorentz.identity import model_identity
+
     path = build_repository(tmp_path / "repo", {"identity": identity, "second": identity}, backend=backend,
                             kind=kind, intra_op_threads=2, preferred_batch_sizes=(256,), instance_count=2)
     configs = {p.parent.name: text_format.Parse(p.read_text(), ModelConfig()) for p in path.glob("*/config.pbtxt")}
     assert sorted(configs) == ["identity", "second"]
-    digest = hashlib.sha256((path / "identity" / "1" / "model.pt").read_bytes()).hexdigest()
+    digest = model_identity(identity, extra={"head": "softmax"})  # the model's identity, not model.pt's bytes
     assert read_repository_info(path)["models"]["identity"]["sha256"] == digest
     for name, config in configs.items():
         assert config.parameters[SHA256_PARAMETER].string_value == digest
