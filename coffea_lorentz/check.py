@@ -27,6 +27,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from .errors import ConfigurationError
 from .symmetry import (
     apply_transform,
     random_jets,
@@ -72,7 +73,8 @@ class SpecModelFunction:
         from .spec_batch import SpecInputs
 
         if any(spec_input.objects == VERTICES for spec_input in self.model.spec.inputs):
-            raise NotImplementedError("the check builds PF candidates from four-vectors; this spec also needs vertices")
+            raise ConfigurationError(f"model {self.model.name!r}: the check builds PF candidates from four-vectors; "
+                                     "a spec with secondary-vertex inputs cannot be checked this way")
         p4 = p4.detach().to(torch.float64).numpy()
         mask = mask.numpy().astype(bool)
         counts = mask.sum(axis=1)
