@@ -16,6 +16,7 @@ the spec.
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from pathlib import Path
 from .errors import ConfigurationError, ModelMismatchError
 from .modelspec import ModelSpec, load_spec
 
-__all__ = ["SpecModel", "load_model", "looks_like_path", "FORMATS"]
+__all__ = ["SpecModel", "load_model", "looks_like_path", "process_model_backend", "FORMATS"]
 
 #: Model file formats: ONNX, or TorchScript.
 FORMATS = ("onnx", "torchscript")
@@ -119,6 +120,13 @@ class SpecModel:
                 if size != -1 and expected == -1 and not spec_input.min_length <= size <= spec_input.max_length:
                     raise ModelMismatchError(f"{where}: input {spec_input.name!r} needs exactly {size} objects; give "
                                              f"the spec a fixed length {size}")
+
+
+@functools.lru_cache(maxsize=16)
+def process_model_backend(model: SpecModel, kind: str | None = None):
+    """The in-process backend of ``model`` in this process, created once (one ONNX Runtime session
+    or TorchScript module per Dask worker process) and reused by every later chunk."""
+    return model.backend(kind)
 
 
 def _spec_beside(path: Path) -> Path | None:

@@ -39,6 +39,7 @@ from ..pipeline import score_with_spec, tag_events
 from ..reweighter import ReweighterSpec, reweight_events
 from ..run.chunks import Chunk, RunSettings
 from ..store import OutputStore
+from ..user_model import process_model_backend
 from ..write import write_chunk
 
 __all__ = ["TaggerProcessor", "chunk_of"]
@@ -67,9 +68,10 @@ class TaggerProcessor(processor.ProcessorABC):
         reweighters: one :class:`~coffea_lorentz.reweighter.ReweighterSpec` per reweighting; each
             adds ``FatJet_weight_<name>`` (per jet) and ``weight_<name>`` (per event, the leading
             jet's). Each is batched with the constituents its classifier was trained on.
-        models: (model, in-process backend) pairs of models brought by the user
-            (:class:`~coffea_lorentz.user_model.SpecModel`, a :class:`~coffea_lorentz.infer.base.NamedBackend`);
-            each adds ``FatJet_<name>_<class>`` per class, built from its own spec.
+        models: (model, backend kind) pairs of models brought by the user
+            (:class:`~coffea_lorentz.user_model.SpecModel`; ``"onnx"``, ``"torch"`` or None: by its
+            format); each adds ``FatJet_<name>_<class>`` per class, built from its own spec, and runs
+            in-process (one session per worker process, :func:`~coffea_lorentz.user_model.process_model_backend`).
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
@@ -100,8 +102,8 @@ class TaggerProcessor(processor.ProcessorABC):
         backends = {spec.tagger: process_backend(spec) for spec in self.backends}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
         jet_branches, event_branches = dict(tagged.scores), {}
-        for model, backend in self.models:  # each with its own spec: its own read of what it needs, its batching
-            fields = score_with_spec(events, model, backend, source=chunk.where)
+        for model, kind in self.models:  # each with its own spec: its own read of what it needs, its batching
+            fields = score_with_spec(events, model, process_model_backend(model, kind), source=chunk.where)
             jet_branches.update({f"{model.name}_{label}": values for label, values in fields.items()})
         if self.reweighters:  # the same constituents, batched with each classifier's own truncation
             weights, event_branches, _ = reweight_events(events, self.reweighters, batch_config=self.batch_config,

@@ -296,7 +296,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
-                                    reweighters=weighting, models=[(model, backend) for model, backend, _ in brought])
+                                    reweighters=weighting, models=[(model, config.model_backend) for model, _, _ in brought])
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
