@@ -129,6 +129,10 @@ class Batch:
     def __len__(self) -> int:
         return len(self.jet_index)
 
+    def rows(self, start: int, stop: int) -> Batch:
+        """Jets ``start:stop`` of this batch (one request of a batch cut at a server's limit)."""
+        return Batch(p4=self.p4[start:stop], mask=self.mask[start:stop], jet_index=self.jet_index[start:stop])
+
 
 @dataclass(frozen=True)
 class BatchPlan:

@@ -23,7 +23,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-__all__ = ["IDENTITY_FORMAT", "model_identity", "file_identity"]
+__all__ = ["IDENTITY_FORMAT", "canonical_sha256", "model_identity", "file_identity"]
 
 #: Version of the identity recipe; part of every hash, so a change of recipe never collides.
 IDENTITY_FORMAT = "coffea-lorentz-model-identity/1"
@@ -70,3 +70,9 @@ def file_identity(path: str | Path, *, extra: Mapping[str, Any] | None = None) -
         for block in iter(lambda: stream.read(1 << 20), b""):
             digest.update(block)
     return digest.hexdigest()
+
+
+def canonical_sha256(value: Mapping[str, Any]) -> str:
+    """Hex SHA-256 of ``value`` as canonical JSON, with the recipe's version: the identity of a
+    model known only by description (a model on a server, by its published identity and spec)."""
+    return hashlib.sha256(_canonical({"format": IDENTITY_FORMAT, "described": dict(value)})).hexdigest()

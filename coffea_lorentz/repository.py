@@ -141,26 +141,34 @@ class ServingOptions:
             raise InvalidInputError(f"intra_op_threads must be >= 0, got {self.intra_op_threads}")
 
 
-def python_backend_source() -> Path:
-    """The generic python-backend ``model.py`` (``deploy/python_backend/model.py``)."""
+def python_backend_source(file: str = "model.py") -> Path:
+    """A python-backend model file of ``deploy/python_backend``: ``model.py`` (the zoo's ``p4`` +
+    ``mask``) or ``spec_model.py`` (a model brought with its spec)."""
     for root in (_PACKAGE_DIR.parent, Path.cwd()):
-        candidate = root / "deploy" / "python_backend" / "model.py"
+        candidate = root / "deploy" / "python_backend" / file
         if candidate.is_file():
             return candidate
     raise InvalidInputError(
-        f"deploy/python_backend/model.py not found next to {_PACKAGE_DIR} or in {Path.cwd()}; "
+        f"deploy/python_backend/{file} not found next to {_PACKAGE_DIR} or in {Path.cwd()}; "
         "run from a source checkout of coffea-lorentz"
     )
 
 
-def model_config_text(name: str, n_classes: int, options: ServingOptions, *, sha256: str | None = None) -> str:
-    """The ``config.pbtxt`` of model ``name`` returning ``n_classes`` probabilities.
+def model_config_text(name: str, n_classes: int, options: ServingOptions, *, sha256: str | None = None,
+                      spec=None, model_format: str = "torchscript") -> str:
+    """The ``config.pbtxt`` of model ``name`` returning ``n_classes`` values per jet.
 
-    ``sha256``, the hex digest of the model's ``model.pt``, is written as the string parameter
-    :data:`SHA256_PARAMETER` (left out when None).
+    ``sha256``, the model's identity (:mod:`coffea_lorentz.identity`), is written as the string
+    parameter :data:`SHA256_PARAMETER` (left out when None). Without ``spec`` the model is a zoo
+    tagger (``p4``, ``mask`` → ``score``); with a :class:`~coffea_lorentz.modelspec.ModelSpec` its
+    inputs are the spec's (FP32 [C, P] or [P, C], P -1 for a variable length) and its output the
+    spec's first, and ``model_format`` (``"onnx"`` or ``"torchscript"``) chooses the platform of a
+    non-python backend: ``onnxruntime_onnx`` or ``pytorch_libtorch``.
     """
     if options.backend == "python":
         header = 'backend: "python"'
+    elif spec is not None and model_format == "onnx":
+        header = 'platform: "onnxruntime_onnx"\ndefault_model_filename: "model.onnx"'
     else:
         header = 'platform: "pytorch_libtorch"\ndefault_model_filename: "model.pt"'
     batching = []
@@ -175,8 +183,15 @@ def model_config_text(name: str, n_classes: int, options: ServingOptions, *, sha
         parameters.append(_parameter(SHA256_PARAMETER, sha256))
     if options.backend == "python" and options.intra_op_threads:
         parameters.append(_parameter("intra_op_threads", str(options.intra_op_threads)))
-    if options.backend == "pytorch_libtorch":
+    if options.backend == "pytorch_libtorch" and not (spec is not None and model_format == "onnx"):
         parameters.append(_parameter("INFERENCE_MODE", "true"))
+    if spec is None:
+        inputs = [_tensor(INPUT_P4, "TYPE_FP32", "-1, 4"), _tensor(INPUT_MASK, "TYPE_BOOL", "-1")]
+        output = OUTPUT_SCORE
+    else:
+        inputs = [_tensor(item.name, "TYPE_FP32", ", ".join(str(d) for d in item.shape(item.length or -1)))
+                  for item in spec.inputs]
+        output = spec.outputs[0]
     lines = [
         f'name: "{name}"',
         header,
@@ -185,11 +200,10 @@ def model_config_text(name: str, n_classes: int, options: ServingOptions, *, sha
         *batching,
         "}",
         "input [",
-        _tensor(INPUT_P4, "TYPE_FP32", "-1, 4") + ",",
-        _tensor(INPUT_MASK, "TYPE_BOOL", "-1"),
+        ",\n".join(inputs),
         "]",
         "output [",
-        _tensor(OUTPUT_SCORE, "TYPE_FP32", str(n_classes)),
+        _tensor(output, "TYPE_FP32", str(n_classes)),
         "]",
         "instance_group [",
         "  {",
@@ -252,6 +266,24 @@ def _export(name: str, tagger: nn.Module | str | os.PathLike, path: Path) -> dic
     }
 
 
+def _export_spec_model(name: str, model, version_dir: Path) -> dict:
+    """Copy a model brought with its spec into ``version_dir`` (``model.onnx`` or ``model.pt``);
+    returns its repository.json entry. Its output length comes from the spec's class names, else
+    from one call of the model here."""
+    target = version_dir / ("model.onnx" if model.format == "onnx" else "model.pt")
+    shutil.copyfile(model.path, target)
+    if model.spec.classes:
+        n_outputs = len(model.spec.classes)
+    else:
+        from .pipeline import output_size
+
+        backend = model.backend()
+        model.check(backend)
+        n_outputs = output_size(model, backend)
+    return {"n_classes": n_outputs, "source": model.path, "format": model.format, "spec": model.spec.to_json(),
+            "export_parity_max_abs_diff": None, "sha256": model.identity}
+
+
 def build_repository(
     path: str | Path,
     taggers: Mapping[str, nn.Module | str | os.PathLike],
@@ -266,8 +298,11 @@ def build_repository(
 ) -> Path:
     """Write a Triton model repository at ``path`` serving ``taggers``; returns the resolved path.
 
-    ``taggers`` maps a model name to a tagger module (exported here, softmax added) or to the path
-    of a ``model.pt`` already exported by :func:`coffea_lorentz.export.export_torchscript`. Use
+    ``taggers`` maps a model name to a tagger module (exported here, softmax added), to the path
+    of a ``model.pt`` already exported by :func:`coffea_lorentz.export.export_torchscript`, or to
+    a model brought with its spec (:class:`~coffea_lorentz.user_model.SpecModel`: ONNX or
+    TorchScript, served with the spec's inputs and output; the python backend runs ONNX through
+    ONNX Runtime, an NGC server's ``onnxruntime_onnx`` or ``pytorch_libtorch`` platform natively). Use
     :func:`coffea_lorentz.models.pretrained` for registry taggers with their default weights. The repository is built
     in a temporary directory beside ``path`` and moved into place at the end, so ``path`` never
     holds a half-written repository; an existing repository at ``path`` is replaced, any other
@@ -293,7 +328,10 @@ def build_repository(
     if path.exists() and not (path / REPOSITORY_INFO).is_file() and (not path.is_dir() or any(path.iterdir())):
         raise InvalidInputError(f"{path}: exists and is not a model repository (no {REPOSITORY_INFO}); not replacing it")
     path.parent.mkdir(parents=True, exist_ok=True)
+    from .user_model import SpecModel
+
     model_py = python_backend_source() if backend == "python" else None
+    spec_model_py = python_backend_source("spec_model.py") if backend == "python" else None
 
     staging = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
@@ -301,10 +339,16 @@ def build_repository(
         for name, tagger in taggers.items():
             version_dir = staging / name / "1"
             version_dir.mkdir(parents=True)
-            entries[name] = _export(name, tagger, version_dir / "model.pt")
-            if model_py is not None:
-                shutil.copyfile(model_py, version_dir / "model.py")
-            config = model_config_text(name, entries[name]["n_classes"], options, sha256=entries[name]["sha256"])
+            if isinstance(tagger, SpecModel):
+                entries[name] = _export_spec_model(name, tagger, version_dir)
+                python_source, spec, model_format = spec_model_py, tagger.spec, tagger.format
+            else:
+                entries[name] = _export(name, tagger, version_dir / "model.pt")
+                python_source, spec, model_format = model_py, None, "torchscript"
+            if python_source is not None:
+                shutil.copyfile(python_source, version_dir / "model.py")
+            config = model_config_text(name, entries[name]["n_classes"], options, sha256=entries[name]["sha256"],
+                                       spec=spec, model_format=model_format)
             (staging / name / "config.pbtxt").write_text(config)
         info = {
             "format": REPOSITORY_FORMAT,

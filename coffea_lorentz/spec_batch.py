@@ -41,6 +41,11 @@ class SpecBatch:
     def __len__(self) -> int:
         return len(self.jet_index)
 
+    def rows(self, start: int, stop: int) -> SpecBatch:
+        """Jets ``start:stop`` of this batch (one request of a batch cut at a server's limit)."""
+        return SpecBatch(jet_index=self.jet_index[start:stop],
+                         tensors={name: array[start:stop] for name, array in self.tensors.items()})
+
 
 def _transform(values: np.ndarray, spec: InputSpec) -> np.ndarray:
     """float64 [n, C] raw → float32 [n, C] transformed (see the module docstring)."""

@@ -8,6 +8,8 @@
   ``preprocess.json`` in the same folder, or ``spec=`` given;
 - ``NAME=PATH`` for either, to choose the name.
 
+:func:`served_model` describes a model already on a Triton server, known by its name and spec only.
+
 Before any event is read, :meth:`SpecModel.check` compares the model's declared inputs with the
 spec (names, rank, static channel and length sizes) and refuses a mismatch with one line naming the
 input. The model's identity (:func:`coffea_lorentz.identity.file_identity`) covers the file and
@@ -25,10 +27,10 @@ from pathlib import Path
 from .errors import ConfigurationError, ModelMismatchError
 from .modelspec import ModelSpec, load_spec
 
-__all__ = ["SpecModel", "load_model", "looks_like_path", "process_model_backend", "FORMATS"]
+__all__ = ["SpecModel", "load_model", "looks_like_path", "process_model_backend", "served_model", "FORMATS"]
 
-#: Model file formats: ONNX, or TorchScript.
-FORMATS = ("onnx", "torchscript")
+#: Model file formats: ONNX, or TorchScript; ``"served"``: no file here, the model is on a server.
+FORMATS = ("onnx", "torchscript", "served")
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*$")
 
 
@@ -43,15 +45,18 @@ class SpecModel:
 
     Attributes:
         name: used in branch names (``<Collection>_<name>_<class>``) and as the served model's name.
-        path: the model file (absolute).
-        format: ``"onnx"`` or ``"torchscript"``.
+        path: the model file (absolute); ``""`` for a model on a server only.
+        format: ``"onnx"``, ``"torchscript"`` or ``"served"``.
         spec: its inputs, output and class names.
+        served_sha256: for a ``"served"`` model, the ``model_sha256`` its server publishes (None:
+            not published, or not asked yet).
     """
 
     name: str
     path: str
     format: str
     spec: ModelSpec
+    served_sha256: str | None = None
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -69,13 +74,23 @@ class SpecModel:
 
     @property
     def identity(self) -> str:
-        from .identity import file_identity
+        """Hex SHA-256 of what determines its outputs: the file and the spec (class names aside: they
+        name branches, recorded in the run's settings apart); for a model on a server
+        only, the served ``model_sha256`` (else its name: a server that publishes no identity cannot
+        tell one version from the next) and the spec."""
+        from .identity import canonical_sha256, file_identity
 
-        return file_identity(self.path, extra={"spec": self.spec.to_json(), "format": self.format})
+        spec = {key: value for key, value in self.spec.to_json().items() if key != "classes"}  # names, not outputs
+        if self.format == "served":
+            return canonical_sha256({"served": self.served_sha256 or f"unpublished:{self.name}", "spec": spec})
+        return file_identity(self.path, extra={"spec": spec, "format": self.format})
 
     def backend(self, kind: str | None = None, *, n_threads: int | None = None):
         """An in-process backend for it: ``"onnx"`` (ONNX Runtime) or ``"torch"`` (TorchScript);
         default: the file's own format."""
+        if self.format == "served":
+            raise ConfigurationError(f"model {self.name!r} is on a Triton server only (no file here); it runs with "
+                                     "backend 'triton' and --server")
         kind = kind or ("onnx" if self.format == "onnx" else "torch")
         if kind == "onnx":
             if self.format != "onnx":
@@ -123,10 +138,33 @@ class SpecModel:
 
 
 @functools.lru_cache(maxsize=16)
-def process_model_backend(model: SpecModel, kind: str | None = None):
-    """The in-process backend of ``model`` in this process, created once (one ONNX Runtime session
-    or TorchScript module per Dask worker process) and reused by every later chunk."""
+def process_model_backend(model: SpecModel, kind: str | tuple | None = None):
+    """The backend of ``model`` in this process, created once (one ONNX Runtime session or
+    TorchScript module per Dask worker process, or one gRPC client) and reused by every later chunk.
+
+    ``kind``: ``"onnx"``, ``"torch"``, None (by the file's format), or ``("triton", url,
+    client_options)`` with ``client_options`` a tuple of (name, value) pairs
+    (:class:`~coffea_lorentz.infer.triton_spec.TritonSpecBackend`).
+    """
+    if isinstance(kind, tuple):
+        from .infer.triton_spec import TritonSpecBackend
+
+        _, url, options = kind
+        return TritonSpecBackend(url, model.name, model.spec, **dict(options))
     return model.backend(kind)
+
+
+def served_model(name: str, spec: str | Path | ModelSpec, *, classes: Sequence[str] | None = None) -> SpecModel:
+    """A model already served by a Triton server under ``name``, described by ``spec`` (a spec
+    JSON or weaver ``preprocess.json``): the run reads its inputs, output and classes from the
+    spec and checks them against what the server declares before any chunk."""
+    if not _NAME.match(name):
+        raise ConfigurationError(f"served model name {name!r} must start with a letter or digit and hold only "
+                                 "letters, digits, '_', '.', '-'")
+    model_spec = spec if isinstance(spec, ModelSpec) else load_spec(spec)
+    if classes:
+        model_spec = model_spec.with_classes(classes)
+    return SpecModel(name=name, path="", format="served", spec=model_spec)
 
 
 def _spec_beside(path: Path) -> Path | None:

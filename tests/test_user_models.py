@@ -234,6 +234,13 @@ def test_mismatches_stop_before_any_event_with_one_line(weaver_export, tmp_path)
         Tagger(str(weaver_export / "model.onnx"), spec=tmp_path / "renamed.json")
     with pytest.raises(ModelMismatchError, match="3 outputs, but the spec names 2 classes"):
         Tagger(str(weaver_export), classes=["a", "b"])
+    torn = tmp_path / "torn"
+    torn.mkdir()
+    (torn / "model.onnx").write_bytes((weaver_export / "model.onnx").read_bytes()[:5000])
+    (torn / "preprocess.json").write_text(json.dumps(preprocess_json()))
+    with pytest.raises(ConfigurationError, match=r"torn/model.onnx: ONNX Runtime cannot load it \(") as caught:
+        Tagger(str(torn))
+    assert "\n" not in str(caught.value)
 
 
 def test_secondary_vertices_and_ak4_jets(pfnano_file, tmp_path):
@@ -273,10 +280,11 @@ def _reference_scores(weaver_export: Path, pfnano_file: Path) -> np.ndarray:
 @pytest.mark.slow
 def test_run_writes_per_class_branches_beside_a_served_tagger_and_resumes(weaver_export, pfnano_file, tmp_path):
     """``coffea-lorentz run --tagger lloca --tagger DIR --classes ...`` in the default mode (the run
-    starts its own Triton server for LLoCa) on a real Dask LocalCluster: the weaver model's
-    per-class branches equal the independent reference, NanoEvents reads them back, LLoCa's
-    score is there too; the same command again skips the chunks; a spec that does not fit the
-    model stops the run before the output folder exists."""
+    starts its own Triton server, which serves LLoCa and the weaver model — ONNX Runtime in the
+    python backend) on a real Dask LocalCluster: the weaver model's per-class branches equal the
+    independent reference, NanoEvents reads them back, LLoCa's score is there too; the server's
+    statistics show the weaver model's requests; the same command again skips the chunks; a spec
+    that does not fit the model stops the run before the output folder exists."""
     import subprocess
     import sys
 
@@ -292,6 +300,7 @@ def test_run_writes_per_class_branches_beside_a_served_tagger_and_resumes(weaver
                "--workers", "2", "--chunksize", "4", "--no-progress", "--copy-branches", "FatJet_*"]
     first = subprocess.run(command, capture_output=True, text=True, timeout=600)
     assert first.returncode == 0, first.stdout + first.stderr
+    assert "weaver: 3 requests (0 failed), 24 jets" in " ".join(first.stdout.split()), first.stdout
     files = sorted(output.glob("pfnano/*.root"))
     assert len(files) == 3
     arrays = [uproot.open(path)["Events"].arrays(library="ak") for path in files]
@@ -366,3 +375,106 @@ def test_check_reports_the_zoo_and_models_you_bring(weaver_export, tmp_path):
     printed = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "check", str(folder), "--jets", "4"],
                              capture_output=True, text=True, timeout=300)
     assert printed.returncode == 0 and printed.stdout.startswith(f"{folder}: Lorentz-invariant"), printed.stderr
+
+
+@pytest.mark.slow
+def test_a_model_on_a_separately_started_server_through_server_and_spec(weaver_export, pfnano_file, tmp_path):
+    """``coffea-lorentz serve --tagger weaver=DIR --tagger ts=FILE.pt`` (a real server started
+    apart), then ``run --server URL --tagger weaver --spec preprocess.json``: the branches equal the
+    independent reference; the TorchScript model with its spec, served by TorchScript in the python
+    backend, gives the same; ``--tagger DIR --server`` checks that the server's model is that file;
+    a spec whose inputs differ from the served ones, a variable length where the server takes a
+    fixed one, and a file that is not the served model each stop the run with one line before the
+    output folder exists."""
+    import signal
+    import subprocess
+    import sys
+
+    from coffea_lorentz.serve import free_port
+    from coffea_lorentz.testing import server_unavailable_reason
+
+    if server_unavailable_reason() is not None:
+        pytest.skip(f"no local Triton server: {server_unavailable_reason()}")
+    scripted = torch.jit.script(WeaverLike(len(PF_FEATURES)).eval())
+    scripted.save(str(tmp_path / "ts.pt"))
+    (tmp_path / "ts.json").write_text(json.dumps(preprocess_json()))
+    grpc, http, metrics = free_port(), free_port(), free_port()
+    cli = [sys.executable, "-m", "coffea_lorentz.cli"]
+    server = subprocess.Popen([*cli, "serve", "--tagger", f"weaver={weaver_export}", "--tagger", str(tmp_path / "ts.pt"),
+                               "--output", str(tmp_path / "repository"), "--grpc-port", str(grpc), "--http-port",
+                               str(http), "--metrics-port", str(metrics)],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    try:
+        for line in server.stdout:
+            if line.startswith("Ctrl-C to stop"):
+                break
+        else:
+            pytest.fail("coffea-lorentz serve ended before it was ready")
+        url = f"grpc://127.0.0.1:{grpc}"
+        reference = _reference_scores(weaver_export, pfnano_file)
+        base = [*cli, "run", str(pfnano_file), "--server", url, "--workers", "0", "--no-progress",
+                "--classes", ",".join(CLASSES)]
+        for name, extra in (("weaver", ["--tagger", "weaver", "--spec", str(weaver_export / "preprocess.json")]),
+                            ("ts", ["--tagger", "ts", "--spec", f"ts={tmp_path / 'ts.json'}"]),
+                            ("weaver", ["--tagger", f"weaver={weaver_export}"])):
+            output = tmp_path / f"out-{name}-{len(extra)}"
+            done = subprocess.run([*base, "--output", str(output), *extra], capture_output=True, text=True, timeout=300)
+            assert done.returncode == 0, done.stdout + done.stderr
+            arrays = [uproot.open(path)["Events"].arrays(library="ak") for path in sorted(output.glob("pfnano/*.root"))]
+            got = np.stack([np.concatenate([ak.to_numpy(ak.flatten(a[f"FatJet_{name}_{label}"])) for a in arrays])
+                            for label in CLASSES], axis=1)
+            np.testing.assert_allclose(got, reference, atol=1e-5, rtol=0)
+
+        wrong_inputs = preprocess_json()
+        wrong_inputs["pf_points"]["var_names"] = ["part_deta", "part_dphi", "part_deltaR"]
+        variable = preprocess_json()
+        for group in variable["input_names"]:
+            variable[group].update(min_length=1, max_length=64)
+        (tmp_path / "wrong.json").write_text(json.dumps(wrong_inputs))
+        (tmp_path / "variable.json").write_text(json.dumps(variable))
+        cases = {"wrong.json": "input 'pf_points' is FP32 [-1, 2, 24], expected FP32 [-1, 3, 24]",
+                 "variable.json": "input 'pf_points' takes exactly 24 objects on axis 2",
+                 "other": "the server serves another model under that name"}
+        for case, expected in cases.items():
+            given = ["--tagger", f"weaver={tmp_path / 'ts.pt'}"] if case == "other" else \
+                ["--tagger", "weaver", "--spec", str(tmp_path / case)]
+            refused = subprocess.run([*base, "--output", str(tmp_path / "never"), *given], capture_output=True,
+                                     text=True, timeout=300)
+            lines = (refused.stdout + refused.stderr).strip().splitlines()
+            assert refused.returncode == 1 and len(lines) == 1 and expected in lines[0], (case, lines)
+            assert not (tmp_path / "never").exists()
+    finally:
+        server.send_signal(signal.SIGINT)
+        server.wait(timeout=60)
+
+
+def test_repositories_for_an_ngc_server_parse_with_tritons_model_config(weaver_export, tmp_path):
+    """``serve --build-only --backend pytorch_libtorch`` with models you bring: ONNX as
+    ``onnxruntime_onnx`` (model.onnx), TorchScript as ``pytorch_libtorch`` (model.pt), each config
+    accepted by Triton's own ``ModelConfig`` schema with the spec's inputs and output; the bundled
+    server's python-backend configs carry the same tensors beside ``spec_model.py``."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from coffea_lorentz.repository import build_repository, python_backend_source
+    from coffea_lorentz.user_model import load_model
+
+    scripted = torch.jit.script(WeaverLike(len(PF_FEATURES)).eval())
+    scripted.save(str(tmp_path / "ts.pt"))
+    (tmp_path / "ts.json").write_text(json.dumps(preprocess_json()))
+    models = {"weaver": load_model(weaver_export), "ts": load_model(tmp_path / "ts.pt")}
+    for backend, platforms in (("pytorch_libtorch", {"weaver": "onnxruntime_onnx", "ts": "pytorch_libtorch"}),
+                               ("python", {"weaver": "", "ts": ""})):
+        repository = build_repository(tmp_path / backend, models, backend=backend)
+        for name, platform in platforms.items():
+            config = text_format.Parse((repository / name / "config.pbtxt").read_text(), model_config_pb2.ModelConfig())
+            assert config.platform == platform and config.backend == ("python" if backend == "python" else "")
+            assert [(i.name, list(i.dims)) for i in config.input] == [
+                (group, [len(names), LENGTH]) for group, names in GROUPS.items()]
+            assert [(o.name, list(o.dims)) for o in config.output] == [("softmax", [3])]
+            assert config.parameters["model_sha256"].string_value == models[name].identity
+            files = sorted(path.name for path in (repository / name / "1").iterdir())
+            expected = {"weaver": "model.onnx", "ts": "model.pt"}[name]
+            assert files == ([expected, "model.py"] if backend == "python" else [expected]), files
+        if backend == "python":
+            assert (repository / "ts" / "1" / "model.py").read_text() == python_backend_source("spec_model.py").read_text()

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from .. import DEFAULT_TAGGER
 from ..batch import BatchConfig
+from ..errors import ConfigurationError
 from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, run_tagging
 
 __all__ = ["register", "print_summary"]
@@ -33,6 +35,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER}): a shipped name, or a model you "
                              "bring — a weaver export folder (model.onnx + preprocess.json), an .onnx or TorchScript .pt "
                              "with a spec JSON beside it, or NAME=PATH — which writes FatJet_<name>_<class> per class")
+    parser.add_argument("--spec", action="append", default=[], metavar="[NAME=]SPEC.json",
+                        help="with --server: a --tagger NAME that the server already serves (not a shipped tagger) is "
+                             "that model, described by this spec (a spec JSON or a weaver preprocess.json); its "
+                             "served inputs are checked against the spec before any chunk (repeatable as NAME=SPEC)")
     parser.add_argument("--classes", metavar="A,B,...",
                         help="class names of the models given by path (default: the spec's, else score_0, score_1, ...)")
     parser.add_argument("--reweighter", action="append", dest="reweighters", default=[], metavar="NAME|PATH",
@@ -40,9 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "the leading jet's): a shipped reweighter (fsr: shower alpha_s 0.1365 -> 0.120) or the "
                              "path of a reweight_<name>.pt from reweight-train (repeatable)")
     parser.add_argument("--backend", choices=("triton", "torch", "onnx"), default="triton",
-                        help="inference backend (default: triton; onnx: ONNX Runtime in-process, the fastest on CPUs); "
-                             "the models you bring run in-process on the workers, with ONNX Runtime (onnx) or by their "
-                             "format")
+                        help="inference backend for every tagger and model (default: triton: the local server, or "
+                             "--server; onnx: ONNX Runtime in-process; torch: in-process, the models you bring by their "
+                             "format)")
     parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
     parser.add_argument("--server-host", metavar="ADDRESS",
                         help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
@@ -200,17 +206,48 @@ def _client_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
     return options
 
 
+def _served_models(names: list[str], specs: list[str], *, server: str | None) -> list:
+    """The ``--tagger NAME`` models a ``--spec`` describes (models already on ``--server``)."""
+    if not specs:
+        return []
+    from ..models import available
+    from ..user_model import served_model
+
+    if not server:
+        raise ConfigurationError("--spec describes a model already on a Triton server: give --server URL too "
+                                 "(a model file of your own is --tagger PATH, its spec beside it)")
+    unknown = [name for name in names if name not in set(available())]
+    served = []
+    for text in specs:
+        if "=" in text and not Path(text).exists():
+            name, path = text.split("=", 1)
+        elif len(unknown) == 1:
+            name, path = unknown[0], text
+        else:
+            raise ConfigurationError(f"--spec {text}: say which served model it describes with NAME=SPEC "
+                                     f"(non-shipped --tagger names: {', '.join(unknown) or 'none'})")
+        if name not in names:
+            raise ConfigurationError(f"--spec {text}: no --tagger {name}; add --tagger {name}")
+        served.append(served_model(name, path))
+    return served
+
+
 def main(args: argparse.Namespace) -> int:
     from ..user_model import looks_like_path
 
     given = list(args.taggers or ())
     models = tuple(name for name in given if looks_like_path(name))
-    taggers = tuple(name for name in given if not looks_like_path(name)) or (() if models else (DEFAULT_TAGGER,))
+    names = [name for name in given if not looks_like_path(name)]
+    served = _served_models(names, args.spec, server=args.server)
+    names = [name for name in names if name not in {model.name for model in served}]
+    taggers = tuple(names) or (() if models or served else (DEFAULT_TAGGER,))
     if args.classes:
         from ..user_model import load_model
 
         classes = [name.strip() for name in args.classes.split(",") if name.strip()]
         models = tuple(_with_classes(load_model(text), classes) for text in models)
+        served = [_with_classes(model, classes) for model in served]
+    models = (*models, *served)
     max_constituents = args.max_constituents or default_max_constituents(taggers)
     if args.cluster and args.scheduler:
         raise ValueError("give --cluster or --scheduler, not both")

@@ -36,8 +36,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     source.add_argument(
         "--tagger",
         action="append",
-        metavar="NAME",
-        help=f"tagger to serve (repeatable; default: identity and {DEFAULT_TAGGER})",
+        metavar="NAME|PATH",
+        help=f"tagger to serve (repeatable; default: identity and {DEFAULT_TAGGER}): a shipped name, or a model you "
+             "bring (a weaver export folder, an .onnx or TorchScript .pt with its spec beside it, or NAME=PATH), "
+             "served under its name with its spec's inputs",
     )
     parser.add_argument("--reweighter", action="append", default=[], metavar="NAME|PATH",
                         help="also serve this reweighter's classifier as reweight_<name> (a shipped name such as fsr, "
@@ -55,7 +57,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--backend",
         choices=("python", "pytorch_libtorch"),
         default="python",
-        help="backend of the built repository (the bundled server has python only)",
+        help="backend of the built repository (the bundled server has python only); pytorch_libtorch builds for an "
+             "NGC Triton: the zoo and TorchScript models as pytorch_libtorch, ONNX models as onnxruntime_onnx",
     )
     parser.add_argument("--instances", type=int, default=None,
                         help="model instances per device (default: one per core on CPU, at most 8; 1 per GPU)")
@@ -99,8 +102,16 @@ def _build(args: argparse.Namespace) -> Path:
 
     from ..reweight.lookup import find_reweighters
 
+    from ..user_model import load_model, looks_like_path
+
     names = args.tagger or ["identity", DEFAULT_TAGGER]
-    taggers = {name: pretrained(name) for name in names}
+    taggers = {}
+    for name in names:
+        if looks_like_path(name):
+            model = load_model(name)
+            taggers[model.name] = model
+        else:
+            taggers[name] = pretrained(name)
     for info in find_reweighters(args.reweighter):
         taggers[info.model] = pretrained(info.model, weights=info.weights)
     names = list(taggers)

@@ -26,7 +26,13 @@ def onnx_session(model: str | bytes, n_threads: int | None = None):
     if n_threads is not None:
         options.intra_op_num_threads = int(n_threads)
         options.inter_op_num_threads = 1
-    return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    try:
+        return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
+    except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types
+        where = model if isinstance(model, str) else "the exported model"
+        reason = " ".join(str(err).split())
+        raise ConfigurationError(f"{where}: ONNX Runtime cannot load it ({reason[:300]}); is it an ONNX model, "
+                                 "whole (not cut short by a copy)?") from None
 
 
 class OnnxBackend(NamedBackend):

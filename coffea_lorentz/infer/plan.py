@@ -54,7 +54,7 @@ class _Requests:
         if len(self.pieces[index]) == 1:
             return batch
         first, stop = piece * self.sizes[index], (piece + 1) * self.sizes[index]
-        return Batch(p4=batch.p4[first:stop], mask=batch.mask[first:stop], jet_index=batch.jet_index[first:stop])
+        return batch.rows(first, stop)
 
     def retry(self, key: tuple[int, int]) -> None:
         heapq.heappush(self.pending, key)

@@ -9,14 +9,15 @@ with the signature below and a large enough ``max_batch_size``, and returns what
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, ModelMismatchError, ServerError
 from .outage import _MODEL_FAILED, _PERMANENT, _classify, _NotReady, _one_line, _Outage
 from .urls import split_urls
 
-__all__ = ["ServedModel", "inspect_served_models", "EXPECTED_INPUTS", "OUTPUT_NAME", "SHA256_PARAMETER"]
+__all__ = ["ServedModel", "Signature", "inspect_served_models", "spec_signature", "EXPECTED_INPUTS", "OUTPUT_NAME",
+           "SHA256_PARAMETER", "ZOO_SIGNATURE"]
 
 #: The inputs every served tagger takes: name → (datatype, shape with -1 for B and N).
 EXPECTED_INPUTS: dict[str, tuple[str, tuple[int, ...]]] = {"p4": ("FP32", (-1, -1, 4)), "mask": ("BOOL", (-1, -1))}
@@ -26,27 +27,68 @@ OUTPUT_NAME = "score"
 SHA256_PARAMETER = "model_sha256"
 
 
-def _check_metadata(metadata: dict, where: str) -> int:
-    """Compare a served signature (``get_model_metadata(as_json=True)``) with :data:`EXPECTED_INPUTS`
-    and :data:`OUTPUT_NAME`; returns n_classes, raises :class:`ModelMismatchError` naming ``where``."""
+@dataclass(frozen=True)
+class Signature:
+    """The tensors a served model takes and the output the client reads.
+
+    Attributes:
+        inputs: (name, datatype, shape) per input; the shape includes the batch axis, -1 where an
+            axis may take any size (the batch; N or P of a variable length).
+        output: the output tensor read, float32 [B, n_outputs].
+    """
+
+    inputs: tuple[tuple[str, str, tuple[int, ...]], ...]
+    output: str
+
+    @property
+    def input_names(self) -> tuple[str, ...]:
+        return tuple(name for name, _, _ in self.inputs)
+
+
+#: The zoo's served signature (:data:`EXPECTED_INPUTS`, :data:`OUTPUT_NAME`).
+ZOO_SIGNATURE = Signature(inputs=tuple((name, dtype, shape) for name, (dtype, shape) in EXPECTED_INPUTS.items()),
+                          output=OUTPUT_NAME)
+
+
+def spec_signature(spec) -> Signature:
+    """The signature of a model described by a :class:`~coffea_lorentz.modelspec.ModelSpec`: FP32
+    inputs [B, C, P] or [B, P, C] (P -1 for a variable length), its first output."""
+    inputs = tuple((item.name, "FP32", tuple([-1, *item.shape(item.length or -1)])) for item in spec.inputs)
+    return Signature(inputs=inputs, output=spec.outputs[0])
+
+
+def _check_metadata(metadata: dict, where: str, signature: Signature = ZOO_SIGNATURE) -> int:
+    """Compare a served signature (``get_model_metadata(as_json=True)``) with ``signature``; returns
+    the output's length per jet, raises :class:`ModelMismatchError` naming ``where`` and the input."""
     inputs = {entry["name"]: entry for entry in metadata.get("inputs", [])}
-    for name, (datatype, shape) in EXPECTED_INPUTS.items():
+    for name, datatype, shape in signature.inputs:
         if name not in inputs:
             raise ModelMismatchError(f"{where}: no input {name!r}; it has {sorted(inputs)}")
         got_type = inputs[name]["datatype"]
         got_shape = tuple(int(d) for d in inputs[name]["shape"])
-        if got_type != datatype or len(got_shape) != len(shape) or got_shape[-1] != shape[-1]:
+        fits = got_type == datatype and len(got_shape) == len(shape) and all(
+            got == want or got == -1 for got, want in zip(got_shape[1:], shape[1:]) if want != -1)
+        if not fits:
             raise ModelMismatchError(
                 f"{where}: input {name!r} is {got_type} {list(got_shape)}, expected {datatype} {list(shape)}"
             )
+        fixed = [(axis, got) for axis, (got, want) in enumerate(zip(got_shape, shape)) if axis and want == -1 and got != -1]
+        if fixed and signature is not ZOO_SIGNATURE:
+            axis, size = fixed[0]
+            raise ModelMismatchError(f"{where}: input {name!r} takes exactly {size} objects on axis {axis} "
+                                     f"({list(got_shape)}); give the spec a fixed length {size}")
+    extra = sorted(set(inputs) - set(signature.input_names))
+    if extra and signature is not ZOO_SIGNATURE:
+        raise ModelMismatchError(f"{where}: inputs {extra} are not in the spec (it builds {list(signature.input_names)})")
     outputs = {entry["name"]: entry for entry in metadata.get("outputs", [])}
-    if OUTPUT_NAME not in outputs:
-        raise ModelMismatchError(f"{where}: no output {OUTPUT_NAME!r}; it has {sorted(outputs)}")
-    out = outputs[OUTPUT_NAME]
+    output = signature.output
+    if output not in outputs:
+        raise ModelMismatchError(f"{where}: no output {output!r}; it has {sorted(outputs)}")
+    out = outputs[output]
     shape = [int(d) for d in out["shape"]]
     if out["datatype"] != "FP32" or len(shape) != 2 or shape[-1] < 1:
         raise ModelMismatchError(
-            f"{where}: output {OUTPUT_NAME!r} is {out['datatype']} {shape}, expected FP32 [-1, n_classes]"
+            f"{where}: output {output!r} is {out['datatype']} {shape}, expected FP32 [-1, n_classes]"
         )
     return shape[-1]
 
@@ -92,7 +134,7 @@ class ServedModel:
 
 
 def _inspect_model(client, url: str, name: str, served: dict[str, list[dict]], *, max_batch_size: int | None,
-                   timeout_s: float) -> ServedModel:
+                   timeout_s: float, signature: Signature = ZOO_SIGNATURE) -> ServedModel:
     where = f"model {name!r} at Triton server {url}"
     ready = [entry for entry in served.get(name, []) if entry.get("state") == "READY"]
     if not ready:
@@ -103,7 +145,7 @@ def _inspect_model(client, url: str, name: str, served: dict[str, list[dict]], *
         raise ConfigurationError(f"Triton server {url} does not serve a ready model {name!r}{state}; it serves: {_describe_served(served)}")
     metadata = client.get_model_metadata(name, as_json=True, client_timeout=timeout_s)
     try:
-        n_classes = _check_metadata(metadata, where)
+        n_classes = _check_metadata(metadata, where, signature)
     except ModelMismatchError as err:
         raise ConfigurationError(str(err)) from None
     config = client.get_model_config(name, as_json=True, client_timeout=timeout_s).get("config", {})
@@ -126,6 +168,7 @@ def inspect_served_models(
     max_batch_size: int | None = None,
     timeout_s: float = 10.0,
     server_wait_s: float = 0.0,
+    signatures: Mapping[str, Signature] | None = None,
 ) -> dict[str, ServedModel]:
     """Check, before a run, that the server at ``url`` serves every one of ``models`` as the client needs.
 
@@ -143,6 +186,8 @@ def inspect_served_models(
         timeout_s: deadline of each call to the server, in seconds.
         server_wait_s: how long to keep retrying an unreachable or unready server, in seconds
             (0: one try).
+        signatures: model name → the :class:`Signature` it must have (a model brought with its
+            spec: :func:`spec_signature`); the others must have :data:`ZOO_SIGNATURE`.
 
     Returns:
         model name → :class:`ServedModel`, in the order of ``models``.
@@ -156,7 +201,7 @@ def inspect_served_models(
     addresses = split_urls(url)
     if len(addresses) == 1:
         return _inspect_server(addresses[0], models, max_batch_size=max_batch_size, timeout_s=timeout_s,
-                               server_wait_s=server_wait_s)
+                               server_wait_s=server_wait_s, signatures=signatures)
     outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
     answers: dict[str, dict[str, ServedModel]] = {}
     errors: dict[str, str] = {}
@@ -166,7 +211,8 @@ def inspect_served_models(
                 continue
             try:
                 answers[address] = _inspect_server(address, models, max_batch_size=max_batch_size,
-                                                   timeout_s=outage.probe_timeout_s(timeout_s), server_wait_s=0.0)
+                                                   timeout_s=outage.probe_timeout_s(timeout_s), server_wait_s=0.0,
+                                                   signatures=signatures)
             except ConfigurationError:
                 raise
             except ServerError as err:
@@ -205,7 +251,7 @@ def _merge_served(name: str, per_server: dict[str, ServedModel]) -> ServedModel:
 
 
 def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int | None, timeout_s: float,
-                    server_wait_s: float) -> dict[str, ServedModel]:
+                    server_wait_s: float, signatures: Mapping[str, Signature] | None = None) -> dict[str, ServedModel]:
     """:func:`inspect_served_models` for one server at ``address`` (``HOST:PORT``)."""
     import tritonclient.grpc as grpcclient
 
@@ -218,7 +264,8 @@ def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int 
                 raise _NotReady("server not ready")
             served = _served_models(client, timeout_s)
             return {
-                name: _inspect_model(client, address, name, served, max_batch_size=max_batch_size, timeout_s=timeout_s)
+                name: _inspect_model(client, address, name, served, max_batch_size=max_batch_size, timeout_s=timeout_s,
+                                     signature=(signatures or {}).get(name, ZOO_SIGNATURE))
                 for name in models
             }
         except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below

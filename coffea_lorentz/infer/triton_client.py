@@ -57,6 +57,7 @@ from .base import Backend
 from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _SLOW_DOWN, _classify, _NotReady, _one_line, _Outage  # noqa: F401
 from .outage import backoff_delay_s  # noqa: F401
 from .served import EXPECTED_INPUTS, OUTPUT_NAME, SHA256_PARAMETER, ServedModel, inspect_served_models  # noqa: F401
+from .served import ZOO_SIGNATURE, Signature
 from .served import _check_metadata, _config_sha256, _describe_served, _served_models
 from .plan import _Requests
 from .shared_memory import NoRoom, SharedInputs
@@ -89,6 +90,10 @@ class TritonBackend(Backend):
             URL, not a proxy in front of other hosts); a server that cannot map the memory fails the
             first request with :class:`~coffea_lorentz.errors.ServerError`. ``coffea-lorentz run``
             turns it on for the local server it starts when the workers are on this host.
+            Only for the zoo's ``p4`` + ``mask``.
+        signature: the inputs and output the served model must have and the client sends and
+            reads (:func:`~coffea_lorentz.infer.served.spec_signature` for a model brought with its
+            spec; batches are then :class:`~coffea_lorentz.spec_batch.SpecBatch`); default the zoo's.
     """
 
     _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool", "_shared")
@@ -108,8 +113,13 @@ class TritonBackend(Backend):
         jitter_ms: float = 100.0,
         server_cooldown_s: float = 5.0,
         shared_memory: bool = False,
+        signature: Signature = ZOO_SIGNATURE,
     ):
         addresses = split_urls(url)
+        if shared_memory and signature != ZOO_SIGNATURE:
+            raise InvalidInputError("TritonBackend: shared_memory=True carries the zoo's p4 + mask only, "
+                                    f"not {', '.join(signature.input_names)}")
+        self.signature = signature
         if shared_memory and len(addresses) > 1:
             raise InvalidInputError("TritonBackend: shared_memory=True needs one server on this host, "
                                     f"not several ({', '.join(addresses)})")
@@ -132,7 +142,7 @@ class TritonBackend(Backend):
             self._servers = tuple(
                 TritonBackend(address, model, model_version=model_version, max_in_flight=max_in_flight,
                               timeout_s=timeout_s, server_wait_s=server_wait_s, backoff_ms=backoff_ms,
-                              max_backoff_ms=max_backoff_ms, jitter_ms=jitter_ms)
+                              max_backoff_ms=max_backoff_ms, jitter_ms=jitter_ms, signature=signature)
                 for address in addresses
             )
         self._pool = None
@@ -202,7 +212,7 @@ class TritonBackend(Backend):
             where = f"model {self.model!r} at {self.url}"
             metadata = client.get_model_metadata(self.model, self.model_version, as_json=True,
                                                  client_timeout=self.timeout_s)
-            n_classes = _check_metadata(metadata, where)
+            n_classes = _check_metadata(metadata, where, self.signature)
             config = client.get_model_config(self.model, self.model_version, as_json=True,
                                              client_timeout=self.timeout_s).get("config", {})
             sha256 = _config_sha256(config)
@@ -275,7 +285,7 @@ class TritonBackend(Backend):
 
     def _check_metadata(self, metadata: dict) -> int:
         """Compare the served signature with :data:`EXPECTED_INPUTS`; return n_classes."""
-        return _check_metadata(metadata, f"model {self.model!r} at {self.url}")
+        return _check_metadata(metadata, f"model {self.model!r} at {self.url}", self.signature)
 
     # -- requests ---------------------------------------------------------------------------
     def _submit(self, batch: Batch, on_done, client=None, slot: int | None = None, generation: int = 0) -> None:
@@ -295,17 +305,13 @@ class TritonBackend(Backend):
             except NoRoom as err:
                 warnings.warn(f"{err}; this request goes inside the gRPC message", RuntimeWarning, stacklevel=2)
         if inputs is None:
-            p4 = grpcclient.InferInput("p4", list(batch.p4.shape), "FP32")
-            p4.set_data_from_numpy(np.ascontiguousarray(batch.p4, dtype=np.float32))
-            mask = grpcclient.InferInput("mask", list(batch.mask.shape), "BOOL")
-            mask.set_data_from_numpy(np.ascontiguousarray(batch.mask, dtype=bool))
-            inputs = [p4, mask]
+            inputs = _infer_inputs(grpcclient, batch, self.signature)
         client.async_infer(
             self.model,
             inputs,
             callback=on_done,
             model_version=self.model_version,
-            outputs=[grpcclient.InferRequestedOutput(OUTPUT_NAME)],
+            outputs=[grpcclient.InferRequestedOutput(self.signature.output)],
             client_timeout=self.timeout_s,
         )
 
@@ -423,7 +429,7 @@ class TritonBackend(Backend):
                 in_flight -= 1
                 sent.discard(key)
                 if error is None:
-                    requests.answered(key, self._check_output(result.as_numpy(OUTPUT_NAME), requests.batch(key)))
+                    requests.answered(key, self._check_output(result.as_numpy(self.signature.output), requests.batch(key)))
                     if key in slots:
                         shared.give_back(slots.pop(key))
                     call_sha256 = call_sha256 or self._served_sha256
@@ -448,7 +454,7 @@ class TritonBackend(Backend):
         return requests.results()
 
     def _request_error(self, kind: str, index: int, batch: Batch, error: Exception) -> Exception:
-        what = f"request {index} ({len(batch)} jets, N={batch.p4.shape[1]})"
+        what = f"request {index} ({_describe_batch(batch)})"
         if kind == _MODEL_FAILED:
             return InferenceError(f"Triton server {self.url}, model {self.model!r}: {what} failed in the model: {_one_line(error)}")
         return ServerError(f"Triton server {self.url}, model {self.model!r}: {what} failed (not retried): {_one_line(error)}")
@@ -457,5 +463,25 @@ class TritonBackend(Backend):
         expected = (len(batch), self._n_classes)
         if score is None or score.shape != expected:
             got = None if score is None else score.shape
-            raise ModelMismatchError(f"model {self.model!r} at {self.url} returned {OUTPUT_NAME!r} of shape {got}, expected {expected}")
+            raise ModelMismatchError(f"model {self.model!r} at {self.url} returned {self.signature.output!r} of shape "
+                                     f"{got}, expected {expected}")
         return score.astype(np.float32, copy=False)
+
+
+def _infer_inputs(grpcclient, batch, signature: Signature) -> list:
+    """The ``InferInput`` tensors of ``batch`` in the message: the zoo's ``p4`` and ``mask``, or a
+    :class:`~coffea_lorentz.spec_batch.SpecBatch`'s named tensors."""
+    arrays = batch.tensors if hasattr(batch, "tensors") else {"p4": batch.p4, "mask": batch.mask}
+    inputs = []
+    for name, datatype, _ in signature.inputs:
+        array = np.ascontiguousarray(arrays[name], dtype=bool if datatype == "BOOL" else np.float32)
+        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
+
+
+def _describe_batch(batch) -> str:
+    if hasattr(batch, "tensors"):
+        return f"{len(batch)} jets, " + ", ".join(f"{name} {list(a.shape[1:])}" for name, a in batch.tensors.items())
+    return f"{len(batch)} jets, N={batch.p4.shape[1]}"

@@ -70,8 +70,9 @@ class TaggerProcessor(processor.ProcessorABC):
             jet's). Each is batched with the constituents its classifier was trained on.
         models: (model, backend kind) pairs of models brought by the user
             (:class:`~coffea_lorentz.user_model.SpecModel`; ``"onnx"``, ``"torch"`` or None: by its
-            format); each adds ``FatJet_<name>_<class>`` per class, built from its own spec, and runs
-            in-process (one session per worker process, :func:`~coffea_lorentz.user_model.process_model_backend`).
+            format, in-process; ``("triton", url, client options)``: served); each adds
+            ``FatJet_<name>_<class>`` per class, built from its own spec (one backend per worker
+            process, :func:`~coffea_lorentz.user_model.process_model_backend`).
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,

@@ -98,10 +98,12 @@ def shared_memory_safe(url: str | None, *, server_given: bool, cluster_kind: str
 
 @contextlib.contextmanager
 def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], chosen_host: str | None,
-               scheduler_address: str | None, weights: Mapping[str, str] | None = None) -> Iterator[str | None]:
+               scheduler_address: str | None, weights: Mapping[str, str] | None = None,
+               brought: Sequence = ()) -> Iterator[str | None]:
     """The server to use: ``server_url``, or a local server serving ``taggers`` (shipped weights) and
     the models of ``weights`` (model name → weights file: reweighters ``reweight_<name>``), started
-    (and stopped) for the run, bound where the workers of ``scheduler_address`` can reach it; None
+    (and stopped) for the run, bound where the workers of ``scheduler_address`` can reach it, with
+    the models ``brought`` with their specs (:class:`~coffea_lorentz.user_model.SpecModel`); None
     in-process."""
     if backend != "triton":
         yield None
@@ -119,6 +121,7 @@ def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], 
     with tempfile.TemporaryDirectory(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-") as tmp:
         models = {name: pretrained(name) for name in taggers}
         models.update({name: pretrained(name, weights=path) for name, path in (weights or {}).items()})
+        models.update({model.name: model for model in brought})
         repository = build_repository(Path(tmp) / "models", models, intra_op_threads=1)
         with TritonServer(ServerConfig(repository=repository, host=host)) as server:
             yield server.grpc_url

@@ -39,7 +39,7 @@ from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
 from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
-from .preflight import check_taggers, served_hashes, torch_hashes
+from .preflight import check_taggers, served_hashes, served_spec_models, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
 from .task import ChunkJob
 
@@ -97,9 +97,12 @@ class RunConfig:
         progress: show a progress bar.
         models: models brought by the user, each a path or ``NAME=PATH`` or a loaded ``SpecModel``
             (:func:`coffea_lorentz.user_model.load_model`: a weaver export folder, an ``.onnx`` or
-            TorchScript file with its spec); each adds ``FatJet_<name>_<class>`` per class. They
-            run in-process on every worker (ONNX Runtime or TorchScript, by the file's format).
-        model_backend: ``"onnx"`` or ``"torch"`` for those models (None: by the file's format).
+            TorchScript file with its spec) or a model already on the server
+            (:func:`coffea_lorentz.user_model.served_model`); each adds ``FatJet_<name>_<class>``
+            per class. With ``backend="triton"`` they are served like the taggers: built into the
+            local server, or expected on ``server_url`` under their names with their spec's inputs.
+        model_backend: where those models run: ``"triton"``, or in-process ``"onnx"`` or
+            ``"torch"``; None follows ``backend`` (``"torch"`` there: by the file's format).
     """
 
     taggers: tuple[str, ...] = (DEFAULT_TAGGER,)
@@ -133,8 +136,9 @@ class RunConfig:
     def __post_init__(self) -> None:
         if self.backend not in ("triton", "torch", "onnx"):
             raise ConfigurationError(f"RunConfig.backend: expected 'triton', 'torch' or 'onnx', got {self.backend!r}")
-        if self.model_backend not in (None, "onnx", "torch"):
-            raise ConfigurationError(f"RunConfig.model_backend: expected 'onnx', 'torch' or None, got {self.model_backend!r}")
+        if self.model_backend not in (None, "onnx", "torch", "triton"):
+            raise ConfigurationError("RunConfig.model_backend: expected 'triton', 'onnx', 'torch' or None, got "
+                                     f"{self.model_backend!r}")
         if self.chunksize < 1:
             raise ConfigurationError(f"RunConfig.chunksize must be ≥ 1, got {self.chunksize}")
         if not self.taggers and not self.models:
@@ -257,8 +261,9 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
     reweighters = find_reweighters(config.reweighters)
-    brought = _load_models(config)  # a spec or model that does not fit is refused here, before any output
-    if not config.taggers and not reweighters:
+    model_kind = _model_kind(config)
+    brought = _load_models(config, model_kind)  # a spec or model that does not fit is refused here, before any output
+    if not config.taggers and not reweighters and model_kind != "triton":
         config = dataclasses.replace(config, backend="torch")  # nothing to serve: no server is started
     models = [*config.taggers, *(info.model for info in reweighters)]  # what the server must serve
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
@@ -267,24 +272,31 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes = served_hashes(config.server_url, models, batch_config, server_wait_s=config.server_wait_s)
+        hashes = served_hashes(config.server_url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
+        if model_kind == "triton":
+            brought = served_spec_models(config.server_url, [model for model, _ in brought], batch_config,
+                                         server_wait_s=config.server_wait_s)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
+                       brought=[model for model, _ in brought] if model_kind == "triton" else (),
                        chosen_host=config.server_host, scheduler_address=executor.scheduler_address) as url:
         store.remove_temporary_files()
         if config.backend in ("torch", "onnx"):  # the same model, so the same identity, in-process
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
-            hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s)
-        hashes = hashes | {model.name: model.identity for model, _, _ in brought}
+            hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
+            if model_kind == "triton":
+                brought = served_spec_models(url, [model for model, _ in brought], batch_config,
+                                             server_wait_s=config.server_wait_s)
+        hashes = hashes | {model.name: model.identity for model, _ in brought}
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
                                copy_branches=tuple(config.copy_branches),
                                reweighters=tuple(info.name for info in reweighters),
-                               models=tuple((model.name, classes) for model, _, classes in brought),
+                               models=tuple((model.name, classes) for model, classes in brought),
                                backend=config.backend,
                                version=__version__)
         _claim_output(store, settings, config.overwrite)
@@ -296,7 +308,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
-                                    reweighters=weighting, models=[(model, config.model_backend) for model, _, _ in brought])
+                                    reweighters=weighting, models=[(model, _process_kind(model_kind, url, options))
+                                                                   for model, _ in brought])
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
@@ -316,7 +329,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             chunks = kept
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
-        with _server_window(url, models) as window, _progress(config.progress, len(chunks)) as advance:
+        served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
+        with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
             for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
                 summary.records.append(record)
                 advance(record)
@@ -337,18 +351,44 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     return summary
 
 
-def _load_models(config: RunConfig) -> list:
-    """(model, in-process backend, class names) for each of ``config.models``, each checked against its spec."""
+def _model_kind(config: RunConfig) -> str | None:
+    """Where the models brought with a spec run: ``"triton"``, ``"onnx"``, ``"torch"`` or None (in-process, by format)."""
+    if config.model_backend is not None:
+        return config.model_backend
+    return {"triton": "triton", "onnx": "onnx"}.get(config.backend)
+
+
+def _process_kind(model_kind: str | None, url: str | None, options: dict):
+    """What :func:`~coffea_lorentz.user_model.process_model_backend` gets: the in-process kind, or
+    ``("triton", url, client options)``."""
+    if model_kind != "triton":
+        return model_kind
+    return ("triton", url, tuple(sorted((key, value) for key, value in options.items() if key != "shared_memory")))
+
+
+def _load_models(config: RunConfig, kind: str | None) -> list:
+    """(model, class names) for each of ``config.models``, each checked against its spec here when
+    this process can run it (a served one's classes come from its server, :func:`served_spec_models`)."""
+    import importlib.util
+
     from ..pipeline import output_size
     from ..user_model import SpecModel, load_model
 
     brought = []
     for given in config.models:
         model = given if isinstance(given, SpecModel) else load_model(given)
-        backend = model.backend(config.model_backend)
+        runnable_here = model.format == "torchscript" or (
+            model.format == "onnx" and importlib.util.find_spec("onnxruntime") is not None)
+        if model.format == "served" and kind != "triton":
+            raise ConfigurationError(f"model {model.name!r} is on a Triton server only; run it with --backend triton "
+                                     "and --server URL")
+        if kind == "triton" and not runnable_here:
+            brought.append((model, ()))  # checked against the server that serves it
+            continue
+        backend = model.backend(None if kind == "triton" else kind)
         model.check(backend)
-        brought.append((model, backend, model.class_names(output_size(model, backend))))
-    names = [model.name for model, _, _ in brought]
+        brought.append((model, model.class_names(output_size(model, backend))))
+    names = [model.name for model, _ in brought]
     clash = sorted({name for name in names if names.count(name) > 1 or name in config.taggers})
     if clash:
         raise ConfigurationError(f"model name(s) {', '.join(clash)} used twice; name a model with NAME=PATH")
