@@ -139,6 +139,8 @@ class RunConfig:
         if self.model_backend not in (None, "onnx", "torch", "triton"):
             raise ConfigurationError("RunConfig.model_backend: expected 'triton', 'onnx', 'torch' or None, got "
                                      f"{self.model_backend!r}")
+        if self.model_backend == "triton" and self.backend != "triton":
+            raise ConfigurationError("RunConfig.model_backend 'triton' needs backend 'triton' (a server for the run)")
         if self.chunksize < 1:
             raise ConfigurationError(f"RunConfig.chunksize must be ≥ 1, got {self.chunksize}")
         if not self.taggers and not self.models:
@@ -272,10 +274,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes = served_hashes(config.server_url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
-        if model_kind == "triton":
-            brought = served_spec_models(config.server_url, [model for model, _ in brought], batch_config,
-                                         server_wait_s=config.server_wait_s)
+        hashes, brought = _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
@@ -285,10 +284,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         if config.backend in ("torch", "onnx"):  # the same model, so the same identity, in-process
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
-            hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
-            if model_kind == "triton":
-                brought = served_spec_models(url, [model for model, _ in brought], batch_config,
-                                             server_wait_s=config.server_wait_s)
+            hashes, brought = _served_preflight(url, models, brought, model_kind, batch_config, config)
         hashes = hashes | {model.name: model.identity for model, _ in brought}
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
@@ -349,6 +345,17 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             store.write_text(MANIFEST_NAME, dumps(manifest))
             summary.manifest = store.url_of(MANIFEST_NAME)
     return summary
+
+
+def _served_preflight(url: str, models: list[str], brought: list, model_kind: str | None,
+                      batch_config: BatchConfig, config: RunConfig) -> tuple[dict[str, str], list]:
+    """The server at ``url`` checked before any chunk: the zoo's served hashes, and the models
+    brought with a spec as that server serves them (when they are served)."""
+    hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
+    if model_kind == "triton":
+        brought = served_spec_models(url, [model for model, _ in brought], batch_config,
+                                     server_wait_s=config.server_wait_s)
+    return hashes, brought
 
 
 def _model_kind(config: RunConfig) -> str | None:
