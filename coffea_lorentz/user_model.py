@@ -6,7 +6,9 @@
   is the folder's name;
 - a ``.onnx`` or TorchScript ``.pt`` file with a spec beside it: ``<stem>.json``, or
   ``preprocess.json`` in the same folder, or ``spec=`` given;
-- ``NAME=PATH`` for either, to choose the name.
+- a ``coffea-lorentz train`` output folder (``metrics.json`` and ``<tagger>.pt``): the tagger it
+  was trained as, with the same p4 + mask inputs and truncation (:mod:`coffea_lorentz.trained`);
+- ``NAME=PATH`` for any of them, to choose the name.
 
 :func:`served_model` describes a model already on a Triton server, known by its name and spec only.
 
@@ -50,6 +52,11 @@ class SpecModel:
         spec: its inputs, output and class names.
         served_sha256: for a ``"served"`` model, the ``model_sha256`` its server publishes (None:
             not published, or not asked yet).
+        model_sha256: its identity when known apart from the file's bytes (a trained checkpoint:
+            the rebuilt tagger's :func:`~coffea_lorentz.identity.model_identity`); None: from the file.
+        exports: the same model in other formats, as (format, path) pairs (a trained checkpoint's
+            ONNX export beside its TorchScript one).
+        origin: the file it was made from, when ``path`` is an export of it (a checkpoint); else "".
     """
 
     name: str
@@ -57,11 +64,20 @@ class SpecModel:
     format: str
     spec: ModelSpec
     served_sha256: str | None = None
+    model_sha256: str | None = None
+    exports: tuple[tuple[str, str], ...] = ()
+    origin: str = ""
 
     @property
     def classes(self) -> tuple[str, ...]:
         """Class names: the spec's, else ``score_0``, ``score_1``, … once the class count is known."""
         return self.spec.classes
+
+    def with_classes(self, classes: Sequence[str]) -> SpecModel:
+        """The same model with other class names (they name branches only)."""
+        from dataclasses import replace
+
+        return replace(self, spec=self.spec.with_classes(classes))
 
     def class_names(self, n_classes: int) -> tuple[str, ...]:
         """The names of ``n_classes`` outputs; refuses a spec naming another number of classes."""
@@ -83,6 +99,8 @@ class SpecModel:
         spec = {key: value for key, value in self.spec.to_json().items() if key != "classes"}  # names, not outputs
         if self.format == "served":
             return canonical_sha256({"served": self.served_sha256 or f"unpublished:{self.name}", "spec": spec})
+        if self.model_sha256 is not None:
+            return self.model_sha256
         return file_identity(self.path, extra={"spec": spec, "format": self.format})
 
     def backend(self, kind: str | None = None, *, n_threads: int | None = None):
@@ -92,20 +110,22 @@ class SpecModel:
             raise ConfigurationError(f"model {self.name!r} is on a Triton server only (no file here); it runs with "
                                      "backend 'triton' and --server")
         kind = kind or ("onnx" if self.format == "onnx" else "torch")
+        files = {self.format: self.path, **dict(self.exports)}
         if kind == "onnx":
-            if self.format != "onnx":
-                raise ConfigurationError(f"model {self.name!r}: backend 'onnx' needs an .onnx file, got {self.path}")
+            if "onnx" not in files:
+                raise ConfigurationError(f"model {self.name!r}: backend 'onnx' needs an .onnx file, got {self.path}"
+                                         + (" (no ONNX export: pip install onnxruntime)" if self.origin else ""))
             from .infer.onnx_backend import OnnxBackend
 
-            return OnnxBackend(self.path, output=self.spec.outputs[0] if self.spec.outputs else None,
+            return OnnxBackend(files["onnx"], output=self.spec.outputs[0] if self.spec.outputs else None,
                                n_threads=n_threads)
         if kind == "torch":
-            if self.format != "torchscript":
+            if "torchscript" not in files:
                 raise ConfigurationError(f"model {self.name!r}: backend 'torch' runs TorchScript; {self.path} is "
                                          "ONNX (use backend 'onnx')")
             from .infer.torchscript_backend import TorchScriptBackend
 
-            return TorchScriptBackend(self.path, n_threads=n_threads)
+            return TorchScriptBackend(files["torchscript"], n_threads=n_threads)
         raise ConfigurationError(f"model {self.name!r}: backend must be 'onnx' or 'torch' in-process, got {kind!r}")
 
     def check(self, backend) -> None:
@@ -182,6 +202,15 @@ def load_model(path: str | Path, *, name: str | None = None, spec: str | Path | 
     if name is None and "=" in text and not Path(text).exists():
         name, text = text.split("=", 1)
     location = Path(text).expanduser().absolute()
+    if location.is_dir() and spec is None:
+        from .trained import train_checkpoint, trained_model
+
+        if train_checkpoint(location) is not None:
+            model = trained_model(location, name=name)
+            if not _NAME.match(model.name):
+                raise ConfigurationError(f"model name {model.name!r} (from {text}) must start with a letter or digit "
+                                         "and hold only letters, digits, '_', '.', '-'; choose one with NAME=PATH")
+            return model.with_classes(classes) if classes else model
     if location.is_dir():
         onnx = location / "model.onnx"
         if not onnx.is_file():
