@@ -114,12 +114,25 @@ def test_tagger_of_a_train_folder_equals_the_checkpoint_by_hand(train_folder, ca
     (changed / "metrics.json").write_text((train_folder / "metrics.json").read_text())
     assert load_model(changed).identity != first.identity
 
+    # LorentzNet is Lorentz-invariant, and so is what the folder runs, through its spec and features
+    from coffea_lorentz.check import check_model
 
-@pytest.mark.parametrize("backend", ["torch", "onnx"])
+    rows = {row.check.split(" ")[0]: row for row in check_model(str(train_folder), n_jets=8)}
+    assert all(row.invariant for row in rows.values()), rows
+
+
+@pytest.mark.parametrize("backend", ["torch", "onnx", pytest.param("triton", marks=pytest.mark.slow)])
 def test_run_with_a_train_folder_writes_the_checkpoints_scores(train_folder, cache, pfnano_file, tmp_path, backend):
-    """``run --tagger FOLDER`` in a fresh process: ``FatJet_<folder>_score`` equals the reference,
-    and the run records the same identity as this process computes."""
+    """``run --tagger FOLDER`` in a fresh process (``triton``: on the run's own local server, the
+    TorchScript export in the python backend): ``FatJet_<folder>_score`` equals the reference, and
+    the run records the same identity as this process computes."""
     import os
+
+    if backend == "triton":
+        from coffea_lorentz.testing import server_unavailable_reason
+
+        if server_unavailable_reason() is not None:
+            pytest.skip(f"no local Triton server: {server_unavailable_reason()}")
 
     from coffea_lorentz.user_model import load_model
 
