@@ -195,3 +195,23 @@ def test_check_reports_lgatr_lorentz_invariant_and_masking_matters(lgatr_model, 
     export(LGATrJetTagger(masked=False), unmasked)
     rows = {row.check.split(" ")[0]: row for row in check_model(str(unmasked), n_jets=8)}
     assert not rows["padding"].invariant and rows["Lorentz"].invariant, rows
+
+
+@pytest.mark.slow
+def test_lgatr_on_the_runs_own_triton_server(lgatr_model, pfnano_file, tmp_path):
+    """The default mode: the run's local Triton server builds the traced LGATr in (TorchScript in
+    its python backend); the branches equal the eager reference."""
+    from coffea_lorentz.testing import server_unavailable_reason
+
+    if server_unavailable_reason() is not None:
+        pytest.skip(f"no local Triton server: {server_unavailable_reason()}")
+    module, path = lgatr_model
+    done = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "run", str(pfnano_file), "--tagger",
+                           f"my_lgatr={path}", "--output", str(tmp_path / "out"), "--workers", "0", "--chunksize", "4",
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "my_lgatr: 3 requests (0 failed), 24 jets" in " ".join(done.stdout.split()), done.stdout
+    arrays = [uproot.open(file)["Events"].arrays(library="ak") for file in sorted((tmp_path / "out").glob("pfnano/*.root"))]
+    written = np.stack([np.concatenate([ak.to_numpy(ak.flatten(a[f"FatJet_my_lgatr_{name}"])) for a in arrays])
+                        for name in CLASSES], axis=1)
+    np.testing.assert_allclose(written, reference_scores(module, pfnano_file), atol=1e-5, rtol=0)
