@@ -17,9 +17,9 @@ invariant (a weaver ParT, which sees η and φ) is reported "not invariant" with
 A model you bring sees its inputs through its spec: the four-vectors become the constituents'
 pT, η, φ and mass, the jet's four-vector is the sum of its constituents', and the variables that
 do not come from four-vectors hold neutral values (charge 0, photon, impact parameters 0). Its
-padded slots are the spec's, not the jets': for the padding check an input of variable length
-({min, max}) is padded to a fixed ``max + 7`` objects instead of the batch's longest jet (an input
-of fixed length always sees the same padding).
+padded slots are the spec's, not the jets': for the padding check each input of variable length
+({min, max}) and constant padding gets 7 more padded slots than the batch's longest jet, the same
+objects kept (an input of fixed length always sees the same padding).
 """
 
 from __future__ import annotations
@@ -65,19 +65,32 @@ class SpecModelFunction:
     """A model you bring as ``f(p4 [B, N, 4] (E, px, py, pz) GeV, mask [B, N]) → outputs [B, K]``,
     through its own spec and feature library (see the module docstring)."""
 
-    def __init__(self, model, backend):
+    def __init__(self, model, backend, *, extra_padding: int = 0):
         self.model = model
         self.backend = backend
+        self.extra_padding = int(extra_padding)
 
     def padded(self, extra: int) -> SpecModelFunction:
-        """The same model with each variable-length input padded to a fixed ``max_length + extra``."""
-        import dataclasses
+        """The same model with ``extra`` more padded slots in each variable-length input of constant
+        padding (the same objects kept: the truncation stays the spec's)."""
+        return SpecModelFunction(self.model, self.backend, extra_padding=extra)
 
-        inputs = tuple(spec_input if spec_input.length is not None else dataclasses.replace(
-            spec_input, length=spec_input.max_length + extra, min_length=spec_input.max_length + extra,
-            max_length=spec_input.max_length + extra) for spec_input in self.model.spec.inputs)
-        spec = dataclasses.replace(self.model.spec, inputs=inputs)
-        return SpecModelFunction(dataclasses.replace(self.model, spec=spec), self.backend)
+    def _pad(self, batch):
+        """``batch`` with :attr:`extra_padding` more slots of each input's ``pad`` values."""
+        from .spec_batch import SpecBatch
+
+        tensors = dict(batch.tensors)
+        for spec_input in self.model.spec.inputs:
+            if spec_input.length is not None or spec_input.pad_mode != "constant":
+                continue
+            array = tensors[spec_input.name]
+            pad = np.array([variable.pad for variable in spec_input.variables], dtype=np.float32)
+            if spec_input.layout == "channels_first":
+                block, axis = np.broadcast_to(pad[None, :, None], (len(array), len(pad), self.extra_padding)), 2
+            else:
+                block, axis = np.broadcast_to(pad[None, None, :], (len(array), self.extra_padding, len(pad))), 1
+            tensors[spec_input.name] = np.ascontiguousarray(np.concatenate([array, block], axis=axis))
+        return SpecBatch(jet_index=batch.jet_index, tensors=tensors)
 
     def __call__(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         import awkward as ak
@@ -119,7 +132,8 @@ class SpecModelFunction:
             arrays[("link", name)] = ak.unflatten(np.zeros(int(counts.sum())), counts)
         objects = JetObjects(arrays, source="<check>", link_name="PFCands", index_field="pFCandsIdx")
         inputs = SpecInputs({PARTICLES: objects}, self.model.spec, batch_size=max(n_jets, 1))
-        outputs = inputs.scatter(self.backend.infer_named(inputs))
+        batches = [self._pad(batch) for batch in inputs] if self.extra_padding else inputs
+        outputs = inputs.scatter(self.backend.infer_named(batches))
         return torch.from_numpy(outputs.astype(np.float64))
 
 

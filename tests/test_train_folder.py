@@ -122,12 +122,11 @@ def test_tagger_of_a_train_folder_equals_the_checkpoint_by_hand(train_folder, ca
 
 
 @pytest.mark.parametrize("backend", ["torch", "onnx", pytest.param("triton", marks=pytest.mark.slow)])
-def test_run_with_a_train_folder_writes_the_checkpoints_scores(train_folder, cache, pfnano_file, tmp_path, backend):
+def test_run_with_a_train_folder_writes_the_checkpoints_scores(train_folder, cache, pfnano_file, tmp_path, backend,
+                                                                monkeypatch):
     """``run --tagger FOLDER`` in a fresh process (``triton``: on the run's own local server, the
     TorchScript export in the python backend): ``FatJet_<folder>_score`` equals the reference, and
     the run records the same identity as this process computes."""
-    import os
-
     if backend == "triton":
         from coffea_lorentz.testing import server_unavailable_reason
 
@@ -136,18 +135,35 @@ def test_run_with_a_train_folder_writes_the_checkpoints_scores(train_folder, cac
 
     from coffea_lorentz.user_model import load_model
 
+    monkeypatch.setenv("COFFEA_LORENTZ_CACHE", str(cache))  # this process and the run's
     output = tmp_path / "out"
-    environment = {**os.environ, "COFFEA_LORENTZ_CACHE": str(cache)}
     done = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "run", str(pfnano_file), "--output", str(output),
                            "--tagger", str(train_folder), "--backend", backend, "--workers", "0", "--chunksize", "4",
-                           "--no-progress"], capture_output=True, text=True, timeout=300, env=environment)
+                           "--no-progress"], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     arrays = [uproot.open(path)["Events"].arrays(library="ak") for path in sorted(output.glob("pfnano/*.root"))]
     got = np.concatenate([ak.to_numpy(ak.flatten(a["FatJet_my_lnet_score"])) for a in arrays])
     np.testing.assert_allclose(got, reference_scores(train_folder / "lorentznet.pt", pfnano_file), atol=1e-5, rtol=0)
     settings = json.loads((output / "run.json").read_text())
-    os.environ["COFFEA_LORENTZ_CACHE"] = str(cache)
-    try:
-        assert dict(settings["model_sha256"])["my_lnet"] == load_model(train_folder).identity
-    finally:
-        del os.environ["COFFEA_LORENTZ_CACHE"]
+    assert dict(settings["model_sha256"])["my_lnet"] == load_model(train_folder).identity
+
+
+def test_serve_builds_a_train_folder_in(train_folder, cache, tmp_path, monkeypatch):
+    """``serve --tagger FOLDER --build-only``: the folder's TorchScript export under the folder's
+    name, with the spec's inputs and the model's identity, in a config Triton's schema accepts."""
+    from google.protobuf import text_format
+    from tritonclient.grpc import model_config_pb2
+
+    from coffea_lorentz.user_model import load_model
+
+    monkeypatch.setenv("COFFEA_LORENTZ_CACHE", str(cache))
+    done = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "serve", "--tagger", str(train_folder),
+                           "--build-only", "--output", str(tmp_path / "repository")], capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 0, done.stdout + done.stderr
+    config = text_format.Parse((tmp_path / "repository" / "my_lnet" / "config.pbtxt").read_text(),
+                               model_config_pb2.ModelConfig())
+    assert [(i.name, list(i.dims)) for i in config.input] == [("p4", [-1, 4]), ("mask", [-1, 1])]
+    assert [(o.name, list(o.dims)) for o in config.output] == [("score", [1])]
+    assert config.parameters["model_sha256"].string_value == load_model(train_folder).identity
+    assert (tmp_path / "repository" / "my_lnet" / "1" / "model.pt").is_file()

@@ -34,7 +34,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--tagger", action="append", dest="taggers", metavar="NAME|PATH",
                         help=f"tagger to run (repeatable; default: {DEFAULT_TAGGER}): a shipped name, or a model you "
                              "bring — a weaver export folder (model.onnx + preprocess.json), an .onnx or TorchScript .pt "
-                             "with a spec JSON beside it, or NAME=PATH — which writes FatJet_<name>_<class> per class")
+                             "with a spec JSON beside it, a coffea-lorentz train output folder, or NAME=PATH — which writes "
+                             "FatJet_<name>_<class> per class (a train folder: FatJet_<name>_score)")
     parser.add_argument("--spec", action="append", default=[], metavar="[NAME=]SPEC.json",
                         help="with --server: a --tagger NAME that the server already serves (not a shipped tagger) is "
                              "that model, described by this spec (a spec JSON or a weaver preprocess.json); its "

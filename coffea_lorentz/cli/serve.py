@@ -38,7 +38,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         action="append",
         metavar="NAME|PATH",
         help=f"tagger to serve (repeatable; default: identity and {DEFAULT_TAGGER}): a shipped name, or a model you "
-             "bring (a weaver export folder, an .onnx or TorchScript .pt with its spec beside it, or NAME=PATH), "
+             "bring (a weaver export folder, an .onnx or TorchScript .pt with its spec beside it, a coffea-lorentz "
+             "train output folder, or NAME=PATH), "
              "served under its name with its spec's inputs",
     )
     parser.add_argument("--reweighter", action="append", default=[], metavar="NAME|PATH",
