@@ -40,14 +40,23 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
+from types import MappingProxyType
 
 import awkward as ak
 import numpy as np
 
 from ..errors import InputFileError
-from .clustering import JetConfig, Jets, cluster_jets, gather_constituents, jet_kinematics, jet_observables, top_matched
+from .clustering import (
+    JetConfig,
+    Jets,
+    cluster_jets,
+    gather_constituents,
+    jet_kinematics,
+    jet_observables,
+    top_matched,
+)
 from .pythia import EventBatch, GeneratorConfig, concatenate_batches, generate_events, pf_pdg_id
 from .runner import GenerationSummary, Task, TaskOutput, make_tasks, run_tasks
 from .tracks import TrackModel, track_parameters
@@ -64,7 +73,7 @@ AK4_JETS = JetConfig(radius=0.4, min_pt_gev=15.0)
 #: written with zero entries per event, with ``pt, eta, phi`` (and ``mass`` unless NanoEvents
 #: fills it itself; ``charge`` for the charged candidates, ``x, y, z`` for vertices) for the
 #: collections of physics objects.
-CROSS_REFERENCE_FIELDS: dict[str, tuple[str, ...]] = {
+CROSS_REFERENCE_FIELDS: Mapping[str, tuple[str, ...]] = MappingProxyType({
     "FatJet": ("genJetAK8Idx", "subJetIdx1", "subJetIdx2", "electronIdx3SJ", "muonIdx3SJ"),
     "Jet": ("electronIdx1", "electronIdx2", "genJetIdx", "muonIdx1", "muonIdx2"),
     "Electron": ("genPartIdx", "jetIdx", "photonIdx"),
@@ -86,11 +95,11 @@ CROSS_REFERENCE_FIELDS: dict[str, tuple[str, ...]] = {
     "GenJetAK8": (),
     "GenCands": (),
     "SubGenJetAK8": (),
-}
+})
 
 #: Empty collections that are links between collections (index branches only, as in CMS PFNano).
 _LINKS = ("FatJetSVs", "JetSVs", "GenJetCands", "GenFatJetCands", "GenJetSVs", "GenFatJetSVs")
-#: Collections whose ``mass`` and ``charge`` NanoEvents fills itself (a stored one would be replaced, with a warning).
+#: Collections whose ``mass`` and ``charge`` NanoEvents fills itself (a stored one: replaced, with a warning).
 _MASSLESS = ("Photon", "FsrPhoton")
 #: Collections NanoEvents reads as charged candidates: they need a ``charge`` branch (int32).
 _CHARGED = ("Electron", "LowPtElectron", "Muon", "Tau", "GenVisTau", "GenCands")
@@ -178,10 +187,8 @@ def pfnano_columns(
 
     ak4 = cluster_jets(particles, ak4_config)
     n_ak4 = np.asarray(ak.num(ak4.p4, axis=1), dtype=np.int64)
-    ak4_p4 = {name: np.asarray(ak.flatten(ak4.p4[name]), dtype=np.float64) for name in ("px", "py", "pz", "E")}
-    ak4_flat = dict(zip(("pt", "eta", "phi", "mass"),
-                        (v.astype(np.float32) for v in jet_kinematics(ak4_p4["px"], ak4_p4["py"], ak4_p4["pz"],
-                                                                      ak4_p4["E"]))))
+    ak4_kinematics = jet_kinematics(*(ak.flatten(ak4.p4[name]) for name in ("px", "py", "pz", "E")))
+    ak4_flat = {name: value.astype(np.float32) for name, value in zip(("pt", "eta", "phi", "mass"), ak4_kinematics)}
     ak4_flat["nConstituents"] = np.asarray(ak.flatten(ak.num(ak4.constituent_index, axis=2)), dtype=np.int32)
     ak4_flat.update(_no_match("Jet", int(n_ak4.sum())))
     jet = ak.unflatten(ak.zip(ak4_flat), n_ak4)

@@ -4,8 +4,8 @@ The generator has no detector: these values are *generated*, not simulated. Char
 the impact parameters of a straight line from their true production vertex (the hard interaction
 sits at the origin; decay products of b/c hadrons, K⁰_S, Λ … start where their parent decayed),
 smeared with a Gaussian resolution of the CMS tracker's size; the flags follow that vertex. Units
-and sign conventions are those of CMS NanoAOD (``PFCands_d0``/``_dz`` in cm, ``d0 = (−x·p_y + y·p_x)/p_T``,
-``dz = z − (x·p_x + y·p_y)/p_T · p_z/p_T``).
+and sign conventions are those of CMS NanoAOD (``PFCands_d0``/``_dz`` in cm,
+``d0 = (−x·p_y + y·p_x)/p_T``, ``dz = z − (x·p_x + y·p_y)/p_T · p_z/p_T``).
 
 Resolution (cm, p_T in GeV; a ⊕ b = hypot(a, b)):
 
@@ -40,7 +40,9 @@ value that CMS's ParticleNet inputs and the JetClass samples give a neutral part
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from types import MappingProxyType
 
 import numpy as np
 
@@ -49,7 +51,7 @@ from ..errors import InvalidInputError
 __all__ = ["TrackModel", "FIELDS", "track_parameters"]
 
 #: ``PFCands_<field>`` branches :func:`track_parameters` returns, with their dtypes (as in CMS PFNano).
-FIELDS: dict[str, type] = {
+FIELDS: Mapping[str, type] = MappingProxyType({
     "d0": np.float32,
     "d0Err": np.float32,
     "dz": np.float32,
@@ -59,7 +61,7 @@ FIELDS: dict[str, type] = {
     "lostInnerHits": np.int32,
     "pvAssocQuality": np.int32,
     "trkQuality": np.int32,
-}
+})
 
 _MM_PER_CM = 10.0
 _USED_IN_FIT_TIGHT = 7
