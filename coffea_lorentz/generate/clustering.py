@@ -68,6 +68,11 @@ class Jets:
     constituent_index: ak.Array
 
 
+# The banner belongs to FastJet's C++ ClusterSequence, reached through its SWIG binding
+# (``fastjet._swig``; the package's top-level ``ClusterSequence`` is the awkward interface). The
+# "printed already" flag and the banner stream live in the C++ library, one per process.
+
+
 def show_fastjet_banner() -> None:
     """Print FastJet's banner (authors, version, citation) now, unless this process printed it already.
 
