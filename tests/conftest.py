@@ -14,7 +14,9 @@ SHARED_DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    # coffea warns about cross-references that NanoAOD test files lack; not ours to fix.
+    # coffea warns about cross-references that the CMS samples and the small synthetic files lack; the
+    # generated PFNano files carry every one (tests/generate/test_pfnano_inputs.py reads them with
+    # warnings as errors).
     warnings.filterwarnings("ignore", message="Missing cross-reference index", category=RuntimeWarning)
     warnings.filterwarnings("ignore", message="Branch .* already exists", category=RuntimeWarning)
 

@@ -61,13 +61,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
 
     pfnano = kinds.add_parser(
         "pfnano",
-        help="write a PFNano-layout ROOT file (FatJet, PFCands, FatJetPFCands, GenPart)",
-        description="Write generated events as a PFNano-layout ROOT file that coffea's PFNanoAODSchema reads.",
+        help="write a PFNano-layout ROOT file (FatJet, Jet, PFCands, FatJetPFCands, JetPFCands, GenPart)",
+        description=("Write generated events as a PFNano-layout ROOT file that coffea's PFNanoAODSchema reads "
+                     "without a warning: anti-kT R = 0.8 FatJets and R = 0.4 Jets (pT > 15 GeV) with their "
+                     "constituents, PF candidates with generated track parameters (d0, dz and their errors, "
+                     "puppiWeight, track-quality flags; see coffea_lorentz.generate.tracks), parton truth."),
     )
     pfnano.add_argument("--process", "-p", required=True, choices=("ttbar", "qcd"), help="process to generate")
     _common_arguments(pfnano, "pfnano")
     pfnano.add_argument("--jet-pt-min", type=float, default=200.0, metavar="GeV",
                         help="keep FatJets above this pT (default: 200)")
+    pfnano.add_argument("--ak4-pt-min", type=float, default=None, metavar="GeV",
+                        help="keep AK4 Jets above this pT (default: 15, as CMS NanoAOD)")
     pfnano.set_defaults(func=_main_pfnano)
 
     dataset = kinds.add_parser(
@@ -110,7 +115,10 @@ def _pthat(args: argparse.Namespace, kind: str, process: str) -> float:
 
 
 def _main_pfnano(args: argparse.Namespace) -> int:
+    from dataclasses import replace
+
     from ..generate import GeneratorConfig, JetConfig, generate_pfnano
+    from ..generate.pfnano import AK4_JETS
 
     generator = GeneratorConfig(process=args.process, pthat_min_gev=_pthat(args, "pfnano", args.process),
                                 alternative=args.alternative)
@@ -121,6 +129,7 @@ def _main_pfnano(args: argparse.Namespace) -> int:
         seed=args.seed,
         workers=args.workers,
         jet_config=JetConfig(min_pt_gev=args.jet_pt_min),
+        ak4_config=AK4_JETS if args.ak4_pt_min is None else replace(AK4_JETS, min_pt_gev=args.ak4_pt_min),
         events_per_task=args.events_per_task,
         progress=_progress_printer(args.quiet),
     )

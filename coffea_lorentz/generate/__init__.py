@@ -2,8 +2,10 @@
 
 - :mod:`.pythia` — settings (13 TeV tt̄ all-hadronic or QCD dijets, seeds, the alternative
   shower configuration) and the event loop → :class:`EventBatch` (particles + parton truth).
-- :mod:`.clustering` — anti-kT R = 0.8 jets, constituents, soft-drop mass, N-subjettiness, top matching.
-- :mod:`.pfnano` — output A: PFNano-layout ROOT files read by coffea's ``PFNanoAODSchema``.
+- :mod:`.clustering` — anti-kT jets (R = 0.8 and 0.4), constituents, soft-drop mass, N-subjettiness,
+  top matching; FastJet's banner once per run.
+- :mod:`.tracks` — generated (not simulated) track parameters of PF candidates: d0, dz, errors, flags.
+- :mod:`.pfnano` — output A: PFNano-layout ROOT files read by coffea's ``PFNanoAODSchema`` without a warning.
 - :mod:`.dataset` — output B: top-tagging datasets (HDF5, train/val/test) and :func:`load_dataset`.
 - :mod:`.runner` — parallel tasks with one seed each; output independent of the worker count.
 

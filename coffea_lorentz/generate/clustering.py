@@ -6,6 +6,8 @@
   mass (C/A reclustering, β = 0, z_cut = 0.1 by default; FastJet contrib's ``SoftDrop``) and the
   N-subjettiness ratios (normalised measure, β = 1, R0 = jet radius, one-pass kT axes).
 - :func:`top_matched` flags jets that contain a top and its three decay quarks within ΔR < R.
+- :func:`quiet_fastjet_banner` keeps FastJet's start-up banner out of worker processes: a run
+  shows it once, from the process that starts the workers (:func:`show_fastjet_banner`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,8 @@ import numpy as np
 from ..errors import InvalidInputError
 from ._deps import require
 
-__all__ = ["JetConfig", "Jets", "cluster_jets", "gather_constituents", "jet_observables", "top_matched", "delta_r"]
+__all__ = ["JetConfig", "Jets", "cluster_jets", "gather_constituents", "jet_kinematics", "jet_observables",
+           "top_matched", "delta_r", "show_fastjet_banner", "quiet_fastjet_banner"]
 
 #: Radius of the C/A reclustering used for substructure: large enough that every constituent merges.
 _RECLUSTER_RADIUS = 999.0
@@ -65,6 +68,33 @@ class Jets:
     constituent_index: ak.Array
 
 
+# The banner belongs to FastJet's C++ ClusterSequence, reached through its SWIG binding
+# (``fastjet._swig``; the package's top-level ``ClusterSequence`` is the awkward interface). The
+# "printed already" flag and the banner stream live in the C++ library, one per process.
+
+
+def show_fastjet_banner() -> None:
+    """Print FastJet's banner (authors, version, citation) now, unless this process printed it already.
+
+    FastJet prints it once per process, on the first clustering; calling this before starting
+    workers puts it at the top of the output. Does nothing when FastJet is not installed.
+    """
+    try:
+        fastjet = require("fastjet")
+    except ImportError:
+        return
+    fastjet._swig.ClusterSequence.print_banner()
+
+
+def quiet_fastjet_banner() -> None:
+    """Send FastJet's banner nowhere in this process (worker processes: the parent showed it)."""
+    try:
+        fastjet = require("fastjet")
+    except ImportError:
+        return
+    fastjet._swig.ClusterSequence.set_fastjet_banner_stream(None)
+
+
 def _p4_record(particles: ak.Array) -> ak.Array:
     return ak.zip({"px": particles.px, "py": particles.py, "pz": particles.pz, "E": particles.E})
 
@@ -95,6 +125,20 @@ def gather_constituents(particles: ak.Array, constituent_index: ak.Array) -> ak.
     return ak.unflatten(flat, n_constituents)
 
 
+def jet_kinematics(px, py, pz, energy) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """pT, η, φ, mass (float64, GeV) of four-momenta given as arrays of ``px, py, pz, E`` (GeV).
+
+    η is 0 for pT = 0; the mass is 0 where E² < p² by rounding.
+    """
+    px, py, pz, energy = (np.asarray(v, dtype=np.float64) for v in (px, py, pz, energy))
+    pt = np.hypot(px, py)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        eta = np.arcsinh(np.where(pt > 0, pz / np.where(pt > 0, pt, 1.0), 0.0))
+    phi = np.arctan2(py, px)
+    mass = np.sqrt(np.maximum(energy**2 - pt**2 - pz**2, 0.0))
+    return pt, eta, phi, mass
+
+
 def jet_observables(constituents: ak.Array, config: JetConfig) -> dict[str, np.ndarray]:
     """Per-jet observables from constituents (awkward [n_jets][n_constituents] with ``px, py, pz, E`` in GeV).
 
@@ -105,11 +149,7 @@ def jet_observables(constituents: ak.Array, config: JetConfig) -> dict[str, np.n
     n_jets = len(constituents)
     n_constituents = np.asarray(ak.num(constituents, axis=1), dtype=np.int32)
     sums = {name: np.asarray(ak.sum(constituents[name], axis=1), dtype=np.float64) for name in ("px", "py", "pz", "E")}
-    pt = np.hypot(sums["px"], sums["py"])
-    with np.errstate(divide="ignore", invalid="ignore"):
-        eta = np.arcsinh(np.where(pt > 0, sums["pz"] / pt, 0.0))
-    phi = np.arctan2(sums["py"], sums["px"])
-    mass = np.sqrt(np.maximum(sums["E"] ** 2 - pt**2 - sums["pz"] ** 2, 0.0))
+    pt, eta, phi, mass = jet_kinematics(sums["px"], sums["py"], sums["pz"], sums["E"])
     out = {
         "pt": pt,
         "eta": eta,

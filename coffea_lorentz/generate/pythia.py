@@ -125,7 +125,9 @@ class EventBatch:
 
     Attributes:
         particles: awkward [n_events][n_particles] records ``{px, py, pz, E}`` (float64, GeV),
-            ``pdg_id`` (int32, generator PDG code) and ``charge`` (int32, units of e): stable
+            ``pdg_id`` (int32, generator PDG code), ``charge`` (int32, units of e) and the
+            production vertex ``{vx, vy, vz}`` (float64, mm; the hard interaction is at the origin,
+            decay products of long-lived hadrons start where their parent decayed): stable
             visible particles within the acceptance, sorted by pT (descending) in each event.
         genparts: awkward [n_events][n_gen] records ``{pt, eta, phi, mass}`` (float32, GeV),
             ``pdg_id``, ``status`` (|Pythia status|), ``mother_index`` (index into the same
@@ -269,6 +271,8 @@ def _reduce(
     status = _flat(prt.status, np.int32)
     px, py, pz, energy = (_flat(prt.p[name], np.float64) for name in ("px", "py", "pz", "e"))
     mass = _flat(prt.m, np.float64)
+    # Production vertex (x, y, z, t) in mm, stored by Pythia as a four-vector; none = the origin.
+    vx, vy, vz = (_flat(ak.fill_none(prt.vProd[name], 0.0), np.float64) for name in ("px", "py", "pz"))
     event_of = np.repeat(np.arange(len(n_per_event)), n_per_event)
 
     # Final state: stable, visible, inside the acceptance; then pT-ordered within each event.
@@ -300,6 +304,9 @@ def _reduce(
                 "E": energy[selected],
                 "pdg_id": pdg[selected],
                 "charge": charge,
+                "vx": vx[selected],
+                "vy": vy[selected],
+                "vz": vz[selected],
             }
         ),
         counts,

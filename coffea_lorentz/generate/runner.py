@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import InvalidInputError
+from .clustering import quiet_fastjet_banner, show_fastjet_banner
 from .pythia import PROCESSES, GeneratorConfig, task_seeds
 
 __all__ = ["Task", "TaskOutput", "GenerationSummary", "make_tasks", "run_tasks"]
@@ -133,7 +134,7 @@ def run_tasks(
 
     ``function`` must be a module-level function (it is pickled to spawned workers). With
     ``workers == 1`` everything runs in this process. ``progress(done, total)`` is called after
-    each task.
+    each task. FastJet's banner appears once, from this process, never from the workers.
     """
     if workers < 1:
         raise InvalidInputError(f"workers: expected >= 1, got {workers}")
@@ -147,8 +148,9 @@ def run_tasks(
             if progress is not None:
                 progress(len(outputs), len(jobs))
         return outputs
+    show_fastjet_banner()  # once, here: the workers keep theirs quiet
     context = multiprocessing.get_context("spawn")
-    with context.Pool(processes=workers) as pool:
+    with context.Pool(processes=workers, initializer=quiet_fastjet_banner) as pool:
         for output in pool.imap(_timed, jobs, chunksize=1):
             outputs.append(output)
             if progress is not None:

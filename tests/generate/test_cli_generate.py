@@ -42,13 +42,15 @@ def test_pfnano_run_writes_the_file_and_prints_counts_and_rates(tmp_path, capsys
     path = tmp_path / "qcd.root"
     args = _parser().parse_args(
         ["generate", "pfnano", "--process", "qcd", "--events", "12", "--seed", "4", "--pthat-min", "300",
-         "--output", str(path)]
+         "--ak4-pt-min", "30", "--output", str(path)]
     )
     assert args.func(args) == 0
     out = capsys.readouterr().out
     assert "qcd: 12 events" in out and "events/s per core" in out and "jets/s per core" in out
     with uproot.open(path) as file:
         assert file["Events"].num_entries == 12
+        jet_pt = file["Events"]["Jet_pt"].array(library="np")
+        assert sum(len(pts) for pts in jet_pt) > 12 and min(min(pts, default=99.0) for pts in jet_pt) > 30.0
 
 
 @pytest.mark.parametrize(
