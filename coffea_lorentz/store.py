@@ -189,6 +189,24 @@ class OutputStore:
                 raise OutputError(f"output {self.url_of(relative)}: cannot write: {err}") from None
             raise
 
+    def move(self, relative: str, new_relative: str) -> str:
+        """Move the file ``relative`` to ``new_relative`` inside the store (replacing one there); returns
+        ``new_relative``. A rename where the store renames, else a copy and a remove."""
+        self.makedirs(posixpath.dirname(new_relative))
+        source, target = self.path(relative), self.path(new_relative)
+        try:
+            if self.protocol in ("file", "local"):
+                import os
+
+                os.replace(source, target)
+            else:
+                if self.fs.exists(target):
+                    self.fs.rm(target)
+                self.fs.mv(source, target)
+        except OSError as err:
+            raise OutputError(f"output {self.url_of(relative)}: cannot move to {new_relative}: {err}") from None
+        return new_relative
+
     def remove(self, relative: str) -> None:
         """Remove one file; a missing file is not an error."""
         path = self.path(relative)

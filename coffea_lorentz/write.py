@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -28,7 +29,8 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["write_events", "write_chunk", "chunk_file_name", "read_chunk_metadata", "METADATA_KEY"]
+__all__ = ["write_events", "write_chunk", "chunk_file_name", "chunk_file_prefix", "chunk_path", "check_dataset_name",
+           "read_chunk_metadata", "METADATA_KEY", "CHUNK_FILE_PATTERN", "RESERVED_FOLDERS"]
 
 #: Key of the JSON metadata record inside every chunk file.
 METADATA_KEY = "coffea_lorentz"
@@ -45,6 +47,37 @@ def _nanoaod_counter_name(counted: str) -> str:
     return f"n{counted}"
 
 
+#: What every chunk file's name looks like (:func:`chunk_file_name`); a run treats the files of its
+#: dataset folders that match it as its own.
+CHUNK_FILE_PATTERN = re.compile(r"^(?P<prefix>.+-[0-9a-f]{8}_)(?P<start>[0-9]{12})-(?P<stop>[0-9]{12})\.root$")
+#: Folders of an output that a run keeps for itself; no dataset may be named like them.
+RESERVED_FOLDERS = ("_logs", "_stale")
+
+
+def check_dataset_name(dataset: str) -> str:
+    """``dataset`` if it is one safe path segment, else raise :class:`~coffea_lorentz.errors.InvalidInputError`.
+
+    A dataset is a folder of the output: its name must not leave the output (``..``, ``/``, an
+    absolute path), hide (``.``), be empty or take one of :data:`RESERVED_FOLDERS`.
+    """
+    if (not dataset or dataset in (".", "..") or any(c in dataset for c in "/\\\0")
+            or dataset != dataset.strip() or dataset.startswith(".") or dataset in RESERVED_FOLDERS):
+        raise InvalidInputError(
+            f"dataset name {dataset!r}: a dataset is a folder of the output, so its name must be one plain path segment "
+            f"(no '/', '\\', leading '.', not {' or '.join(RESERVED_FOLDERS)}); rename it in the fileset")
+    return dataset
+
+
+def chunk_file_prefix(source: str) -> str:
+    """The start of the name of every chunk file of the input ``source``: ``<input stem>-<source hash>_``."""
+    stem = posixpath.basename(source.rstrip("/"))
+    for suffix in (".root", ".ROOT"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+    return f"{stem}-{digest}_"
+
+
 def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
     """Output file name of one chunk: ``<input stem>-<source hash>_<start>-<stop>.root``.
 
@@ -52,12 +85,7 @@ def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
     SHA-1 of ``source`` (the input's path or URL as listed in the fileset) keep inputs with the
     same file name in different folders apart, and the zero-padded range sorts chunks in input order.
     """
-    stem = posixpath.basename(source.rstrip("/"))
-    for suffix in (".root", ".ROOT"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
-    return f"{stem}-{digest}_{entry_start:012d}-{entry_stop:012d}.root"
+    return f"{chunk_file_prefix(source)}{entry_start:012d}-{entry_stop:012d}.root"
 
 
 def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: dict[str, ak.Array] | None = None,
@@ -174,8 +202,9 @@ def read_input_branches(source: str, treename: str, entry_start: int, entry_stop
 
 
 def chunk_path(dataset: str, source: str, entry_start: int, entry_stop: int) -> str:
-    """Path of one chunk's file relative to the output: ``<dataset>/<chunk_file_name(...)>``."""
-    return f"{dataset}/{chunk_file_name(source, entry_start, entry_stop)}"
+    """Path of one chunk's file relative to the output: ``<dataset>/<chunk_file_name(...)>``; a dataset
+    name that is not one safe path segment is refused (:func:`check_dataset_name`)."""
+    return f"{check_dataset_name(dataset)}/{chunk_file_name(source, entry_start, entry_stop)}"
 
 
 def read_chunk_metadata(file) -> dict | None:

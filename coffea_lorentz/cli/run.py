@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .. import DEFAULT_TAGGER
 from ..batch import BatchConfig
-from ..errors import ConfigurationError
-from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, run_tagging
+from ..errors import ConfigurationError, InputFileError, InvalidInputError
+from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, load_fileset, run_tagging
 
 __all__ = ["register", "print_summary"]
 
@@ -151,9 +152,18 @@ def print_summary(summary: RunSummary) -> None:
             console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
         for record in summary.failed:
             console.print(f"  {record.chunk.where}: {record.reason}", highlight=False, soft_wrap=True)
+    if summary.stale_files:
+        console.print(f"moved aside {_plural(len(summary.stale_files), 'chunk file')} of inputs or entry ranges no "
+                      f"longer in the fileset to {summary.output}/_stale/ (the dataset folders hold this run's chunks "
+                      "only)", highlight=False, soft_wrap=True)
     if summary.stray_files:
         console.print(f"note: {len(summary.stray_files)} ROOT files in the output belong to no chunk of this fileset "
                       f"(manifest.json lists this run's files)")
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 request``, ``2 requests``, ``0 chunk files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _adapt(text: str | None) -> tuple[int, int] | None:
@@ -286,6 +296,11 @@ def main(args: argparse.Namespace) -> int:
 
         print(job_script(config.cluster_spec()))
         return 0
-    summary = run_tagging(args.inputs, args.output, config)
+    try:  # an input list that makes no fileset is a usage error: refused before anything is created
+        fileset = load_fileset(args.inputs, treename=args.treename)
+    except (InputFileError, InvalidInputError) as err:
+        print(f"coffea-lorentz run: error: {err}", file=sys.stderr)
+        return 2
+    summary = run_tagging(fileset, args.output, config)
     print_summary(summary)
     return EXIT_FAILURES if summary.has_failures else 0

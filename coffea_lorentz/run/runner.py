@@ -41,6 +41,7 @@ from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
 from .preflight import check_taggers, served_hashes, served_spec_models, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
+from .stale import STALE_FOLDER, set_aside_stale
 from .task import ChunkJob
 
 __all__ = ["RunConfig", "RunSummary", "run_tagging", "default_max_constituents", "EXIT_FAILURES"]
@@ -232,6 +233,7 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
              f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
              f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}"]
     lines.extend(f"SERVER {line}" for line in summary.server)
+    lines.extend(f"STALE {name} moved to {STALE_FOLDER}/{name} (not in this run's plan)" for name in summary.stale_files)
     for info in summary.bad_files:
         lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
     for source, count in summary.nonfinite_jets.items():
@@ -318,6 +320,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             bad = summary.bad_files[0]
             raise InputFileError(bad.source, bad.error or "unusable")
         chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
+        summary.stale_files = set_aside_stale(store, chunks, files)  # the full plan, before --maxchunks
+        planned = {chunk.path for chunk in chunks}
         summary.skipped_bad_files = config.skip_bad_files
         if config.max_chunks is not None:
             kept = _first_chunks(chunks, config.max_chunks)
@@ -333,8 +337,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
         _collect_histograms(store, summary)
-        planned = {chunk.path for chunk in chunks}
-        summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned]
+        summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
+                               and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
         log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
         store.write_text(log_name, _log_text(summary, settings))

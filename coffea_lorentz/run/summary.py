@@ -24,6 +24,9 @@ class RunSummary:
         log: URL of the run's log file.
         server: what the Triton server measured during the chunks, one line per model (requests,
             jets, batches formed, queue vs compute time, advice where queueing dominates).
+        stale_files: chunk files that were in the output but not in this run's plan (an input shrank
+            or left the fileset), moved to ``_stale/`` (paths relative to the output, as they were).
+        stray_files: other ROOT files of the output that belong to no chunk of this fileset.
     """
 
     output: str
@@ -34,6 +37,7 @@ class RunSummary:
     manifest: str | None = None
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
+    stale_files: list[str] = field(default_factory=list)
     histograms: dict | None = None
     server: list[str] = field(default_factory=list)
     skipped_bad_files: bool = False
