@@ -205,6 +205,8 @@ def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSet
     with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
         results = list(pool.map(lambda record: verify_chunk(store, record.chunk, settings), done))
     for record, (ok, why_not) in zip(done, results):
+        if ok and record.n_bytes and store.size(record.chunk.path) != record.n_bytes:
+            ok, why_not = False, f"{store.size(record.chunk.path)} bytes, the worker read {record.n_bytes}"
         if not ok:
             record.status = "failed"
             record.reason = f"output file {record.chunk.path} did not verify: {why_not}"

@@ -4,8 +4,9 @@
 in-process). For each :class:`~coffea_lorentz.run.chunks.Chunk` it returns a
 :class:`~coffea_lorentz.run.chunks.ChunkRecord`:
 
-1. the chunk's output file is checked first (before the input is opened); a file that verifies
-   makes the chunk ``"skipped"``;
+1. the chunk's output file is checked first (before the input is opened); a file that verifies,
+   every value of it read and checked against the checksum written with it, makes the chunk
+   ``"skipped"`` (a file cut short or damaged is redone);
 2. otherwise the entry range is read with coffea's ``NanoEventsFactory`` and handed to the
    coffea processor (:class:`coffea_lorentz.processors.tagger.TaggerProcessor`), which scores and writes it;
 3. any exception becomes a ``"failed"`` record with a one-line reason and the traceback, so one
@@ -14,6 +15,7 @@ in-process). For each :class:`~coffea_lorentz.run.chunks.Chunk` it returns a
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 import warnings
@@ -21,7 +23,7 @@ from dataclasses import dataclass
 
 from ..errors import one_line
 from ..store import OutputStore
-from .chunks import Chunk, ChunkRecord, RunSettings, verify_chunk
+from .chunks import Chunk, ChunkRecord, RunSettings, check_chunk_file
 from .histograms import fill_scores
 
 __all__ = ["ChunkJob", "read_chunk_events"]
@@ -59,24 +61,38 @@ class ChunkJob:
     settings: RunSettings
     fail_fast: bool = False
 
-    def _histograms(self, chunk: Chunk) -> dict:
-        """Score (and weight) histograms of ``chunk``, read back from its file at the destination."""
+    def _histograms(self, chunk: Chunk, data: bytes) -> dict:
+        """Score (and weight) histograms of ``chunk``, from its file's bytes ``data``."""
+        import io
+
         import uproot
 
         branches = self.settings.score_branches
         weights = [f"FatJet_weight_{name}" for name in self.settings.reweighters]
-        with uproot.open(self.store.url_of(chunk.path)) as file:
+        with uproot.open(io.BytesIO(data)) as file:
             arrays = file["Events"].arrays(branches + weights, library="ak")
         return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches},
                            {branch: arrays[branch] for branch in weights})
 
+    def _found_done(self, chunk: Chunk) -> ChunkRecord | None:
+        """A ``"skipped"`` record when ``chunk``'s file is there and whole (every value read and checked
+        against the checksum written with it), else None: the chunk is (re)done."""
+        if not self.store.exists(chunk.path):
+            return None
+        data = self.store.read_bytes(chunk.path)
+        check = check_chunk_file(self.store, chunk, self.settings, content=True, data=data)
+        if not check.done:
+            return None
+        return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events, histograms=self._histograms(chunk, data),
+                           sha256=check.sha256, n_bytes=check.n_bytes)
+
     def __call__(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()
         try:
-            done, _ = verify_chunk(self.store, chunk, self.settings)
-            if done:
-                return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events,
-                                   histograms=self._histograms(chunk), wall_s=time.perf_counter() - started)
+            found = self._found_done(chunk)
+            if found is not None:
+                found.wall_s = time.perf_counter() - started
+                return found
             with warnings.catch_warnings():
                 # NanoAOD files without every cross-reference index make coffea warn per chunk.
                 warnings.filterwarnings("ignore", message="Missing cross-reference index")
@@ -90,13 +106,15 @@ class ChunkJob:
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
         first = [chunk.entry_start + int(i) for i in result.get("nonfinite_events", [])[:_NAMED_ENTRIES]]
         try:
-            histograms = self._histograms(chunk)
+            data = self.store.read_bytes(chunk.path)
+            histograms = self._histograms(chunk, data)
         except Exception as err:  # noqa: BLE001 - the chunk file was just written; failing to read it back fails the chunk
             if self.fail_fast:
                 raise
             return ChunkRecord(chunk=chunk, status="failed", reason=f"written file unreadable: {one_line(err)}",
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
-        return ChunkRecord(histograms=histograms, 
+        return ChunkRecord(
+            histograms=histograms, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data),
             chunk=chunk, status="done", rows=int(result.get("events", 0)), jets=int(result.get("jets", 0)),
             constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
             nonfinite_entries=first, wall_s=time.perf_counter() - started,
