@@ -42,11 +42,13 @@ def main(argv: list[str] | None = None) -> int:
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
         return int(args.func(args) or 0)
-    except Terminated:
-        print("coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume", file=sys.stderr)
+    except Terminated as err:
+        print(f"coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume{_progress_of(err)}",
+              file=sys.stderr)
         return 143
-    except KeyboardInterrupt:
-        print("coffea-lorentz: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        resume = "; rerun the same command to resume" if args.command == "run" else ""
+        print(f"coffea-lorentz: interrupted{resume}{_progress_of(err)}", file=sys.stderr)
         return 130
     except (CoffeaLorentzError, OSError, KeyError, ValueError) as err:
         if args.traceback:
@@ -56,6 +58,15 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _progress_of(interrupted: KeyboardInterrupt) -> str:
+    """`` (N of M chunks done; log: URL)`` when a run said how far it got, else ``""``."""
+    done = getattr(interrupted, "chunks_done", None)
+    if done is None:
+        return ""
+    log = getattr(interrupted, "log", None)
+    return f" ({done} of {interrupted.chunks_planned} chunks done{f'; log: {log}' if log else ''})"
 
 
 class Terminated(KeyboardInterrupt):

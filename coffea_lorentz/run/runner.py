@@ -249,6 +249,22 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _log_interruption(store: OutputStore, log_name: str, summary: RunSummary, settings: RunSettings,
+                      interrupted: KeyboardInterrupt, *, planned: int, started: float) -> None:
+    """Write the log of a run interrupted during its chunks, and hang on ``interrupted`` what the
+    command line says about it: ``chunks_done`` (verified now or earlier), ``chunks_planned``, ``log``."""
+    summary.wall_s = time.perf_counter() - started
+    done = summary.processed + summary.skipped
+    text = _log_text(summary, settings) + (f"INTERRUPTED ({type(interrupted).__name__}) after {done} of {planned} "
+                                           "chunks; rerun the same command to resume\n")
+    try:
+        store.write_text(log_name, text)
+        summary.log = store.url_of(log_name)
+    except OSError:  # the interruption is what the user must hear about; a log that cannot be written is not
+        pass
+    interrupted.chunks_done, interrupted.chunks_planned, interrupted.log = done, planned, summary.log
+
+
 # -- the run ---------------------------------------------------------------------------------
 def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config: RunConfig = RunConfig()) -> RunSummary:
     """Score every fat jet in ``inputs`` (files, fileset JSONs or a fileset dict); write chunk files to ``output``.
@@ -332,17 +348,21 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
-        with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
-            for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
-                summary.records.append(record)
-                advance(record)
+        log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
+        try:
+            with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
+                for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
+                    summary.records.append(record)
+                    advance(record)
+        except KeyboardInterrupt as interrupted:  # Ctrl-C or SIGTERM: the log is written, the rerun resumes
+            _log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
+            raise
         summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
         _collect_histograms(store, summary)
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
                                and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
-        log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
         store.write_text(log_name, _log_text(summary, settings))
         summary.log = store.url_of(log_name)
         if summary.complete:

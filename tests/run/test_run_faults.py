@@ -230,6 +230,9 @@ def test_default_mode_resumes_a_trained_tagger_after(signal_number, tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signal_number], text
+    if signal_number != signal.SIGKILL:  # one line, not the workers' tracebacks
+        assert len([line for line in text.splitlines() if line.strip()]) == 1, text
+        assert "rerun" in text and "chunks done" in text, text
     _, alive = psutil.wait_procs(children, timeout=30)
     for leftover in alive:
         leftover.kill()
