@@ -11,6 +11,7 @@ import argparse
 import importlib
 import signal
 import sys
+import warnings
 
 from ..errors import CoffeaLorentzError
 
@@ -41,7 +42,9 @@ def main(argv: list[str] | None = None) -> int:
     # temporary folders are cleaned up and finished chunk files stay for the next run to resume.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
-        return int(args.func(args) or 0)
+        with warnings.catch_warnings():  # a warning is one plain line, never a source line
+            warnings.showwarning = _plain_warning(args.command)
+            return int(args.func(args) or 0)
     except Terminated as err:
         print(f"coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume{_progress_of(err)}",
               file=sys.stderr)
@@ -58,6 +61,16 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _plain_warning(command: str):
+    """A ``warnings.showwarning`` that prints ``coffea-lorentz COMMAND: warning: message`` on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"coffea-lorentz {command}: warning: {text}", file=file or sys.stderr, flush=True)
+
+    return show
 
 
 def _progress_of(interrupted: KeyboardInterrupt) -> str:

@@ -60,3 +60,21 @@ def test_ctrl_c_prints_one_line_writes_the_log_and_the_rerun_resumes(fileset_jso
     skipped = int(" ".join(rerun.stdout.split()).split(" skipped (done earlier)")[0].rsplit(" ", 1)[-1])
     assert skipped >= 3
     assert json.loads((output / "manifest.json").read_text())["events"] == 20
+
+
+def test_a_dead_runs_lock_is_taken_over_with_one_plain_line(tmp_path):
+    import socket
+
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps(write_pfnano_fileset(tmp_path / "inputs", 1)))
+    output = tmp_path / "out"
+    output.mkdir()
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    (output / ".coffea-lorentz.lock").write_text(json.dumps({"host": socket.gethostname(), "pid": dead.pid,
+                                                             "started_utc": "2026-01-01T00:00:00+00:00", "run_id": "x"}))
+    result = subprocess.run(command(fileset, output, "--workers", "0"), capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert lines_of(result.stderr) == [
+        f"coffea-lorentz run: warning: output {output}: taking over the lock of a run that is no longer alive "
+        f"(pid {dead.pid}, started 2026-01-01T00:00:00+00:00)"], result.stderr
