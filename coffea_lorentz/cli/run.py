@@ -123,6 +123,8 @@ def print_summary(summary: RunSummary) -> None:
         table.add_row("limited", "--maxchunks: part of the fileset only, no manifest")
     table.add_row("manifest", summary.manifest or "not written (run incomplete)")
     table.add_row("log", summary.log or "")
+    if summary.retries_line != "none":
+        table.add_row("server retries", summary.retries_line)
     for line in summary.server:
         table.add_row("Triton server", line)
     if summary.plots:

@@ -151,6 +151,8 @@ class ChunkRecord:
         histograms: the chunk's score histograms (:func:`coffea_lorentz.run.histograms.fill_scores`).
         sha256, n_bytes: SHA-256 and size of the chunk file's bytes as the worker read them back
             ("" and 0 when failed); the manifest lists them.
+        retries, retry_wait_s: tries the Triton client retried during the chunk, and seconds it
+            waited on an unavailable server.
     """
 
     chunk: Chunk
@@ -166,6 +168,8 @@ class ChunkRecord:
     histograms: dict | None = None
     sha256: str = ""
     n_bytes: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -195,6 +199,8 @@ class ChunkFileCheck:
     why_not: str = ""
     sha256: str = ""
     n_bytes: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
 
 
 def check_chunk_file(store, chunk: Chunk, settings: RunSettings, *, content: bool = False,

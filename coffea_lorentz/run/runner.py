@@ -233,7 +233,8 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
     lines = [f"coffea-lorentz {__version__} run into {summary.output}",
              f"settings: {settings.to_json()}",
              f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
-             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}"]
+             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}",
+             f"retries: {summary.retries_line}"]
     lines.extend(f"SERVER {line}" for line in summary.server)
     lines.extend(f"STALE {name} moved to {STALE_FOLDER}/{name} (not in this run's plan)" for name in summary.stale_files)
     for info in summary.bad_files:
@@ -326,7 +327,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
                                     reweighters=weighting, models=[(model, _process_kind(model_kind, url, options))
                                                                    for model, _ in brought])
-        job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
+        job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
+                       served=_served_specs(specs, weighting))
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
@@ -382,6 +384,11 @@ def _served_preflight(url: str, models: list[str], brought: list, model_kind: st
         brought = served_spec_models(url, [model for model, _ in brought], batch_config,
                                      server_wait_s=config.server_wait_s)
     return hashes, brought
+
+
+def _served_specs(specs: list, weighting: list) -> tuple:
+    """The backend specs of the taggers and reweighters that a Triton server serves (their retries are counted)."""
+    return tuple(spec for spec in [*specs, *(weights.backend for weights in weighting)] if spec.kind == "triton")
 
 
 def _model_kind(config: RunConfig) -> str | None:

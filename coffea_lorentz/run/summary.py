@@ -97,6 +97,24 @@ class RunSummary:
         return [f"{self.output}/{record.chunk.path}" for record in done]
 
     @property
+    def retries(self) -> int:
+        """Tries the Triton clients retried (failed requests, connections, probes) during the chunks."""
+        return sum(record.retries for record in self.records)
+
+    @property
+    def retry_wait_s(self) -> float:
+        """Seconds the chunks waited on an unavailable server, added up over the chunks."""
+        return sum(record.retry_wait_s for record in self.records)
+
+    @property
+    def retries_line(self) -> str:
+        """``3 retries, 20.4 s waited on an unavailable server`` (``none`` when there were none)."""
+        if not self.retries and self.retry_wait_s < 0.05:
+            return "none"
+        noun = "retry" if self.retries == 1 else "retries"
+        return f"{self.retries} {noun}, {self.retry_wait_s:.1f} s waited on an unavailable server (summed over chunks)"
+
+    @property
     def events_per_s(self) -> float:
         """Events processed (not skipped) per second of wall time."""
         processed = sum(record.rows for record in self.records if record.status == "done")

@@ -54,12 +54,36 @@ class ChunkJob:
         store: the output destination.
         settings: the run's settings, checked against existing chunk files.
         fail_fast: raise the first error instead of recording it.
+        served: the specs (:class:`~coffea_lorentz.infer.BackendSpec`) of the Triton-served models the
+            processor calls; their clients' retries and waits during a chunk go into its record.
     """
 
     processor: object
     store: OutputStore
     settings: RunSettings
     fail_fast: bool = False
+    served: tuple = ()
+
+    def _retry_counts(self) -> tuple[int, float]:
+        """``(retries, waited_s)`` of this process's clients of :attr:`served` so far."""
+        if not self.served:
+            return 0, 0.0
+        from ..infer import process_backend
+
+        retries, waited_s = 0, 0.0
+        for spec in self.served:
+            counts = getattr(process_backend(spec), "retry_counts", None)
+            if counts is not None:
+                more, longer = counts()
+                retries, waited_s = retries + more, waited_s + longer
+        return retries, waited_s
+
+    def __call__(self, chunk: Chunk) -> ChunkRecord:
+        retries, waited_s = self._retry_counts()
+        record = self._run(chunk)
+        after = self._retry_counts()
+        record.retries, record.retry_wait_s = after[0] - retries, after[1] - waited_s
+        return record
 
     def _histograms(self, chunk: Chunk, data: bytes) -> dict:
         """Score (and weight) histograms of ``chunk``, from its file's bytes ``data``."""
@@ -86,7 +110,7 @@ class ChunkJob:
         return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events, histograms=self._histograms(chunk, data),
                            sha256=check.sha256, n_bytes=check.n_bytes)
 
-    def __call__(self, chunk: Chunk) -> ChunkRecord:
+    def _run(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()
         try:
             found = self._found_done(chunk)
