@@ -110,14 +110,16 @@ def print_summary(summary: RunSummary) -> None:
     table.add_row("chunks", f"{summary.processed} processed, {summary.skipped} skipped (done earlier), "
                             f"{len(summary.failed)} failed")
     if summary.bad_files:
-        table.add_row("unusable input files", str(len(summary.bad_files)))
+        table.add_row("skipped input files (--skipbadfiles)" if summary.skipped_bad_files else "unusable input files",
+                      str(len(summary.bad_files)))
     table.add_row("events written", f"{summary.events:,}")
     table.add_row("fat jets scored", f"{summary.jets:,}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     if summary.processed:
         table.add_row("events/s", f"{summary.events_per_s:,.1f}")
     for source, count in summary.nonfinite_jets.items():
-        table.add_row("non-finite inputs", f"{source}: {count} jets had constituents with non-finite values (dropped)")
+        table.add_row("non-finite inputs", f"{source}: {_plural(count, 'jet')} had constituents with non-finite values "
+                                           "(dropped)")
     table.add_row("output", summary.output)
     if summary.limited:
         table.add_row("limited", "--maxchunks: part of the fileset only, no manifest")
@@ -140,17 +142,21 @@ def print_summary(summary: RunSummary) -> None:
                                    no_wrap=column != "dataset", overflow="fold")
         for row in summary.datasets:
             per_dataset.add_row(row["dataset"], row["label"], f"{row['events']:,}", f"{row['jets']:,}",
-                                f"{row['no_constituents']:,}", f"{row['mean']:.3f}", f"{row['q10']:.2f}",
-                                f"{row['median']:.2f}", f"{row['q90']:.2f}")
+                                f"{row['no_constituents']:,}", _number(row["mean"], ".3f"), _number(row["q10"], ".2f"),
+                                _number(row["median"], ".2f"), _number(row["q90"], ".2f"))
         console.print(per_dataset)
-    if summary.bad_files or summary.failed:
-        # Plain lines, never cut: a path or reason must be copyable whole.
-        if summary.has_failures:
-            console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "
-                          "fix the cause and rerun the same command to resume:", highlight=False)
-        else:
-            console.print(f"skipped {len(summary.bad_files)} unusable input files (--skipbadfiles):", highlight=False)
-        for info in summary.bad_files:
+    # Plain lines, never cut: a path or reason must be copyable whole. Files skipped on request are
+    # skipped, not failed.
+    skipped_files = summary.bad_files if summary.skipped_bad_files else []
+    failed_files = [] if summary.skipped_bad_files else summary.bad_files
+    if skipped_files:
+        console.print(f"skipped {_plural(len(skipped_files), 'unusable input file')} (--skipbadfiles):", highlight=False)
+        for info in skipped_files:
+            console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
+    if failed_files or summary.failed:
+        console.print(f"failed ({_plural(len(failed_files), 'file')}, {_plural(len(summary.failed), 'chunk')}); "
+                      "fix the cause and rerun the same command to resume:", highlight=False)
+        for info in failed_files:
             console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
         for record in summary.failed:
             console.print(f"  {record.chunk.where}: {record.reason}", highlight=False, soft_wrap=True)
@@ -159,8 +165,15 @@ def print_summary(summary: RunSummary) -> None:
                       f"longer in the fileset to {summary.output}/_stale/ (the dataset folders hold this run's chunks "
                       "only)", highlight=False, soft_wrap=True)
     if summary.stray_files:
-        console.print(f"note: {len(summary.stray_files)} ROOT files in the output belong to no chunk of this fileset "
-                      f"(manifest.json lists this run's files)")
+        console.print(f"note: {_plural(len(summary.stray_files), 'ROOT file')} in the output belong to no chunk of "
+                      "this fileset (manifest.json lists this run's files)", highlight=False)
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted, or ``-`` where there is none (NaN: no jets with scores)."""
+    import math
+
+    return format(value, spec) if math.isfinite(value) else "-"
 
 
 def _plural(count: int, noun: str) -> str:

@@ -132,6 +132,10 @@ def _open_checked(source: str, treename: str):
             close = difflib.get_close_matches(treename, keys, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; keys: {keys}"
             raise InputFileError(source, f"has no tree {treename!r}{hint}")
+        size, end = file.file.source.num_bytes, int(file.file.fEND)
+        if size is not None and size < end:
+            raise InputFileError(source, f"cut short: {size} of the {end} bytes its ROOT header gives (an incomplete "
+                                         "copy or transfer); copy the file again, or leave it out with --skipbadfiles")
         tree = file[treename]
         missing = _missing_branches(set(tree.keys()))
         if missing:

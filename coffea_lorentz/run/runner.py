@@ -295,7 +295,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes, brought = _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
+        hashes, brought = _given_server_preflight(models, brought, model_kind, batch_config, config)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
@@ -389,6 +389,21 @@ def _served_preflight(url: str, models: list[str], brought: list, model_kind: st
 def _served_specs(specs: list, weighting: list) -> tuple:
     """The backend specs of the taggers and reweighters that a Triton server serves (their retries are counted)."""
     return tuple(spec for spec in [*specs, *(weights.backend for weights in weighting)] if spec.kind == "triton")
+
+
+def _given_server_preflight(models: list[str], brought: list, model_kind: str | None, batch_config: BatchConfig,
+                            config: RunConfig) -> tuple[dict[str, str], list]:
+    """:func:`_served_preflight` of ``config.server_url``; a server that never answered is one line that says
+    how to get one."""
+    from ..errors import ServerError
+
+    try:
+        return _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
+    except ServerError as err:
+        if "UNAVAILABLE" not in str(err) and "failed to connect" not in str(err).lower():
+            raise
+        raise ServerError(f"no Triton server answers at {config.server_url}: start one there with `coffea-lorentz "
+                          f"serve`, fix the address, or drop --server (the run then starts its own); {err}") from None
 
 
 def _model_kind(config: RunConfig) -> str | None:
