@@ -153,7 +153,11 @@ def print_summary(summary: RunSummary) -> None:
         console.print(f"skipped {_plural(len(skipped_files), 'unusable input file')} (--skipbadfiles):", highlight=False)
         for info in skipped_files:
             console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
-    if failed_files or summary.failed:
+    if summary.not_written:
+        console.print("not written to the output:", highlight=False)
+        for line in summary.not_written:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if failed_files or summary.failed or summary.not_written:
         console.print(f"failed ({_plural(len(failed_files), 'file')}, {_plural(len(summary.failed), 'chunk')}); "
                       "fix the cause and rerun the same command to resume:", highlight=False)
         for info in failed_files:

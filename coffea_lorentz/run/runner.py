@@ -243,6 +243,7 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
         entries = sorted({e for r in summary.records if r.chunk.source == source for e in r.nonfinite_entries})[:5]
         lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
                      f"first entries {entries}")
+    lines.extend(f"NOT WRITTEN {line}" for line in summary.not_written)
     for record in summary.failed:
         lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")
         if record.detail:
@@ -258,11 +259,7 @@ def _log_interruption(store: OutputStore, log_name: str, summary: RunSummary, se
     done = summary.processed + summary.skipped
     text = _log_text(summary, settings) + (f"INTERRUPTED ({type(interrupted).__name__}) after {done} of {planned} "
                                            "chunks; rerun the same command to resume\n")
-    try:
-        store.write_text(log_name, text)
-        summary.log = store.url_of(log_name)
-    except OSError:  # the interruption is what the user must hear about; a log that cannot be written is not
-        pass
+    _write_log(store, log_name, text, summary)
     interrupted.chunks_done, interrupted.chunks_planned, interrupted.log = done, planned, summary.log
 
 
@@ -361,18 +358,46 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             raise
         summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
-        _collect_histograms(store, summary)
+        _unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
                                and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
-        store.write_text(log_name, _log_text(summary, settings))
-        summary.log = store.url_of(log_name)
         if summary.complete:
             manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s,
                                       skipped_files={info.source: info.error or "" for info in summary.bad_files})
-            store.write_text(MANIFEST_NAME, dumps(manifest))
-            summary.manifest = store.url_of(MANIFEST_NAME)
+            if _unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
+                summary.manifest = store.url_of(MANIFEST_NAME)
+        _write_log(store, log_name, _log_text(summary, settings), summary)
     return summary
+
+
+def _unless_unwritable(summary: RunSummary, what: str, write) -> bool:
+    """Call ``write()``; an output that cannot take it (disk full, …) is listed in ``summary.not_written``
+    instead of ending the run. Returns whether it was written."""
+    try:
+        write()
+    except OSError as err:
+        summary.not_written.append(f"{what}: {' '.join(str(err).split())}")
+        return False
+    return True
+
+
+def _write_log(store: OutputStore, log_name: str, text: str, summary: RunSummary) -> None:
+    """Write the run's log to ``log_name`` in the output, else (disk full, …) to this machine's
+    temporary folder; ``summary.log`` says where it is."""
+    if _unless_unwritable(summary, "log", lambda: store.write_text(log_name, text)):
+        summary.log = store.url_of(log_name)
+        return
+    import tempfile
+
+    fallback = Path(tempfile.gettempdir()) / "coffea-lorentz-logs" / Path(log_name).name
+    try:
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        fallback.write_text(text + "".join(f"NOT WRITTEN {line}\n" for line in summary.not_written))
+    except OSError:
+        return
+    summary.not_written[-1] += f" (written to {fallback} instead)"
+    summary.log = str(fallback)
 
 
 def _served_preflight(url: str, models: list[str], brought: list, model_kind: str | None,

@@ -27,6 +27,8 @@ class RunSummary:
         stale_files: chunk files that were in the output but not in this run's plan (an input shrank
             or left the fileset), moved to ``_stale/`` (paths relative to the output, as they were).
         stray_files: other ROOT files of the output that belong to no chunk of this fileset.
+        not_written: what the output could not take after the chunks (histograms and plots, the
+            manifest, the log), one line each with the reason: a failure of the run (disk full, …).
     """
 
     output: str
@@ -38,6 +40,7 @@ class RunSummary:
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
     stale_files: list[str] = field(default_factory=list)
+    not_written: list[str] = field(default_factory=list)
     histograms: dict | None = None
     server: list[str] = field(default_factory=list)
     skipped_bad_files: bool = False
@@ -53,8 +56,8 @@ class RunSummary:
 
     @property
     def has_failures(self) -> bool:
-        """Failed chunks, or unusable files that were not to be skipped: rerun to resume."""
-        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files)
+        """Failed chunks, unusable files that were not to be skipped, or outputs not written: rerun to resume."""
+        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files) or bool(self.not_written)
 
     @property
     def failed(self) -> list[ChunkRecord]:

@@ -138,3 +138,43 @@ def test_a_torn_or_damaged_chunk_file_is_redone(tmp_path, damage):
     for chunk in manifest["chunks"]:
         data = (out / chunk["path"]).read_bytes()
         assert chunk["sha256"] == hashlib.sha256(data).hexdigest() and chunk["bytes"] == len(data)
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 400 kB tmpfs (room for about 8 chunk files of 44 kB and the run's own files); grown with ``grow()``."""
+    import subprocess
+
+    if os.geteuid() != 0:
+        pytest.skip("mounting a small file system needs root")
+    folder = tmp_path / "small"
+    folder.mkdir()
+    mounted = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=400k", "tmpfs", str(folder)], capture_output=True)
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.decode().strip()}")
+
+    def grow() -> None:
+        subprocess.run(["mount", "-o", "remount,size=8m", str(folder)], check=True)
+
+    try:
+        yield folder, grow
+    finally:
+        subprocess.run(["umount", str(folder)], check=True)
+
+
+def test_a_full_disk_is_a_failed_run_that_lists_what_was_not_written_and_resumes(tmp_path, small_disk):
+    folder, grow = small_disk
+    fileset = make_fileset(tmp_path / "inputs", 8)
+    out = folder / "out"
+    full = run_tagging(fileset, out, config())
+    assert full.has_failures and not full.complete and full.manifest is None
+    assert full.failed and all("no space left on the device" in r.reason for r in full.failed)
+    assert full.not_written and full.log and os.path.isfile(full.log)  # the log is kept, here or beside
+    log = open(full.log).read()
+    assert "FAILED" in log and "no space left" in log
+    assert not list(out.rglob("*.tmp"))
+
+    grow()  # space freed: the same run resumes
+    resumed = run_tagging(fileset, out, config())
+    assert resumed.complete and not resumed.has_failures and resumed.skipped == 16 - len(full.failed)
+    assert folder_ids(out / "sample") == ids_of(list(fileset["sample"]["files"]))
