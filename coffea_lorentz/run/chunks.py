@@ -209,9 +209,10 @@ def check_chunk_file(store, chunk: Chunk, settings: RunSettings, *, content: boo
     and, with ``content``, every value intact.
 
     The file's size must be where its ROOT header says it ends (``fEND``). Without ``content`` only
-    the file header, the tree's entry count and the metadata record are read. With ``content`` the whole file is read (``data``, when the caller has its bytes already):
-    every branch is decompressed and its values must hash to the record's ``content_sha256``, so a
-    file cut short — even one uproot still opens — or damaged since it was written is not done.
+    the file header, the tree's entry count and the metadata record are read. With ``content`` the
+    whole file is read (or ``data``, its bytes, when the caller has them already): every branch is
+    decompressed and its values must hash to the record's ``content_sha256``, so a file cut short
+    — even one uproot still opens — or damaged since it was written is not done.
     """
     import io
 
