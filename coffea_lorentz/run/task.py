@@ -30,6 +30,17 @@ __all__ = ["ChunkJob", "read_chunk_events"]
 
 #: How many affected entries a record names.
 _NAMED_ENTRIES = 5
+#: What uproot and zlib/lz4 say about input bytes that are missing or damaged.
+_DAMAGED_INPUT = ("expected Chunk of length", "decompress", "invalid block type", "incorrect header check",
+                  "invalid distance", "invalid stored block")
+
+
+def _failure_reason(error: BaseException) -> str:
+    """One line for a failed chunk; an input damaged or cut short in the chunk's range says what to do first."""
+    text = one_line(error)
+    if any(sign in text for sign in _DAMAGED_INPUT):
+        return f"input damaged or cut short in this range: replace the file (copy it again) and rerun; {text}"
+    return text
 
 
 def read_chunk_events(chunk: Chunk):
@@ -126,7 +137,7 @@ class ChunkJob:
         except Exception as err:  # noqa: BLE001 - every failure of a chunk is recorded, not raised
             if self.fail_fast:
                 raise
-            return ChunkRecord(chunk=chunk, status="failed", reason=one_line(err),
+            return ChunkRecord(chunk=chunk, status="failed", reason=_failure_reason(err),
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
         first = [chunk.entry_start + int(i) for i in result.get("nonfinite_events", [])[:_NAMED_ENTRIES]]
         try:

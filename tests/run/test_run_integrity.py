@@ -178,3 +178,14 @@ def test_a_full_disk_is_a_failed_run_that_lists_what_was_not_written_and_resumes
     resumed = run_tagging(fileset, out, config())
     assert resumed.complete and not resumed.has_failures and resumed.skipped == 16 - len(full.failed)
     assert folder_ids(out / "sample") == ids_of(list(fileset["sample"]["files"]))
+
+
+def test_an_input_damaged_in_a_range_names_the_fix(tmp_path):
+    fileset = make_fileset(tmp_path / "inputs", 1)
+    corrupt_baskets(next(iter(fileset["sample"]["files"])))  # opens and lists its entries; its baskets do not read
+    summary = run_tagging(fileset, tmp_path / "out", config())
+    assert summary.failed and not summary.bad_files
+    for record in summary.failed:
+        assert record.reason.startswith("input damaged or cut short in this range: replace the file (copy it again) "
+                                        "and rerun; "), record.reason
+        assert "\n" not in record.reason
