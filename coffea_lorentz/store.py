@@ -26,13 +26,25 @@ from pathlib import Path
 
 from .errors import OutputError
 
-__all__ = ["OutputStore", "TEMPORARY_SUFFIX"]
+__all__ = ["OutputStore", "TEMPORARY_SUFFIX", "unwritable"]
 
 #: Suffix of files being written; never a finished file.
 TEMPORARY_SUFFIX = ".tmp"
 #: Protocols whose rename is a cheap, atomic server-side move.
 _RENAMING_PROTOCOLS = ("file", "local", "root", "memory")
 _COPY_BLOCK_BYTES = 8 * 1024 * 1024
+
+
+def unwritable(url: str, error: OSError) -> str:
+    """One line on why ``url`` cannot be written, with what to do."""
+    import errno
+
+    if error.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        why = "read-only file system" if error.errno == errno.EROFS else "permission denied"
+        return f"output {url} cannot be written ({why}): choose a writable output folder"
+    if error.errno == errno.ENOSPC:
+        return f"output {url}: no space left on the device: free some space (or choose another output) and rerun"
+    return f"output {url}: cannot write: {' '.join(str(error).split())}"
 
 
 class OutputStore:
@@ -134,12 +146,16 @@ class OutputStore:
 
     # -- writing ----------------------------------------------------------------------------
     def makedirs(self, relative: str = "") -> None:
+        path = self.path(relative)
         try:
-            self.fs.makedirs(self.path(relative), exist_ok=True)
+            self.fs.makedirs(path, exist_ok=True)
         except FileExistsError:
             pass
         except OSError as err:
-            raise OutputError(f"output {self.url_of(relative)}: cannot create folder: {err}") from None
+            raise OutputError(unwritable(self.url_of(relative), err)) from None
+        if self.is_local and not self.fs.isdir(path):
+            raise OutputError(f"output {self.url_of(relative)} is a file, not a folder: give a folder (it is created "
+                              "if missing)")
 
     def _temporary_name(self, relative: str) -> str:
         folder, name = posixpath.split(relative)
@@ -185,9 +201,27 @@ class OutputStore:
                     self.fs.rm(self.path(target))
                 except (OSError, FileNotFoundError):
                     pass
-            if isinstance(err, OSError):
-                raise OutputError(f"output {self.url_of(relative)}: cannot write: {err}") from None
+            if isinstance(err, OSError) and not isinstance(err, OutputError):
+                raise OutputError(unwritable(self.url_of(relative), err)) from None
             raise
+
+    def move(self, relative: str, new_relative: str) -> str:
+        """Move the file ``relative`` to ``new_relative`` inside the store (replacing one there); returns
+        ``new_relative``. A rename where the store renames, else a copy and a remove."""
+        self.makedirs(posixpath.dirname(new_relative))
+        source, target = self.path(relative), self.path(new_relative)
+        try:
+            if self.protocol in ("file", "local"):
+                import os
+
+                os.replace(source, target)
+            else:
+                if self.fs.exists(target):
+                    self.fs.rm(target)
+                self.fs.mv(source, target)
+        except OSError as err:
+            raise OutputError(f"output {self.url_of(relative)}: cannot move to {new_relative}: {err}") from None
+        return new_relative
 
     def remove(self, relative: str) -> None:
         """Remove one file; a missing file is not an error."""

@@ -5,7 +5,9 @@ Each processed chunk becomes one ROOT file with an ``Events`` tree holding the e
 order, so it joins one-to-one with its input. Jagged per-jet values are written NanoAOD-style:
 ``FatJet_<name>`` with its counter ``nFatJet``. Beside the tree, a ``TObjString`` named
 :data:`METADATA_KEY` holds a JSON record describing the chunk (its input file and entry range, the
-taggers and the run settings), so a chunk file says on its own what it is.
+taggers and the run settings), so a chunk file says on its own what it is; a chunk file's record
+also holds the SHA-256 of every value of its tree as read back (:func:`content_sha256`), so a file
+cut short or damaged after it was written is told apart from a whole one.
 
 A file is written under a temporary name and renamed into place (:func:`write_events`);
 :func:`write_chunk` writes it on local scratch space and puts it to the output store
@@ -19,6 +21,7 @@ import hashlib
 import json
 import os
 import posixpath
+import re
 import tempfile
 import uuid
 from pathlib import Path
@@ -28,10 +31,14 @@ import numpy as np
 
 from .errors import InvalidInputError
 
-__all__ = ["write_events", "write_chunk", "chunk_file_name", "read_chunk_metadata", "METADATA_KEY"]
+__all__ = ["write_events", "write_chunk", "chunk_file_name", "chunk_file_prefix", "chunk_path", "check_dataset_name",
+           "read_chunk_metadata", "content_sha256", "METADATA_KEY", "CONTENT_KEY", "CHUNK_FILE_PATTERN",
+           "RESERVED_FOLDERS"]
 
 #: Key of the JSON metadata record inside every chunk file.
 METADATA_KEY = "coffea_lorentz"
+#: Key, in a chunk file's metadata record, of the :func:`content_sha256` of its ``Events`` tree.
+CONTENT_KEY = "content_sha256"
 
 _ID_BRANCHES = ("run", "luminosityBlock", "event")
 _ID_TYPES = {"run": np.uint32, "luminosityBlock": np.uint32, "event": np.uint64}
@@ -45,6 +52,37 @@ def _nanoaod_counter_name(counted: str) -> str:
     return f"n{counted}"
 
 
+#: What every chunk file's name looks like (:func:`chunk_file_name`); a run treats the files of its
+#: dataset folders that match it as its own.
+CHUNK_FILE_PATTERN = re.compile(r"^(?P<prefix>.+-[0-9a-f]{8}_)(?P<start>[0-9]{12})-(?P<stop>[0-9]{12})\.root$")
+#: Folders of an output that a run keeps for itself; no dataset may be named like them.
+RESERVED_FOLDERS = ("_logs", "_stale")
+
+
+def check_dataset_name(dataset: str) -> str:
+    """``dataset`` if it is one safe path segment, else raise :class:`~coffea_lorentz.errors.InvalidInputError`.
+
+    A dataset is a folder of the output: its name must not leave the output (``..``, ``/``, an
+    absolute path), hide (``.``), be empty or take one of :data:`RESERVED_FOLDERS`.
+    """
+    if (not dataset or dataset in (".", "..") or any(c in dataset for c in "/\\\0")
+            or dataset != dataset.strip() or dataset.startswith(".") or dataset in RESERVED_FOLDERS):
+        raise InvalidInputError(
+            f"dataset name {dataset!r}: a dataset is a folder of the output, so its name must be one plain path segment "
+            f"(no '/', '\\', leading '.', not {' or '.join(RESERVED_FOLDERS)}); rename it in the fileset")
+    return dataset
+
+
+def chunk_file_prefix(source: str) -> str:
+    """The start of the name of every chunk file of the input ``source``: ``<input stem>-<source hash>_``."""
+    stem = posixpath.basename(source.rstrip("/"))
+    for suffix in (".root", ".ROOT"):
+        if stem.endswith(suffix):
+            stem = stem[: -len(suffix)]
+    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
+    return f"{stem}-{digest}_"
+
+
 def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
     """Output file name of one chunk: ``<input stem>-<source hash>_<start>-<stop>.root``.
 
@@ -52,17 +90,31 @@ def chunk_file_name(source: str, entry_start: int, entry_stop: int) -> str:
     SHA-1 of ``source`` (the input's path or URL as listed in the fileset) keep inputs with the
     same file name in different folders apart, and the zero-padded range sorts chunks in input order.
     """
-    stem = posixpath.basename(source.rstrip("/"))
-    for suffix in (".root", ".ROOT"):
-        if stem.endswith(suffix):
-            stem = stem[: -len(suffix)]
-    digest = hashlib.sha1(source.encode()).hexdigest()[:8]
-    return f"{stem}-{digest}_{entry_start:012d}-{entry_stop:012d}.root"
+    return f"{chunk_file_prefix(source)}{entry_start:012d}-{entry_stop:012d}.root"
+
+
+def content_sha256(tree) -> str:
+    """SHA-256 of every value of an ``uproot`` TTree, read back: proof that every basket of the file
+    is there and decompresses to what was written.
+
+    Branches in name order; each contributes its name, its awkward form and its packed buffers
+    (offsets, then values), so a jagged branch's counts count as much as its values.
+    """
+    digest = hashlib.sha256()
+    for name in sorted(tree.keys()):
+        values = ak.to_packed(tree[name].array(library="ak"))
+        form, length, buffers = ak.to_buffers(values)
+        digest.update(f"{name}\0{form.to_json()}\0{length}\0".encode())
+        for key in sorted(buffers):
+            digest.update(key.encode() + b"\0")
+            digest.update(np.ascontiguousarray(buffers[key]).tobytes())
+    return digest.hexdigest()
 
 
 def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: dict[str, ak.Array] | None = None,
                  event_branches: dict[str, np.ndarray] | None = None, collection: str = "FatJet",
-                 metadata: dict | None = None, collections: dict[str, dict[str, ak.Array]] | None = None) -> Path:
+                 metadata: dict | None = None, collections: dict[str, dict[str, ak.Array]] | None = None,
+                 checksum: bool = False) -> Path:
     """Write one ``Events`` tree to ``path`` atomically.
 
     Args:
@@ -73,6 +125,8 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
         metadata: a JSON-serialisable record stored as the ``TObjString`` :data:`METADATA_KEY`.
         collections: other jagged collections, name → field → [n_events][items], written as
             ``<name>_<field>`` with the counter ``n<name>`` (e.g. input branches copied along).
+        checksum: add :data:`CONTENT_KEY` to ``metadata``: the :func:`content_sha256` of the tree as
+            written, read back from the file before it is renamed into place.
     """
     import uproot
 
@@ -103,8 +157,13 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
                             for name, values in tree.items()}
             events = file.mktree("Events", branch_types, field_name=_nanoaod_field_name, counter_name=_nanoaod_counter_name)
             events.extend(tree)
-            if metadata is not None:
+            if metadata is not None and not checksum:
                 file[METADATA_KEY] = json.dumps(metadata, sort_keys=True)
+        if metadata is not None and checksum:
+            with uproot.open(tmp) as written:
+                record = {**metadata, CONTENT_KEY: content_sha256(written["Events"])}
+            with uproot.update(tmp) as file:
+                file[METADATA_KEY] = json.dumps(record, sort_keys=True)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -141,7 +200,8 @@ def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
         event_branches = {**flat, **(event_branches or {})}
     with tempfile.TemporaryDirectory(prefix="coffea-lorentz-chunk-") as scratch:
         local = write_events(Path(scratch) / "chunk.root", ids=ids, jet_branches=jet_branches,
-                             event_branches=event_branches, metadata=metadata, collections=collections)
+                             event_branches=event_branches, metadata=metadata, collections=collections,
+                             checksum=metadata is not None)
         store.put_file(local, relative)
     return relative
 
@@ -174,8 +234,9 @@ def read_input_branches(source: str, treename: str, entry_start: int, entry_stop
 
 
 def chunk_path(dataset: str, source: str, entry_start: int, entry_stop: int) -> str:
-    """Path of one chunk's file relative to the output: ``<dataset>/<chunk_file_name(...)>``."""
-    return f"{dataset}/{chunk_file_name(source, entry_start, entry_stop)}"
+    """Path of one chunk's file relative to the output: ``<dataset>/<chunk_file_name(...)>``; a dataset
+    name that is not one safe path segment is refused (:func:`check_dataset_name`)."""
+    return f"{check_dataset_name(dataset)}/{chunk_file_name(source, entry_start, entry_stop)}"
 
 
 def read_chunk_metadata(file) -> dict | None:

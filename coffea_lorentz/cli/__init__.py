@@ -11,6 +11,7 @@ import argparse
 import importlib
 import signal
 import sys
+import warnings
 
 from ..errors import CoffeaLorentzError
 
@@ -41,12 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     # temporary folders are cleaned up and finished chunk files stay for the next run to resume.
     previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
     try:
-        return int(args.func(args) or 0)
-    except Terminated:
-        print("coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume", file=sys.stderr)
+        with warnings.catch_warnings():  # a warning is one plain line, never a source line
+            warnings.showwarning = _plain_warning(args.command)
+            return int(args.func(args) or 0)
+    except Terminated as err:
+        print(f"coffea-lorentz: terminated (SIGTERM); finished chunks are kept, rerun to resume{_progress_of(err)}",
+              file=sys.stderr)
         return 143
-    except KeyboardInterrupt:
-        print("coffea-lorentz: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        resume = "; rerun the same command to resume" if args.command == "run" else ""
+        print(f"coffea-lorentz: interrupted{resume}{_progress_of(err)}", file=sys.stderr)
         return 130
     except (CoffeaLorentzError, OSError, KeyError, ValueError) as err:
         if args.traceback:
@@ -56,6 +61,25 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+
+
+def _plain_warning(command: str):
+    """A ``warnings.showwarning`` that prints ``coffea-lorentz COMMAND: warning: message`` on stderr."""
+
+    def show(message, category, filename, lineno, file=None, line=None) -> None:
+        text = " ".join(str(message).split())
+        print(f"coffea-lorentz {command}: warning: {text}", file=file or sys.stderr, flush=True)
+
+    return show
+
+
+def _progress_of(interrupted: KeyboardInterrupt) -> str:
+    """`` (N of M chunks done; log: URL)`` when a run said how far it got, else ``""``."""
+    done = getattr(interrupted, "chunks_done", None)
+    if done is None:
+        return ""
+    log = getattr(interrupted, "log", None)
+    return f" ({done} of {interrupted.chunks_planned} chunks done{f'; log: {log}' if log else ''})"
 
 
 class Terminated(KeyboardInterrupt):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 
 from .. import DEFAULT_TAGGER
 from ..batch import BatchConfig
-from ..errors import ConfigurationError
-from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, run_tagging
+from ..errors import ConfigurationError, InputFileError, InvalidInputError
+from ..run import EXIT_FAILURES, RunConfig, RunSummary, default_max_constituents, load_fileset, run_tagging
 
 __all__ = ["register", "print_summary"]
 
@@ -110,19 +111,23 @@ def print_summary(summary: RunSummary) -> None:
     table.add_row("chunks", f"{summary.processed} processed, {summary.skipped} skipped (done earlier), "
                             f"{len(summary.failed)} failed")
     if summary.bad_files:
-        table.add_row("unusable input files", str(len(summary.bad_files)))
+        table.add_row("skipped input files (--skipbadfiles)" if summary.skipped_bad_files else "unusable input files",
+                      str(len(summary.bad_files)))
     table.add_row("events written", f"{summary.events:,}")
     table.add_row("fat jets scored", f"{summary.jets:,}")
     table.add_row("wall time", f"{summary.wall_s:.1f} s")
     if summary.processed:
         table.add_row("events/s", f"{summary.events_per_s:,.1f}")
     for source, count in summary.nonfinite_jets.items():
-        table.add_row("non-finite inputs", f"{source}: {count} jets had constituents with non-finite values (dropped)")
+        table.add_row("non-finite inputs", f"{source}: {_plural(count, 'jet')} had constituents with non-finite values "
+                                           "(dropped)")
     table.add_row("output", summary.output)
     if summary.limited:
         table.add_row("limited", "--maxchunks: part of the fileset only, no manifest")
     table.add_row("manifest", summary.manifest or "not written (run incomplete)")
     table.add_row("log", summary.log or "")
+    if summary.retries_line != "none":
+        table.add_row("server retries", summary.retries_line)
     for line in summary.server:
         table.add_row("Triton server", line)
     if summary.plots:
@@ -138,23 +143,47 @@ def print_summary(summary: RunSummary) -> None:
                                    no_wrap=column != "dataset", overflow="fold")
         for row in summary.datasets:
             per_dataset.add_row(row["dataset"], row["label"], f"{row['events']:,}", f"{row['jets']:,}",
-                                f"{row['no_constituents']:,}", f"{row['mean']:.3f}", f"{row['q10']:.2f}",
-                                f"{row['median']:.2f}", f"{row['q90']:.2f}")
+                                f"{row['no_constituents']:,}", _number(row["mean"], ".3f"), _number(row["q10"], ".2f"),
+                                _number(row["median"], ".2f"), _number(row["q90"], ".2f"))
         console.print(per_dataset)
-    if summary.bad_files or summary.failed:
-        # Plain lines, never cut: a path or reason must be copyable whole.
-        if summary.has_failures:
-            console.print(f"failed ({len(summary.bad_files)} files, {len(summary.failed)} chunks); "
-                          "fix the cause and rerun the same command to resume:", highlight=False)
-        else:
-            console.print(f"skipped {len(summary.bad_files)} unusable input files (--skipbadfiles):", highlight=False)
-        for info in summary.bad_files:
+    # Plain lines, never cut: a path or reason must be copyable whole. Files skipped on request are
+    # skipped, not failed.
+    skipped_files = summary.bad_files if summary.skipped_bad_files else []
+    failed_files = [] if summary.skipped_bad_files else summary.bad_files
+    if skipped_files:
+        console.print(f"skipped {_plural(len(skipped_files), 'unusable input file')} (--skipbadfiles):", highlight=False)
+        for info in skipped_files:
+            console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
+    if summary.not_written:
+        console.print("not written to the output:", highlight=False)
+        for line in summary.not_written:
+            console.print(f"  {line}", highlight=False, soft_wrap=True)
+    if failed_files or summary.failed or summary.not_written:
+        console.print(f"failed ({_plural(len(failed_files), 'file')}, {_plural(len(summary.failed), 'chunk')}); "
+                      "fix the cause and rerun the same command to resume:", highlight=False)
+        for info in failed_files:
             console.print(f"  {info.source} (all entries): {info.error}", highlight=False, soft_wrap=True)
         for record in summary.failed:
             console.print(f"  {record.chunk.where}: {record.reason}", highlight=False, soft_wrap=True)
+    if summary.stale_files:
+        console.print(f"moved aside {_plural(len(summary.stale_files), 'chunk file')} of inputs or entry ranges no "
+                      f"longer in the fileset to {summary.output}/_stale/ (the dataset folders hold this run's chunks "
+                      "only)", highlight=False, soft_wrap=True)
     if summary.stray_files:
-        console.print(f"note: {len(summary.stray_files)} ROOT files in the output belong to no chunk of this fileset "
-                      f"(manifest.json lists this run's files)")
+        console.print(f"note: {_plural(len(summary.stray_files), 'ROOT file')} in the output belong to no chunk of "
+                      "this fileset (manifest.json lists this run's files)", highlight=False)
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted, or ``-`` where there is none (NaN: no jets with scores)."""
+    import math
+
+    return format(value, spec) if math.isfinite(value) else "-"
+
+
+def _plural(count: int, noun: str) -> str:
+    """``1 request``, ``2 requests``, ``0 chunk files``."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _adapt(text: str | None) -> tuple[int, int] | None:
@@ -287,6 +316,11 @@ def main(args: argparse.Namespace) -> int:
 
         print(job_script(config.cluster_spec()))
         return 0
-    summary = run_tagging(args.inputs, args.output, config)
+    try:  # an input list that makes no fileset is a usage error: refused before anything is created
+        fileset = load_fileset(args.inputs, treename=args.treename)
+    except (InputFileError, InvalidInputError) as err:
+        print(f"coffea-lorentz run: error: {err}", file=sys.stderr)
+        return 2
+    summary = run_tagging(fileset, args.output, config)
     print_summary(summary)
     return EXIT_FAILURES if summary.has_failures else 0

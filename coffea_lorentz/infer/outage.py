@@ -14,7 +14,20 @@ from dataclasses import dataclass
 
 from ..errors import CoffeaLorentzError, ServerError
 
-__all__ = ["backoff_delay_s"]
+__all__ = ["backoff_delay_s", "RetryTotals"]
+
+
+@dataclass(kw_only=True)
+class RetryTotals:
+    """What a client's outages cost, added up over its life in one process (mutable, one per backend).
+
+    Attributes:
+        retries: failed tries that were retried (requests, connections, readiness probes).
+        waited_s: seconds from the first failure of each outage to its end (an answer, or giving up).
+    """
+
+    retries: int = 0
+    waited_s: float = 0.0
 
 
 #: gRPC status codes that mean "the request itself is wrong": retrying cannot help.
@@ -96,6 +109,7 @@ class _Outage:
     started_s: float | None = None
     n_failures: int = 0
     last_error: str = ""
+    totals: RetryTotals | None = None
 
     def elapsed_s(self) -> float:
         return 0.0 if self.started_s is None else time.monotonic() - self.started_s
@@ -111,7 +125,10 @@ class _Outage:
         self.last_error = _one_line(error)
         remaining_s = self.remaining_s()
         if remaining_s <= 0.0:
+            self._add_wait()
             return None
+        if self.totals is not None:
+            self.totals.retries += 1
         delay_s = backoff_delay_s(
             self.n_failures, backoff_ms=self.backoff_ms, max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms
         )
@@ -123,7 +140,12 @@ class _Outage:
             return timeout_s
         return min(timeout_s, max(self.remaining_s(), 1.0))
 
+    def _add_wait(self) -> None:
+        if self.totals is not None:
+            self.totals.waited_s += self.elapsed_s()
+
     def reset(self) -> None:
+        self._add_wait()
         self.started_s = None
         self.n_failures = 0
         self.last_error = ""

@@ -44,6 +44,8 @@ __all__ = [
 
 #: Queue time above this share of queue + compute time gets the "add instances or servers" advice.
 QUEUE_DOMINATES_SHARE = 0.5
+#: Fewest requests for that advice: a handful of requests says nothing about the queue of a long run.
+ADVICE_MIN_REQUESTS = 20
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -222,11 +224,15 @@ def statistics_delta(before: Mapping[str, ModelStatistics], after: Mapping[str, 
 
 def advice(stats: ModelStatistics) -> str | None:
     """One line when requests waited longer in Triton's queue than they computed, else None."""
-    if stats.requests and stats.queue_share > QUEUE_DOMINATES_SHARE:
+    if stats.requests >= ADVICE_MIN_REQUESTS and stats.queue_share > QUEUE_DOMINATES_SHARE:
         return (f"model {stats.model!r}: requests waited {100 * stats.queue_share:.0f}% of their server time in "
                 f"Triton's queue ({stats.mean_queue_ms:.1f} ms queue vs {stats.mean_compute_ms:.1f} ms compute per "
                 "request): add model instances or servers")
     return None
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}{'es' if noun.endswith('ch') else 's'}"
 
 
 def format_statistics(delta: Mapping[str, ModelStatistics], *, wall_s: float | None = None) -> list[str]:
@@ -234,8 +240,8 @@ def format_statistics(delta: Mapping[str, ModelStatistics], *, wall_s: float | N
     time (totals and per request), and the advice line where queueing dominates."""
     lines = []
     for stats in delta.values():
-        line = (f"{stats.model}: {stats.requests} requests ({stats.failed_requests} failed), "
-                f"{stats.inference_count} jets in {stats.execution_count} batches "
+        line = (f"{stats.model}: {_plural(stats.requests, 'request')} ({stats.failed_requests} failed), "
+                f"{_plural(stats.inference_count, 'jet')} in {_plural(stats.execution_count, 'batch')} "
                 f"(average {stats.average_batch_size:.1f} jets), queue {stats.queue_s:.1f} s vs compute "
                 f"{stats.compute_s:.1f} s ({stats.mean_queue_ms:.1f} / {stats.mean_compute_ms:.1f} ms per request)")
         if wall_s:

@@ -55,7 +55,7 @@ from ..errors import InferenceError, InvalidInputError, ModelMismatchError, Serv
 from .base import Backend
 # _classify, _Outage, _NotReady, backoff_delay_s and the preflight are also reached from here.
 from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _SLOW_DOWN, _classify, _NotReady, _one_line, _Outage  # noqa: F401
-from .outage import backoff_delay_s  # noqa: F401
+from .outage import RetryTotals, backoff_delay_s  # noqa: F401
 from .served import EXPECTED_INPUTS, OUTPUT_NAME, SHA256_PARAMETER, ServedModel, inspect_served_models  # noqa: F401
 from .served import ZOO_SIGNATURE, Signature
 from .served import _check_metadata, _config_sha256, _describe_served, _served_models
@@ -155,6 +155,8 @@ class TritonBackend(Backend):
         self._generation = 0
         #: Serialises (re)connections of threads sharing this backend.
         self._lock = threading.Lock()
+        #: Retries and time waited on outages in this process (read by the run, per chunk).
+        self.retry_totals = RetryTotals()
 
     def __getstate__(self) -> dict:
         state = super().__getstate__()
@@ -173,7 +175,16 @@ class TritonBackend(Backend):
 
     def _new_outage(self) -> _Outage:
         return _Outage(server_wait_s=self.server_wait_s, backoff_ms=self.backoff_ms,
-                       max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms)
+                       max_backoff_ms=self.max_backoff_ms, jitter_ms=self.jitter_ms, totals=self.retry_totals)
+
+    def retry_counts(self) -> tuple[int, float]:
+        """``(retries, waited_s)`` of this backend (and its servers) so far in this process
+        (:class:`~coffea_lorentz.infer.outage.RetryTotals`)."""
+        own = (self.retry_totals.retries, self.retry_totals.waited_s)
+        for server in self._servers:
+            retries, waited_s = server.retry_counts()
+            own = (own[0] + retries, own[1] + waited_s)
+        return own
 
     # -- connection -------------------------------------------------------------------------
     @property

@@ -3,6 +3,7 @@
 - :mod:`~coffea_lorentz.run.fileset` — filesets and inspecting input files (entries, UUID, branches).
 - :mod:`~coffea_lorentz.run.chunks` — the chunk (unit of work), the settings every chunk file
   records, the per-chunk record, and the check that a chunk is done.
+- :mod:`~coffea_lorentz.run.stale` — chunk files the current plan does not hold, moved to ``_stale/``.
 - :mod:`~coffea_lorentz.run.task` — the task a worker runs for a chunk (skip if done, else read,
   score, write; failures recorded, never raised).
 - :mod:`~coffea_lorentz.run.executors` — Dask (scheduler or LocalCluster) or in-process.

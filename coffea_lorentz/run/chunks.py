@@ -4,22 +4,26 @@ A :class:`Chunk` is one entry range of one input file of one dataset. Its output
 from exactly those three things (:func:`coffea_lorentz.write.chunk_path`), so rerunning the same
 fileset names the same files and a chunk is *done* when its file exists at the destination, holds
 one row per input entry and carries a metadata record that matches the request
-(:func:`verify_chunk`). :class:`RunSettings` is what must agree between the chunks of one output
+(:func:`check_chunk_file`; before a chunk is skipped, every value of its file is read and checked
+against the checksum written with it). :class:`RunSettings` is what must agree between the chunks of one output
 folder (taggers, the served models' SHA-256, truncation and buckets, chunk size).
 :class:`ChunkRecord` is what one chunk did: done, skipped (found done) or failed with a one-line reason.
 """
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass, field
 
-from ..write import chunk_path, read_chunk_metadata
+from ..write import CONTENT_KEY, chunk_path, content_sha256, read_chunk_metadata
 from .fileset import InputFile
 
-__all__ = ["Chunk", "RunSettings", "ChunkRecord", "plan_chunks", "verify_chunk", "METADATA_FORMAT"]
+__all__ = ["Chunk", "RunSettings", "ChunkRecord", "ChunkFileCheck", "plan_chunks", "verify_chunk", "check_chunk_file",
+           "METADATA_FORMAT"]
 
-#: Version of the layout of the metadata record in each chunk file.
-METADATA_FORMAT = 1
+#: Version of the layout of the metadata record in each chunk file (2: with the content checksum;
+#: files of format 1 do not verify and are redone).
+METADATA_FORMAT = 2
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -145,6 +149,10 @@ class ChunkRecord:
         detail: the full traceback of a failure (for the log, never the console).
         wall_s: seconds spent on the chunk by the worker.
         histograms: the chunk's score histograms (:func:`coffea_lorentz.run.histograms.fill_scores`).
+        sha256, n_bytes: SHA-256 and size of the chunk file's bytes as the worker read them back
+            ("" and 0 when failed); the manifest lists them.
+        retries, retry_wait_s: tries the Triton client retried during the chunk, and seconds it
+            waited on an unavailable server.
     """
 
     chunk: Chunk
@@ -158,6 +166,10 @@ class ChunkRecord:
     detail: str = ""
     wall_s: float = 0.0
     histograms: dict | None = None
+    sha256: str = ""
+    n_bytes: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
 
     @property
     def ok(self) -> bool:
@@ -178,31 +190,73 @@ def plan_chunks(files: list[InputFile], chunksize: int) -> list[Chunk]:
     return chunks
 
 
-def verify_chunk(store, chunk: Chunk, settings: RunSettings) -> tuple[bool, str]:
-    """Whether ``chunk``'s file at ``store`` is done: present, one row per entry, matching metadata.
+@dataclass(frozen=True, kw_only=True)
+class ChunkFileCheck:
+    """What :func:`check_chunk_file` found: ``done``, else ``why_not``; with the file's bytes read,
+    their ``sha256`` and ``n_bytes``."""
 
-    Returns ``(done, why_not)``; reads only the file header, the tree's entry count and the
-    metadata record.
+    done: bool
+    why_not: str = ""
+    sha256: str = ""
+    n_bytes: int = 0
+    retries: int = 0
+    retry_wait_s: float = 0.0
+
+
+def check_chunk_file(store, chunk: Chunk, settings: RunSettings, *, content: bool = False,
+                     data: bytes | None = None) -> ChunkFileCheck:
+    """Whether ``chunk``'s file at ``store`` is done: present, one row per entry, matching metadata
+    and, with ``content``, every value intact.
+
+    The file's size must be where its ROOT header says it ends (``fEND``). Without ``content`` only
+    the file header, the tree's entry count and the metadata record are read. With ``content`` the
+    whole file is read (or ``data``, its bytes, when the caller has them already): every branch is
+    decompressed and its values must hash to the record's ``content_sha256``, so a file cut short
+    — even one uproot still opens — or damaged since it was written is not done.
     """
+    import io
+
     import uproot
 
-    if not store.exists(chunk.path):
-        return False, "no file"
+    if data is None and content:
+        if not store.exists(chunk.path):
+            return ChunkFileCheck(done=False, why_not="no file")
+        data = store.read_bytes(chunk.path)
+    elif data is None and not store.exists(chunk.path):
+        return ChunkFileCheck(done=False, why_not="no file")
+    digest = {"sha256": hashlib.sha256(data).hexdigest(), "n_bytes": len(data)} if data is not None else {}
+    source = io.BytesIO(data) if data is not None else store.url_of(chunk.path)
     try:
-        with uproot.open(store.url_of(chunk.path)) as file:
+        size = len(data) if data is not None else store.size(chunk.path)
+        with uproot.open(source) as file:
+            end = int(file.file.fEND)  # where ROOT's header says the file ends
+            if end != size:
+                return ChunkFileCheck(done=False, why_not=f"{size} bytes, its header says {end} (cut short)", **digest)
             metadata = read_chunk_metadata(file)
             entries = int(file["Events"].num_entries) if "Events" in file else -1
+            found = content_sha256(file["Events"]) if content and entries >= 0 and metadata is not None else None
     except Exception as err:  # noqa: BLE001 - an unreadable chunk file is simply not done
-        return False, f"unreadable ({type(err).__name__})"
+        return ChunkFileCheck(done=False, why_not=f"unreadable ({type(err).__name__})", **digest)
+    why_not = _why_not_done(metadata, entries, chunk, settings)
+    if not why_not and content and metadata.get(CONTENT_KEY) != found:
+        why_not = ("no content checksum (written by an older version)" if CONTENT_KEY not in metadata
+                   else "its values differ from the checksum written with them (damaged)")
+    return ChunkFileCheck(done=not why_not, why_not=why_not, **digest)
+
+
+def _why_not_done(metadata: dict | None, entries: int, chunk: Chunk, settings: RunSettings) -> str:
     if metadata is None:
-        return False, "no metadata record"
+        return "no metadata record"
     if entries != chunk.n_events:
-        return False, f"{entries} rows for {chunk.n_events} entries"
+        return f"{entries} rows for {chunk.n_events} entries"
     expected = chunk.metadata(settings)
-    for key in ("dataset", "source", "entry_start", "entry_stop", "file_uuid"):
+    for key in ("format", "dataset", "source", "entry_start", "entry_stop", "file_uuid"):
         if metadata.get(key) != expected[key]:
-            return False, f"{key} is {metadata.get(key)!r}, expected {expected[key]!r}"
-    differences = settings.differences(metadata.get("settings", {}))
-    if differences:
-        return False, "; ".join(differences)
-    return True, ""
+            return f"{key} is {metadata.get(key)!r}, expected {expected[key]!r}"
+    return "; ".join(settings.differences(metadata.get("settings", {})))
+
+
+def verify_chunk(store, chunk: Chunk, settings: RunSettings, *, content: bool = False) -> tuple[bool, str]:
+    """``(done, why_not)`` of :func:`check_chunk_file`."""
+    check = check_chunk_file(store, chunk, settings, content=content)
+    return check.done, check.why_not

@@ -236,6 +236,30 @@ class DaskExecutor:
             raise ConfigurationError("workers not ready for this run:\n  " + "\n  ".join(problems))
 
 
+def _ignore_interrupts() -> None:
+    """In a worker process this run starts: Ctrl-C is for the run, which stops its workers itself."""
+    import signal
+
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+
+@contextlib.contextmanager
+def _interrupts_ignored_by_children():
+    """Processes started inside ignore SIGINT (an ignored signal stays ignored across ``exec``, and
+    Python then installs no KeyboardInterrupt handler); this process's own handler is restored after."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.signal(signal.SIGINT, signal.SIG_IGN)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
 def _closed_for_good(gateway) -> None:
     """Close a dask-gateway ``Gateway`` now and make its later close from ``__del__`` a no-op: that
     one runs after the gateway's event loop stopped and prints a RuntimeError."""
@@ -334,7 +358,8 @@ def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda l
         import multiprocessing
         from concurrent.futures import ProcessPoolExecutor
 
-        with ProcessPoolExecutor(max_workers=spec.n_workers, mp_context=multiprocessing.get_context("spawn")) as pool:
+        with ProcessPoolExecutor(max_workers=spec.n_workers, mp_context=multiprocessing.get_context("spawn"),
+                                 initializer=_ignore_interrupts) as pool:
             yield FuturesExecutor(pool)
         return
     import logging
@@ -352,8 +377,13 @@ def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda l
         return
     if spec.kind == "local":
         # ":0": any free port for the scheduler's HTTP server, never the "8787 is in use" warning.
-        with LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
-                          dashboard_address=":0") as cluster, Client(cluster) as client:
+        # The workers are stopped by this process: they ignore Ctrl-C (which the terminal sends to
+        # them too), so it ends the run with one line, not a traceback per worker; their warnings
+        # about tasks cancelled on the way out are not the user's concern either.
+        with _interrupts_ignored_by_children():
+            cluster = LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
+                                   dashboard_address=":0", silence_logs=logging.ERROR)
+        with cluster, Client(cluster) as client:
             yield DaskExecutor(client)
         return
     if spec.kind == "gateway":

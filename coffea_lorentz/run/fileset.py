@@ -16,6 +16,7 @@ from pathlib import Path
 
 from ..errors import InputFileError, InvalidInputError, MissingBranchError, one_line
 from ..read import REQUIRED_BRANCHES
+from ..write import check_dataset_name
 
 __all__ = ["InputFile", "load_fileset", "inspect_file", "check_inputs", "normalise_source"]
 
@@ -56,11 +57,14 @@ def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events
     A ROOT file given directly goes to a dataset named after the file's stem, with tree
     ``treename``; a local folder gives its ``*.root`` files (sorted, not recursive) as one dataset
     named after the folder. Relative paths in a fileset JSON are relative to the JSON file. Local
-    paths are made absolute. A folder without ROOT files and a fileset JSON without files are
-    refused by name (before any output is touched).
+    paths are made absolute. A folder without ROOT files, a fileset JSON without files and a
+    dataset name that is not one plain path segment (``../x``, ``/abs``: each dataset is a folder
+    of the output, :func:`~coffea_lorentz.write.check_dataset_name`) are refused by name, before
+    any output is touched.
     """
     if isinstance(inputs, dict):
-        return {dataset: {"files": {normalise_source(f): tree for f, tree in _files_of(spec).items()}}
+        return {check_dataset_name(str(dataset)): {"files": {normalise_source(f): tree
+                                                             for f, tree in _files_of(spec).items()}}
                 for dataset, spec in inputs.items()}
     fileset: dict[str, dict] = {}
     for item in inputs:
@@ -91,6 +95,8 @@ def load_fileset(inputs: Sequence[str | Path] | dict, *, treename: str = "Events
             fileset.setdefault(stem, {"files": {}})["files"][normalise_source(text)] = treename
     if not fileset or not any(spec["files"] for spec in fileset.values()):
         raise InvalidInputError("no input files given")
+    for dataset in fileset:
+        check_dataset_name(dataset)
     return fileset
 
 
@@ -126,6 +132,10 @@ def _open_checked(source: str, treename: str):
             close = difflib.get_close_matches(treename, keys, n=3)
             hint = f"; did you mean {', '.join(map(repr, close))}?" if close else f"; keys: {keys}"
             raise InputFileError(source, f"has no tree {treename!r}{hint}")
+        size, end = file.file.source.num_bytes, int(file.file.fEND)
+        if size is not None and size < end:
+            raise InputFileError(source, f"cut short: {size} of the {end} bytes its ROOT header gives (an incomplete "
+                                         "copy or transfer); copy the file again, or leave it out with --skipbadfiles")
         tree = file[treename]
         missing = _missing_branches(set(tree.keys()))
         if missing:

@@ -16,7 +16,7 @@ import uuid
 import warnings
 
 from ..errors import OutputError
-from ..store import OutputStore
+from ..store import OutputStore, unwritable
 
 __all__ = ["OutputLock", "LOCK_NAME", "pid_alive"]
 
@@ -82,6 +82,8 @@ class OutputLock:
                 descriptor = os.open(self.store.path(LOCK_NAME), os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o644)
             except FileExistsError:
                 raise OutputError(f"output {self.store.url} was locked by another run that started just now") from None
+            except OSError as err:
+                raise OutputError(unwritable(self.store.url, err)) from None
             with os.fdopen(descriptor, "w") as file:
                 file.write(text)
         else:

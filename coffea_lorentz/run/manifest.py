@@ -3,7 +3,7 @@
 Written by the client only when every chunk of the fileset is done and its file verified (rows
 from the file header, metadata record), like Spark's ``_SUCCESS``: a downstream user or workflow
 checks that it exists, and reads from it every chunk file with its rows, input file and entry
-range, the taggers, the models' SHA-256, the software versions and the wall time.
+range, the SHA-256 and size of its bytes, the taggers, the models' SHA-256, the software versions and the wall time.
 """
 
 from __future__ import annotations
@@ -62,7 +62,8 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
         "chunks": [
             {"path": record.chunk.path, "rows": record.rows, "dataset": record.chunk.dataset,
              "source": record.chunk.source, "entry_start": record.chunk.entry_start,
-             "entry_stop": record.chunk.entry_stop, "file_uuid": record.chunk.file_uuid}
+             "entry_stop": record.chunk.entry_stop, "file_uuid": record.chunk.file_uuid,
+             "sha256": record.sha256, "bytes": record.n_bytes}
             for record in chunks
         ],
     }

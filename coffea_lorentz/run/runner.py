@@ -41,6 +41,7 @@ from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
 from .preflight import check_taggers, served_hashes, served_spec_models, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
+from .stale import STALE_FOLDER, set_aside_stale
 from .task import ChunkJob
 
 __all__ = ["RunConfig", "RunSummary", "run_tagging", "default_max_constituents", "EXIT_FAILURES"]
@@ -204,6 +205,8 @@ def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSet
     with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
         results = list(pool.map(lambda record: verify_chunk(store, record.chunk, settings), done))
     for record, (ok, why_not) in zip(done, results):
+        if ok and record.n_bytes and store.size(record.chunk.path) != record.n_bytes:
+            ok, why_not = False, f"{store.size(record.chunk.path)} bytes, the worker read {record.n_bytes}"
         if not ok:
             record.status = "failed"
             record.reason = f"output file {record.chunk.path} did not verify: {why_not}"
@@ -230,19 +233,34 @@ def _log_text(summary: RunSummary, settings: RunSettings) -> str:
     lines = [f"coffea-lorentz {__version__} run into {summary.output}",
              f"settings: {settings.to_json()}",
              f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
-             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}"]
+             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}",
+             f"retries: {summary.retries_line}"]
     lines.extend(f"SERVER {line}" for line in summary.server)
+    lines.extend(f"STALE {name} moved to {STALE_FOLDER}/{name} (not in this run's plan)" for name in summary.stale_files)
     for info in summary.bad_files:
         lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
     for source, count in summary.nonfinite_jets.items():
         entries = sorted({e for r in summary.records if r.chunk.source == source for e in r.nonfinite_entries})[:5]
         lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
                      f"first entries {entries}")
+    lines.extend(f"NOT WRITTEN {line}" for line in summary.not_written)
     for record in summary.failed:
         lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")
         if record.detail:
             lines.append(record.detail.rstrip())
     return "\n".join(lines) + "\n"
+
+
+def _log_interruption(store: OutputStore, log_name: str, summary: RunSummary, settings: RunSettings,
+                      interrupted: KeyboardInterrupt, *, planned: int, started: float) -> None:
+    """Write the log of a run interrupted during its chunks, and hang on ``interrupted`` what the
+    command line says about it: ``chunks_done`` (verified now or earlier), ``chunks_planned``, ``log``."""
+    summary.wall_s = time.perf_counter() - started
+    done = summary.processed + summary.skipped
+    text = _log_text(summary, settings) + (f"INTERRUPTED ({type(interrupted).__name__}) after {done} of {planned} "
+                                           "chunks; rerun the same command to resume\n")
+    _write_log(store, log_name, text, summary)
+    interrupted.chunks_done, interrupted.chunks_planned, interrupted.log = done, planned, summary.log
 
 
 # -- the run ---------------------------------------------------------------------------------
@@ -274,7 +292,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes, brought = _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
+        hashes, brought = _given_server_preflight(models, brought, model_kind, batch_config, config)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
@@ -306,7 +324,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
                                     reweighters=weighting, models=[(model, _process_kind(model_kind, url, options))
                                                                    for model, _ in brought])
-        job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
+        job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
+                       served=_served_specs(specs, weighting))
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
         files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
@@ -318,6 +337,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             bad = summary.bad_files[0]
             raise InputFileError(bad.source, bad.error or "unusable")
         chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
+        summary.stale_files = set_aside_stale(store, chunks, files)  # the full plan, before --maxchunks
+        planned = {chunk.path for chunk in chunks}
         summary.skipped_bad_files = config.skip_bad_files
         if config.max_chunks is not None:
             kept = _first_chunks(chunks, config.max_chunks)
@@ -326,25 +347,57 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         on_error = None if config.fail_fast else (
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
-        with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
-            for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
-                summary.records.append(record)
-                advance(record)
+        log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
+        try:
+            with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
+                for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
+                    summary.records.append(record)
+                    advance(record)
+        except KeyboardInterrupt as interrupted:  # Ctrl-C or SIGTERM: the log is written, the rerun resumes
+            _log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
+            raise
         summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
-        _collect_histograms(store, summary)
-        planned = {chunk.path for chunk in chunks}
-        summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned]
+        _unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
+        summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
+                               and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
-        log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
-        store.write_text(log_name, _log_text(summary, settings))
-        summary.log = store.url_of(log_name)
         if summary.complete:
             manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s,
                                       skipped_files={info.source: info.error or "" for info in summary.bad_files})
-            store.write_text(MANIFEST_NAME, dumps(manifest))
-            summary.manifest = store.url_of(MANIFEST_NAME)
+            if _unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
+                summary.manifest = store.url_of(MANIFEST_NAME)
+        _write_log(store, log_name, _log_text(summary, settings), summary)
     return summary
+
+
+def _unless_unwritable(summary: RunSummary, what: str, write) -> bool:
+    """Call ``write()``; an output that cannot take it (disk full, …) is listed in ``summary.not_written``
+    instead of ending the run. Returns whether it was written."""
+    try:
+        write()
+    except OSError as err:
+        summary.not_written.append(f"{what}: {' '.join(str(err).split())}")
+        return False
+    return True
+
+
+def _write_log(store: OutputStore, log_name: str, text: str, summary: RunSummary) -> None:
+    """Write the run's log to ``log_name`` in the output, else (disk full, …) to this machine's
+    temporary folder; ``summary.log`` says where it is."""
+    if _unless_unwritable(summary, "log", lambda: store.write_text(log_name, text)):
+        summary.log = store.url_of(log_name)
+        return
+    import tempfile
+
+    fallback = Path(tempfile.gettempdir()) / "coffea-lorentz-logs" / Path(log_name).name
+    try:
+        fallback.parent.mkdir(parents=True, exist_ok=True)
+        fallback.write_text(text + "".join(f"NOT WRITTEN {line}\n" for line in summary.not_written))
+    except OSError:
+        return
+    summary.not_written[-1] += f" (written to {fallback} instead)"
+    summary.log = str(fallback)
 
 
 def _served_preflight(url: str, models: list[str], brought: list, model_kind: str | None,
@@ -356,6 +409,26 @@ def _served_preflight(url: str, models: list[str], brought: list, model_kind: st
         brought = served_spec_models(url, [model for model, _ in brought], batch_config,
                                      server_wait_s=config.server_wait_s)
     return hashes, brought
+
+
+def _served_specs(specs: list, weighting: list) -> tuple:
+    """The backend specs of the taggers and reweighters that a Triton server serves (their retries are counted)."""
+    return tuple(spec for spec in [*specs, *(weights.backend for weights in weighting)] if spec.kind == "triton")
+
+
+def _given_server_preflight(models: list[str], brought: list, model_kind: str | None, batch_config: BatchConfig,
+                            config: RunConfig) -> tuple[dict[str, str], list]:
+    """:func:`_served_preflight` of ``config.server_url``; a server that never answered is one line that says
+    how to get one."""
+    from ..errors import ServerError
+
+    try:
+        return _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
+    except ServerError as err:
+        if "UNAVAILABLE" not in str(err) and "failed to connect" not in str(err).lower():
+            raise
+        raise ServerError(f"no Triton server answers at {config.server_url}: start one there with `coffea-lorentz "
+                          f"serve`, fix the address, or drop --server (the run then starts its own); {err}") from None
 
 
 def _model_kind(config: RunConfig) -> str | None:

@@ -24,6 +24,11 @@ class RunSummary:
         log: URL of the run's log file.
         server: what the Triton server measured during the chunks, one line per model (requests,
             jets, batches formed, queue vs compute time, advice where queueing dominates).
+        stale_files: chunk files that were in the output but not in this run's plan (an input shrank
+            or left the fileset), moved to ``_stale/`` (paths relative to the output, as they were).
+        stray_files: other ROOT files of the output that belong to no chunk of this fileset.
+        not_written: what the output could not take after the chunks (histograms and plots, the
+            manifest, the log), one line each with the reason: a failure of the run (disk full, …).
     """
 
     output: str
@@ -34,6 +39,8 @@ class RunSummary:
     manifest: str | None = None
     log: str | None = None
     stray_files: list[str] = field(default_factory=list)
+    stale_files: list[str] = field(default_factory=list)
+    not_written: list[str] = field(default_factory=list)
     histograms: dict | None = None
     server: list[str] = field(default_factory=list)
     skipped_bad_files: bool = False
@@ -49,8 +56,8 @@ class RunSummary:
 
     @property
     def has_failures(self) -> bool:
-        """Failed chunks, or unusable files that were not to be skipped: rerun to resume."""
-        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files)
+        """Failed chunks, unusable files that were not to be skipped, or outputs not written: rerun to resume."""
+        return bool(self.failed) or (bool(self.bad_files) and not self.skipped_bad_files) or bool(self.not_written)
 
     @property
     def failed(self) -> list[ChunkRecord]:
@@ -91,6 +98,24 @@ class RunSummary:
         """Paths or URLs of every verified chunk file, in dataset / input / entry order."""
         done = sorted((r for r in self.records if r.ok), key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
         return [f"{self.output}/{record.chunk.path}" for record in done]
+
+    @property
+    def retries(self) -> int:
+        """Tries the Triton clients retried (failed requests, connections, probes) during the chunks."""
+        return sum(record.retries for record in self.records)
+
+    @property
+    def retry_wait_s(self) -> float:
+        """Seconds the chunks waited on an unavailable server, added up over the chunks."""
+        return sum(record.retry_wait_s for record in self.records)
+
+    @property
+    def retries_line(self) -> str:
+        """``3 retries, 20.4 s waited on an unavailable server`` (``none`` when there were none)."""
+        if not self.retries and self.retry_wait_s < 0.05:
+            return "none"
+        noun = "retry" if self.retries == 1 else "retries"
+        return f"{self.retries} {noun}, {self.retry_wait_s:.1f} s waited on an unavailable server (summed over chunks)"
 
     @property
     def events_per_s(self) -> float:

@@ -4,8 +4,9 @@
 in-process). For each :class:`~coffea_lorentz.run.chunks.Chunk` it returns a
 :class:`~coffea_lorentz.run.chunks.ChunkRecord`:
 
-1. the chunk's output file is checked first (before the input is opened); a file that verifies
-   makes the chunk ``"skipped"``;
+1. the chunk's output file is checked first (before the input is opened); a file that verifies,
+   every value of it read and checked against the checksum written with it, makes the chunk
+   ``"skipped"`` (a file cut short or damaged is redone);
 2. otherwise the entry range is read with coffea's ``NanoEventsFactory`` and handed to the
    coffea processor (:class:`coffea_lorentz.processors.tagger.TaggerProcessor`), which scores and writes it;
 3. any exception becomes a ``"failed"`` record with a one-line reason and the traceback, so one
@@ -14,6 +15,7 @@ in-process). For each :class:`~coffea_lorentz.run.chunks.Chunk` it returns a
 
 from __future__ import annotations
 
+import hashlib
 import time
 import traceback
 import warnings
@@ -21,13 +23,24 @@ from dataclasses import dataclass
 
 from ..errors import one_line
 from ..store import OutputStore
-from .chunks import Chunk, ChunkRecord, RunSettings, verify_chunk
+from .chunks import Chunk, ChunkRecord, RunSettings, check_chunk_file
 from .histograms import fill_scores
 
 __all__ = ["ChunkJob", "read_chunk_events"]
 
 #: How many affected entries a record names.
 _NAMED_ENTRIES = 5
+#: What uproot and zlib/lz4 say about input bytes that are missing or damaged.
+_DAMAGED_INPUT = ("expected Chunk of length", "decompress", "invalid block type", "incorrect header check",
+                  "invalid distance", "invalid stored block")
+
+
+def _failure_reason(error: BaseException) -> str:
+    """One line for a failed chunk; an input damaged or cut short in the chunk's range says what to do first."""
+    text = one_line(error)
+    if any(sign in text for sign in _DAMAGED_INPUT):
+        return f"input damaged or cut short in this range: replace the file (copy it again) and rerun; {text}"
+    return text
 
 
 def read_chunk_events(chunk: Chunk):
@@ -52,31 +65,69 @@ class ChunkJob:
         store: the output destination.
         settings: the run's settings, checked against existing chunk files.
         fail_fast: raise the first error instead of recording it.
+        served: the specs (:class:`~coffea_lorentz.infer.BackendSpec`) of the Triton-served models the
+            processor calls; their clients' retries and waits during a chunk go into its record.
     """
 
     processor: object
     store: OutputStore
     settings: RunSettings
     fail_fast: bool = False
+    served: tuple = ()
 
-    def _histograms(self, chunk: Chunk) -> dict:
-        """Score (and weight) histograms of ``chunk``, read back from its file at the destination."""
+    def _retry_counts(self) -> tuple[int, float]:
+        """``(retries, waited_s)`` of this process's clients of :attr:`served` so far."""
+        if not self.served:
+            return 0, 0.0
+        from ..infer import process_backend
+
+        retries, waited_s = 0, 0.0
+        for spec in self.served:
+            counts = getattr(process_backend(spec), "retry_counts", None)
+            if counts is not None:
+                more, longer = counts()
+                retries, waited_s = retries + more, waited_s + longer
+        return retries, waited_s
+
+    def __call__(self, chunk: Chunk) -> ChunkRecord:
+        retries, waited_s = self._retry_counts()
+        record = self._run(chunk)
+        after = self._retry_counts()
+        record.retries, record.retry_wait_s = after[0] - retries, after[1] - waited_s
+        return record
+
+    def _histograms(self, chunk: Chunk, data: bytes) -> dict:
+        """Score (and weight) histograms of ``chunk``, from its file's bytes ``data``."""
+        import io
+
         import uproot
 
         branches = self.settings.score_branches
         weights = [f"FatJet_weight_{name}" for name in self.settings.reweighters]
-        with uproot.open(self.store.url_of(chunk.path)) as file:
+        with uproot.open(io.BytesIO(data)) as file:
             arrays = file["Events"].arrays(branches + weights, library="ak")
         return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches},
                            {branch: arrays[branch] for branch in weights})
 
-    def __call__(self, chunk: Chunk) -> ChunkRecord:
+    def _found_done(self, chunk: Chunk) -> ChunkRecord | None:
+        """A ``"skipped"`` record when ``chunk``'s file is there and whole (every value read and checked
+        against the checksum written with it), else None: the chunk is (re)done."""
+        if not self.store.exists(chunk.path):
+            return None
+        data = self.store.read_bytes(chunk.path)
+        check = check_chunk_file(self.store, chunk, self.settings, content=True, data=data)
+        if not check.done:
+            return None
+        return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events, histograms=self._histograms(chunk, data),
+                           sha256=check.sha256, n_bytes=check.n_bytes)
+
+    def _run(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()
         try:
-            done, _ = verify_chunk(self.store, chunk, self.settings)
-            if done:
-                return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events,
-                                   histograms=self._histograms(chunk), wall_s=time.perf_counter() - started)
+            found = self._found_done(chunk)
+            if found is not None:
+                found.wall_s = time.perf_counter() - started
+                return found
             with warnings.catch_warnings():
                 # NanoAOD files without every cross-reference index make coffea warn per chunk.
                 warnings.filterwarnings("ignore", message="Missing cross-reference index")
@@ -86,17 +137,19 @@ class ChunkJob:
         except Exception as err:  # noqa: BLE001 - every failure of a chunk is recorded, not raised
             if self.fail_fast:
                 raise
-            return ChunkRecord(chunk=chunk, status="failed", reason=one_line(err),
+            return ChunkRecord(chunk=chunk, status="failed", reason=_failure_reason(err),
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
         first = [chunk.entry_start + int(i) for i in result.get("nonfinite_events", [])[:_NAMED_ENTRIES]]
         try:
-            histograms = self._histograms(chunk)
+            data = self.store.read_bytes(chunk.path)
+            histograms = self._histograms(chunk, data)
         except Exception as err:  # noqa: BLE001 - the chunk file was just written; failing to read it back fails the chunk
             if self.fail_fast:
                 raise
             return ChunkRecord(chunk=chunk, status="failed", reason=f"written file unreadable: {one_line(err)}",
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
-        return ChunkRecord(histograms=histograms, 
+        return ChunkRecord(
+            histograms=histograms, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data),
             chunk=chunk, status="done", rows=int(result.get("events", 0)), jets=int(result.get("jets", 0)),
             constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
             nonfinite_entries=first, wall_s=time.perf_counter() - started,

@@ -55,7 +55,7 @@ def test_a_folder_is_its_root_files_and_empty_filesets_are_refused(tmp_path, cap
                                                                  str(folder / "b.root"): "Events"}}}
     empty = tmp_path / "empty.json"
     empty.write_text(json.dumps({"ttbar": {"files": {}}}))
-    assert main(["run", str(empty), "--output", str(tmp_path / "out"), "--backend", "torch"]) == 1
+    assert main(["run", str(empty), "--output", str(tmp_path / "out"), "--backend", "torch"]) == 2  # a usage error
     assert "empty.json: the fileset lists no files" in capsys.readouterr().err
     assert not (tmp_path / "out").exists()
 

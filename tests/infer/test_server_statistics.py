@@ -69,7 +69,9 @@ def test_delta_advice_and_lines():
     assert advice(delta["new"]) is None
     lines = format_statistics(delta, wall_s=4.0)
     assert lines[0].startswith("m: 20 requests (0 failed), 800 jets in 4 batches (average 200.0 jets)")
-    assert "add model instances or servers" in lines[1] and lines[2].startswith("new: 1 requests")
+    assert "add model instances or servers" in lines[1] and lines[2].startswith("new: 1 request (0 failed), 4 jets in 1 batch ")
+    few = ModelStatistics(model="few", requests=3, inference_count=3, execution_count=3, queue_s=9.0, compute_infer_s=0.1)
+    assert few.queue_share > 0.9 and advice(few) is None  # 3 requests say nothing about a queue
     restarted = statistics_delta(after, before)  # counts went down: the server restarted
     assert restarted["m"] == before["m"]
     assert math.isnan(ModelStatistics(model="x").average_batch_size)

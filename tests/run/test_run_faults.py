@@ -109,6 +109,9 @@ def test_server_killed_and_restarted_mid_run(repository, dask_cluster, tmp_path,
     summary = box["summary"]
     assert done_before < N_FILES * EVENTS_PER_FILE
     assert summary.complete and summary.events == N_FILES * EVENTS_PER_FILE
+    assert summary.retries > 0 and summary.retry_wait_s > 4.0, summary.retries_line  # down for 5 s and more
+    assert f"retries: {summary.retries} retr" in open(summary.log).read()
+    assert clean.retries == 0 and clean.retries_line == "none"
     ids, scores = rows_of(summary)
     clean_ids, clean_scores = rows_of(clean)
     assert ids == clean_ids
@@ -230,6 +233,9 @@ def test_default_mode_resumes_a_trained_tagger_after(signal_number, tmp_path):
         if process.poll() is None:
             process.kill()
     assert process.returncode == {signal.SIGINT: 130, signal.SIGTERM: 143, signal.SIGKILL: -9}[signal_number], text
+    if signal_number != signal.SIGKILL:  # one line, not the workers' tracebacks
+        assert len([line for line in text.splitlines() if line.strip()]) == 1, text
+        assert "rerun" in text and "chunks done" in text, text
     _, alive = psutil.wait_procs(children, timeout=30)
     for leftover in alive:
         leftover.kill()
