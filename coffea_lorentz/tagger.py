@@ -80,7 +80,7 @@ class Tagger:
             exported on first use; the fastest on a CPU).
         max_constituents: leading-pT constituents kept per jet; default: as many as the taggers'
             shipped weights were trained on (the fewest among them, else 128), as ``coffea-lorentz
-            run`` does (:func:`coffea_lorentz.run.default_max_constituents`).
+            run`` does (:func:`coffea_lorentz.batch.default_max_constituents`).
         batch_size: most jets per request; default: the served model's ``max_batch_size`` (Triton),
             256 in-process. A larger one than the server takes is sent as several requests.
         buckets: padded lengths N a batch may have.
@@ -163,7 +163,7 @@ class Tagger:
 
     @staticmethod
     def _default_max_constituents(names: tuple[str, ...], weights: dict[str, str]) -> int:
-        from .run import default_max_constituents
+        from .batch import default_max_constituents
 
         default = default_max_constituents([name for name in names if name not in weights])
         if weights:

@@ -33,11 +33,11 @@ import awkward as ak
 from coffea import processor
 
 from ..batch import BatchConfig
+from ..chunk import Chunk, RunSettings
 from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import score_with_spec, tag_events
 from ..reweighter import ReweighterSpec, reweight_events
-from ..run.chunks import Chunk, RunSettings
 from ..store import OutputStore
 from ..user_model import process_model_backend
 from ..write import write_chunk

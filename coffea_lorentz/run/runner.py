@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import DEFAULT_TAGGER, __version__
-from ..batch import BatchConfig
+from ..batch import BatchConfig, default_max_constituents
 from ..errors import ConfigurationError, InputFileError, one_line
 from ..infer import BackendSpec
 from ..store import OutputStore
@@ -154,18 +154,6 @@ class RunConfig:
         text = self.cluster or self.scheduler or "local"
         return ClusterSpec.parse(text, n_workers=self.n_workers, adapt=self.adapt, cores=self.worker_cores,
                                  memory=self.worker_memory, walltime=self.walltime, worker_wait_s=self.worker_wait_s)
-
-
-def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int:
-    """Constituents to keep per jet: the fewest any tagger's shipped weights were trained on, else ``fallback``.
-
-    A tagger is evaluated on what it was trained on; sum-aggregating taggers change their output
-    when given soft constituents they never saw.
-    """
-    from ..models import trained_max_constituents
-
-    trained = [n for n in (trained_max_constituents(name) for name in taggers) if n is not None]
-    return min(trained) if trained else fallback
 
 
 # -- the output folder -----------------------------------------------------------------------
