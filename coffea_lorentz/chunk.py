@@ -76,6 +76,8 @@ class RunSettings:
             classifiers' SHA-256 are in ``model_sha256`` under ``reweight_<name>``).
         models: models brought by the user (:mod:`coffea_lorentz.user_model`), as (name, class
             names) pairs: each adds ``FatJet_<name>_<class>``; their identities are in ``model_sha256``.
+        collection: the jets scored (``"FatJet"``, ``"Jet"``, …): every per-jet branch is
+            ``<collection>_<name>``, counted by ``n<collection>``.
         backend: ``"triton"`` or ``"torch"`` (recorded, not compared).
         version: coffea-lorentz version (recorded, not compared).
     """
@@ -88,12 +90,13 @@ class RunSettings:
     copy_branches: tuple[str, ...] = ()
     reweighters: tuple[str, ...] = ()
     models: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    collection: str = "FatJet"
     backend: str = "triton"
     version: str = ""
 
     #: Fields that must be equal for two runs to share an output folder.
     COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches", "reweighters",
-                "models")
+                "models", "collection")
 
     def to_json(self) -> dict:
         record = asdict(self)
@@ -108,15 +111,20 @@ class RunSettings:
     @property
     def score_branches(self) -> list[str]:
         """Every per-jet score branch a chunk file holds: the taggers', then each model's classes."""
-        return ([f"FatJet_{tagger}_score" for tagger in self.taggers]
-                + [f"FatJet_{name}_{label}" for name, classes in self.models for label in classes])
+        return ([f"{self.collection}_{tagger}_score" for tagger in self.taggers]
+                + [f"{self.collection}_{name}_{label}" for name, classes in self.models for label in classes])
+
+    @property
+    def weight_branches(self) -> list[str]:
+        """Every per-jet weight branch a chunk file holds: ``<collection>_weight_<name>`` per reweighter."""
+        return [f"{self.collection}_weight_{name}" for name in self.reweighters]
 
     def differences(self, other: dict) -> list[str]:
         """Human-readable differences between these settings and a stored ``other`` record."""
         mine = self.to_json()
         found = []
         for name in self.COMPARED:
-            theirs = other.get(name, {"copy_branches": [], "reweighters": [], "models": {}}.get(name))
+            theirs = other.get(name, {"copy_branches": [], "reweighters": [], "models": {}, "collection": "FatJet"}.get(name))
             if theirs != mine[name]:
                 found.append(f"{name}: {_short(theirs)} there, {_short(mine[name])} now")
         return found
