@@ -160,7 +160,8 @@ class ChunkInputs:
         if key not in self._spec_inputs:
             kinds = dict.fromkeys(spec_input.objects for spec_input in spec.inputs)
             objects = {kind: self.objects(kind, spec.variables(kind)) for kind in kinds}
-            self._spec_inputs[key] = (spec, SpecInputs(objects, spec, int(batch_size)))  # spec kept: its id stays its
+            # the spec is kept beside its inputs, so its id cannot be reused while the key is in use
+            self._spec_inputs[key] = (spec, SpecInputs(objects, spec, int(batch_size)))
         return self._spec_inputs[key][1]
 
 

@@ -179,7 +179,7 @@ class Reweighter(Tagger):
             ``reweight_<name>.pt`` written by ``coffea-lorentz reweight-train``.
         server: Triton gRPC address serving ``reweight_<name>`` (``coffea-lorentz serve --reweighter NAME``).
         backend: ``"triton"`` (default when ``server`` is given) or ``"torch"`` (in-process).
-        batch_size, buckets, **options: as for :class:`~coffea_lorentz.Tagger`.
+        batch_size, buckets, collection, **options: as for :class:`~coffea_lorentz.Tagger`.
 
     ``reweighter(events)`` → float32 jagged [events][FatJet] weights (eager and virtual events:
     now; dask-awkward: lazy). Raises :class:`~coffea_lorentz.errors.ConfigurationError` for an
@@ -187,11 +187,12 @@ class Reweighter(Tagger):
     """
 
     def __init__(self, reweighter: str | Path, *, server: str | None = None, backend: str | None = None,
-                 batch_size: int | None = None, buckets: Sequence[int] = BatchConfig().buckets, **options):
+                 batch_size: int | None = None, buckets: Sequence[int] = BatchConfig().buckets,
+                 collection: str = "FatJet", **options):
         self.info = find_reweighter(reweighter)
         kind = backend or ("triton" if server else None)
         super().__init__(self.info.model, server=server, backend=backend, max_constituents=self.info.max_constituents,
-                         batch_size=batch_size, buckets=buckets,
+                         batch_size=batch_size, buckets=buckets, collection=collection,
                          weights=self.info.weights if kind != "triton" and not self.info.shipped else None, **options)
         self.spec = ReweighterSpec.from_info(self.info, kind=self.specs[0].kind, url=self.specs[0].url, **options)
 

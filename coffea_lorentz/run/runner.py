@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -95,6 +96,9 @@ class RunConfig:
         overwrite: remove an earlier run's files from the output before starting.
         storage_options: fsspec options of the output store, as ``(name, value)`` pairs.
         progress: show a progress bar.
+        collection: the jets scored: ``"FatJet"`` (default), ``"Jet"`` or any collection with
+            ``<C>PFCands``; every per-jet branch is ``<collection>_<name>`` (recorded in the run's
+            settings, so a resume with another collection is refused).
         models: models brought by the user, each a path or ``NAME=PATH`` or a loaded ``SpecModel``
             (:func:`coffea_lorentz.user_model.load_model`: a weaver export folder, an ``.onnx`` or
             TorchScript file with its spec) or a model already on the server
@@ -132,6 +136,7 @@ class RunConfig:
     progress: bool = True
     models: tuple = ()
     model_backend: str | None = None
+    collection: str = "FatJet"
 
     def __post_init__(self) -> None:
         if self.backend not in ("triton", "torch", "onnx"):
@@ -147,6 +152,9 @@ class RunConfig:
             raise ConfigurationError("RunConfig.taggers: no tagger given")
         if len(set(self.taggers)) != len(self.taggers):
             raise ConfigurationError(f"RunConfig.taggers: a tagger is named twice in {list(self.taggers)}")
+        if not self.collection.isidentifier():
+            raise ConfigurationError(f"RunConfig.collection: expected a NanoAOD collection name such as 'FatJet' or "
+                                     f"'Jet', got {self.collection!r}")
         self.cluster_spec()  # an unknown cluster kind is refused here
 
     def cluster_spec(self) -> ClusterSpec:
@@ -281,6 +289,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                copy_branches=tuple(config.copy_branches),
                                reweighters=tuple(info.name for info in reweighters),
                                models=tuple((model.name, classes) for model, classes in brought),
+                               collection=config.collection,
                                backend=config.backend,
                                version=__version__)
         _claim_output(store, settings, config.overwrite)
@@ -296,7 +305,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                                                    for model, _ in brought])
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast)
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
-        files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
+        files = [info for _, info in executor.map(functools.partial(_inspect, collection=config.collection), targets,
+                                                   key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
                                                        dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
         order = {(dataset, source): i for i, (dataset, source, _) in enumerate(targets)}
@@ -422,8 +432,8 @@ def _reporter(enabled: bool):
     return lambda line: print(f"coffea-lorentz run: {line}", file=sys.stderr, flush=True)
 
 
-def _inspect(target: tuple[str, str, str]) -> InputFile:
-    return inspect_file(*target)
+def _inspect(target: tuple[str, str, str], collection: str = "FatJet") -> InputFile:
+    return inspect_file(*target, collection=collection)
 
 
 @contextlib.contextmanager
