@@ -116,3 +116,21 @@ def test_run_collection_jet_writes_one_score_per_ak4_jet(pfnano_file, jet_mass, 
 def test_a_collection_name_is_checked():
     with pytest.raises(ConfigurationError, match="RunConfig.collection"):
         RunConfig(collection="Fat Jet")
+
+
+def test_tagger_on_ak4_jets_is_the_same_eager_and_dask_and_reads_only_their_columns(pfnano_file):
+    import dask
+    import dask_awkward as dak
+
+    tagger = Tagger("lloca", backend="torch", collection="Jet")
+    assert "collection='Jet'" in repr(tagger) and tagger != Tagger("lloca", backend="torch")
+    eager = tagger(input_events(pfnano_file))
+    lazy_events = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, schemaclass=PFNanoAODSchema,
+                                              mode="dask").events()
+    lazy = tagger(lazy_events)
+    (columns,) = dak.report_necessary_columns(lazy).values()
+    assert set(columns) == {"nJet", "nJetPFCands", "JetPFCands_pFCandsIdx", "JetPFCands_jetIdx", "nPFCands",
+                            "PFCands_pt", "PFCands_eta", "PFCands_phi", "PFCands_mass"}
+    (computed,) = dask.compute(lazy, scheduler="sync")
+    assert ak.to_list(ak.num(computed, axis=1)) == ak.to_list(ak.num(eager, axis=1))
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(computed)), ak.to_numpy(ak.flatten(eager)))
