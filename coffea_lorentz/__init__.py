@@ -12,7 +12,7 @@ train, reweight, symmetry) build on models and errors (ARCHITECTURE.md has the r
 - :mod:`coffea_lorentz.cli` — the ``coffea-lorentz`` command, one module per subcommand; the
   only place that parses arguments or prints for a person. Nothing else imports it.
 - :mod:`coffea_lorentz.run` — the run model: chunks as Dask tasks, resume, fault isolation, lock,
-  manifest (:mod:`coffea_lorentz.runner` is its former name, kept for one release).
+  manifest.
 - :mod:`coffea_lorentz.processors` — the coffea processors ``coffea-lorentz run`` drives
   (``TaggerProcessor``, ``ReweightProcessor``); :class:`~coffea_lorentz.tagger.Tagger` scores
   NanoEvents inside your own processor and :class:`~coffea_lorentz.reweighter.Reweighter` gives

@@ -50,7 +50,8 @@ import numpy as np
 from .errors import InvalidInputError
 from .read import JetConstituents
 
-__all__ = ["IN_PROCESS_BATCH_SIZE", "BatchConfig", "Batch", "BatchPlan", "LazyBatches", "plan_batches", "make_batches", "scatter", "unflatten"]
+__all__ = ["IN_PROCESS_BATCH_SIZE", "BatchConfig", "Batch", "BatchPlan", "LazyBatches", "plan_batches", "make_batches", "scatter", "unflatten",
+           "default_max_constituents"]
 
 
 #: Jets per batch when none is chosen and no server says how many it takes (in-process torch).
@@ -111,6 +112,19 @@ class BatchConfig:
         kept = {b for b in self.buckets if b < self.max_constituents}
         return np.array(sorted(kept | {self.max_constituents}), dtype=np.int64)
 
+
+
+def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int:
+    """Constituents to keep per jet: the fewest any tagger's shipped weights were trained on, else ``fallback``.
+
+    A tagger is evaluated on what it was trained on; sum-aggregating taggers change their output
+    when given soft constituents they never saw. ``coffea-lorentz run`` and
+    :class:`~coffea_lorentz.Tagger` both take it from here, so they keep the same constituents.
+    """
+    from .models import trained_max_constituents
+
+    trained = [n for n in (trained_max_constituents(name) for name in taggers) if n is not None]
+    return min(trained) if trained else fallback
 
 @dataclass(frozen=True)
 class Batch:

@@ -81,8 +81,7 @@ class ModelTagger:
         """The Triton client of the model (a local server started first when ``server`` is None) and
         its output count, the served model checked against the spec and the file's identity."""
         from .batch import BatchConfig
-        from .infer.triton_spec import TritonSpecBackend
-        from .run.preflight import served_spec_models
+        from .infer.triton_spec import TritonSpecBackend, served_spec_models
 
         url = server or self._start_server()
         try:
@@ -101,8 +100,7 @@ class ModelTagger:
         import weakref
 
         from .repository import build_repository
-        from .run.local_server import REPOSITORY_PREFIX
-        from .serve import ServerConfig, TritonServer
+        from .serve import REPOSITORY_PREFIX, ServerConfig, TritonServer
 
         folder = Path(tempfile.mkdtemp(prefix=f"{REPOSITORY_PREFIX}{os.getpid()}-"))
         try:

@@ -1,15 +1,16 @@
-"""Read: NanoAOD/PFNano events → fat-jet constituents as flat float32 four-vectors.
+"""Read: NanoAOD/PFNano events → jet constituents as flat float32 four-vectors.
 
+Any jet collection ``C`` with PF candidates is read (``FatJet`` by default, ``Jet`` for AK4, …).
 Two PFNano layouts are understood:
 
-- the newer one, where ``FatJet_nConstituents`` counts each jet's entries in ``FatJetPFCands`` and
-  those entries are stored jet after jet;
-- the older one (e.g. the CMS sample ``pfnano.root``), where there is no ``FatJet_nConstituents``
-  and each ``FatJetPFCands`` entry names its jet by ``FatJetPFCands_jetIdx``.
+- the older one (e.g. the CMS sample ``pfnano.root``), where each ``CPFCands`` entry names its jet
+  by ``CPFCands_jetIdx`` (used whenever the file has it: an explicit link);
+- the newer one, without ``CPFCands_jetIdx``, where ``C_nConstituents`` counts each jet's entries
+  in ``CPFCands`` and those entries are stored jet after jet.
 
-In both, ``FatJetPFCands_pFCandsIdx`` points into the event's ``PFCands``. The result is a
+In both, ``CPFCands_pFCandsIdx`` points into the event's ``PFCands``. The result is a
 :class:`JetConstituents`: every constituent of every jet of every event, flattened, grouped jet
-after jet (jets in event order, then in their ``FatJet`` order) and sorted by pT (descending)
+after jet (jets in event order, then in their collection's order) and sorted by pT (descending)
 within a jet. Everything is vectorised numpy/awkward; there is no per-jet Python loop.
 
 Non-finite inputs
@@ -63,14 +64,14 @@ REQUIRED_BRANCHES: tuple[str, ...] = (
 
 @dataclass(frozen=True)
 class JetConstituents:
-    """The constituents of every fat jet in a chunk of events, flattened.
+    """The constituents of every jet of one collection in a chunk of events, flattened.
 
     Attributes:
         p4: float32 [n_constituents_total, 4] as (E, px, py, pz) in GeV, grouped jet after jet,
             sorted by pT (descending) within each jet.
         pt: float32 [n_constituents_total] transverse momentum in GeV, same order as ``p4``.
         n_constituents: int64 [n_jets] constituents of each jet that were kept; jets in event order.
-        n_jets: int64 [n_events] fat jets of each event (``nFatJet``).
+        n_jets: int64 [n_events] jets of each event (``nFatJet``, or ``n<C>`` of the collection read).
         n_dropped: int64 [n_jets] constituents of each jet dropped for a non-finite (pt, η, φ, m) or
             four-vector (see the module docstring); all zeros when not given.
     """
@@ -153,21 +154,22 @@ def _fields(events: ak.Array, collection: str) -> list[str]:
     return list(events[collection].fields) if collection in events.fields else []
 
 
-def check_pfnano_fields(events: ak.Array, source: str) -> None:
-    """Raise :class:`MissingBranchError` naming ``source`` and each missing branch."""
+def check_pfnano_fields(events: ak.Array, source: str, collection: str = "FatJet") -> None:
+    """Raise :class:`MissingBranchError` naming ``source`` and each missing branch of ``collection``'s constituents."""
     missing = []
-    needs = {"FatJet": (), "FatJetPFCands": ("pFCandsIdx",), "PFCands": ("pt", "eta", "phi", "mass")}
-    for collection, fields in needs.items():
-        present = _fields(events, collection)
-        if collection not in events.fields:
-            missing.append(f"n{collection}")
-        missing.extend(f"{collection}_{f}" for f in fields if f not in present)
-    fatjet_fields = _fields(events, "FatJet")
-    if "nConstituents" not in fatjet_fields and "jetIdx" not in _fields(events, "FatJetPFCands"):
-        missing.append("FatJet_nConstituents or FatJetPFCands_jetIdx")
+    links = f"{collection}PFCands"
+    needs = {collection: (), links: ("pFCandsIdx",), "PFCands": ("pt", "eta", "phi", "mass")}
+    for name, fields in needs.items():
+        present = _fields(events, name)
+        if name not in events.fields:
+            missing.append(f"n{name}")
+        missing.extend(f"{name}_{f}" for f in fields if f not in present)
+    if "nConstituents" not in _fields(events, collection) and "jetIdx" not in _fields(events, links):
+        missing.append(f"{collection}_nConstituents or {links}_jetIdx")
     if missing:
+        what = "fat-jet" if collection == "FatJet" else collection
         raise MissingBranchError(
-            source, missing, "fat-jet constituents need a PFNano file with PF candidates", available=_branch_names(events)
+            source, missing, f"{what} constituents need a PFNano file with PF candidates", available=_branch_names(events)
         )
 
 
@@ -201,22 +203,23 @@ def _check_range(flat_index: np.ndarray, n_per_event: np.ndarray, size: np.ndarr
         )
 
 
-def constituent_columns(events: ak.Array, *, source: str = "<events>") -> dict[str, ak.Array]:
+def constituent_columns(events: ak.Array, *, source: str = "<events>",
+                        collection: str = "FatJet") -> dict[str, ak.Array]:
     """The arrays of ``events`` that :func:`jet_constituents` reads, by role — nothing else is read.
 
-    Roles: ``n_jets`` (FatJets per event), ``pf_index`` (``FatJetPFCands_pFCandsIdx``), ``n_pf``
-    (PF candidates per event), ``pt``, ``eta``, ``phi``, ``mass`` (``PFCands_*``), and either
-    ``n_constituents`` (``FatJet_nConstituents``, newer layout) or ``jet_index``
-    (``FatJetPFCands_jetIdx``, older layout). Only field names are inspected here, so this works on
+    Roles, for ``collection`` C (default ``FatJet``): ``n_jets`` (jets per event), ``pf_index``
+    (``CPFCands_pFCandsIdx``), ``n_pf`` (PF candidates per event), ``pt``, ``eta``, ``phi``, ``mass``
+    (``PFCands_*``), and either ``jet_index`` (``CPFCands_jetIdx``, older layout, used when present)
+    or ``n_constituents`` (``C_nConstituents``, newer layout). Only field names are inspected here, so this works on
     dask-awkward's typetracer arrays as well: touching these arrays' data is how a lazy graph
     learns the columns it needs (:func:`touch_constituent_columns`). Raises
     :class:`MissingBranchError` when a branch is missing.
     """
-    check_pfnano_fields(events, source)
-    links = events.FatJetPFCands
+    check_pfnano_fields(events, source, collection)
+    links = events[f"{collection}PFCands"]
     candidates = events.PFCands
     columns = {
-        "n_jets": ak.num(events.FatJet, axis=1),
+        "n_jets": ak.num(events[collection], axis=1),
         "pf_index": links.pFCandsIdx,
         "n_pf": ak.num(candidates, axis=1),
         "pt": candidates.pt,
@@ -224,25 +227,26 @@ def constituent_columns(events: ak.Array, *, source: str = "<events>") -> dict[s
         "phi": candidates.phi,
         "mass": candidates.mass,
     }
-    if "nConstituents" in _fields(events, "FatJet"):
-        columns["n_constituents"] = events.FatJet.nConstituents
-    else:
+    if "jetIdx" in _fields(events, f"{collection}PFCands"):
         columns["jet_index"] = links.jetIdx
+    else:
+        columns["n_constituents"] = events[collection].nConstituents
     return columns
 
 
-def touch_constituent_columns(events: ak.Array, *, source: str = "<events>") -> None:
+def touch_constituent_columns(events: ak.Array, *, source: str = "<events>", collection: str = "FatJet") -> None:
     """Mark every column :func:`jet_constituents` reads as needed, on typetracer ``events``.
 
     dask-awkward runs a graph on typetracers (arrays that know their type but hold no data) to find
     the columns it must read; this touches exactly the arrays of :func:`constituent_columns`.
     """
-    for array in constituent_columns(events, source=source).values():
+    for array in constituent_columns(events, source=source, collection=collection).values():
         ak.typetracer.touch_data(array)
 
 
-def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConstituents:
-    """Constituents of every ``FatJet`` of ``events`` (coffea NanoEvents, ``PFNanoAODSchema``).
+def jet_constituents(events: ak.Array, *, source: str = "<events>", collection: str = "FatJet") -> JetConstituents:
+    """Constituents of every jet of ``collection`` (``FatJet``, ``Jet``, …) of ``events`` (coffea
+    NanoEvents, ``PFNanoAODSchema``).
 
     ``events`` is an eager or virtual (lazily loaded) array of one chunk; only the columns of
     :func:`constituent_columns` are read. ``source`` names the input in error messages (a file
@@ -250,12 +254,13 @@ def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConsti
     :class:`InvalidInputError` for indices that point outside their collections. Constituents
     with non-finite values are dropped and counted in ``n_dropped`` (see the module docstring).
     """
-    columns = constituent_columns(events, source=source)
+    columns = constituent_columns(events, source=source, collection=collection)
+    links = f"{collection}PFCands"
     n_jets = _as_numpy(columns["n_jets"]).astype(np.int64)
     n_pf = _as_numpy(columns["n_pf"]).astype(np.int64)
     n_links = _as_numpy(ak.num(columns["pf_index"], axis=1)).astype(np.int64)
     pf_local = _as_numpy(ak.flatten(columns["pf_index"])).astype(np.int64)
-    _check_range(pf_local, n_links, n_pf, "FatJetPFCands_pFCandsIdx", source)
+    _check_range(pf_local, n_links, n_pf, f"{links}_pFCandsIdx", source)
     pf_start = np.zeros(len(n_pf), dtype=np.int64)
     np.cumsum(n_pf[:-1], out=pf_start[1:])
     pf_global = pf_local + np.repeat(pf_start, n_links)
@@ -274,13 +279,13 @@ def jet_constituents(events: ak.Array, *, source: str = "<events>") -> JetConsti
         if not np.array_equal(per_event, n_links):
             bad = int(np.flatnonzero(per_event != n_links)[0])
             raise InvalidInputError(
-                f"{source}: event {bad} has sum(FatJet_nConstituents) = {int(per_event[bad])} "
-                f"but nFatJetPFCands = {int(n_links[bad])}"
+                f"{source}: event {bad} has sum({collection}_nConstituents) = {int(per_event[bad])} "
+                f"but n{links} = {int(n_links[bad])}"
             )
         global_jet = np.repeat(np.arange(total_jets, dtype=np.int64), n_constituents)
     else:
         local_jet = _as_numpy(ak.flatten(columns["jet_index"])).astype(np.int64)
-        _check_range(local_jet, n_links, n_jets, "FatJetPFCands_jetIdx", source)
+        _check_range(local_jet, n_links, n_jets, f"{links}_jetIdx", source)
         global_jet = local_jet + np.repeat(jet_start, n_links)
         n_constituents = np.bincount(global_jet, minlength=total_jets).astype(np.int64)
 

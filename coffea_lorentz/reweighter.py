@@ -27,16 +27,17 @@ from pathlib import Path
 import awkward as ak
 import numpy as np
 
-from .batch import BatchConfig
+from .batch import BatchConfig, unflatten
 from .errors import InvalidInputError
 from .infer import BackendSpec
-from .pipeline import TaggedChunk, score_branch, tag_events
-from .read import JetConstituents, jet_constituents
+from .pipeline import ScoredModel, TaggedChunk, ZooInput, resolved_batch_config, score_branch, score_events
+from .read import JetConstituents
 from .reweight.lookup import ReweighterInfo, find_reweighter
 from .reweight.weights import event_weights, weights_from_probability
 from .tagger import Tagger
 
-__all__ = ["Reweighter", "ReweighterSpec", "reweight_events", "jet_weight_branch", "event_weight_branch"]
+__all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "reweight_events", "reweighter_models", "jet_weight_branch",
+           "event_weight_branch"]
 
 
 def jet_weight_branch(name: str) -> str:
@@ -106,39 +107,67 @@ class ReweighterSpec:
         return ak.unflatten(values, ak.num(probability, axis=1))
 
 
-def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig,
-                    source: str = "<events>", jets: JetConstituents | None = None,
-                    ) -> tuple[dict[str, ak.Array], dict[str, np.ndarray], list[TaggedChunk]]:
-    """Weights of every ``FatJet`` of ``events`` for each reweighter.
+@dataclass(frozen=True)
+class WeightHead:
+    """A reweighter's head in the scoring pass: the classifier's probability f of every jet →
+    ``weight_<name>`` per jet (w = f/(1 − f), clipped; NaN → 1) and ``weight_<name>`` per event
+    (the leading jet's, 1 for an event without jets)."""
 
-    Every reweighter shares one read of the constituents (``jets``, when the caller has read them
-    already, e.g. for its taggers); reweighters trained on the same number of constituents share one
-    batching, each group batched with its own ``max_constituents`` (the buckets and batch size of
-    ``batch_config``). Returns ``(jet_branches, event_branches, tagged)``: ``FatJet`` field →
-    jagged float32 [events][jets] weights, branch → float32 [events] leading-jet weights, and the
-    :class:`~coffea_lorentz.pipeline.TaggedChunk` of each group.
+    spec: ReweighterSpec
+
+    def branches(self, name: str, values: np.ndarray, n_jets: np.ndarray
+                 ) -> tuple[dict[str, ak.Array], dict[str, np.ndarray]]:
+        per_jet = self.spec.weights(unflatten(values, n_jets))
+        return {jet_weight_branch(self.spec.name): per_jet}, {event_weight_branch(self.spec.name): event_weights(per_jet)}
+
+
+def reweighter_models(reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig) -> list[ScoredModel]:
+    """The reweighters as models of one scoring pass (:func:`coffea_lorentz.pipeline.score_events`),
+    each named after its classifier (``reweight_<name>``).
+
+    Each is batched with its own ``max_constituents`` (the buckets and batch size of
+    ``batch_config``); reweighters trained on the same number of constituents share one batching,
+    cut at the smallest request size of their backends when ``batch_config`` sets none.
     """
     from .infer import process_backend
 
-    if jets is None:
-        jets = jet_constituents(events, source=source)
     groups: dict[int, list[ReweighterSpec]] = {}
     for spec in reweighters:
         groups.setdefault(spec.max_constituents or batch_config.max_constituents, []).append(spec)
-    jet_branches: dict[str, ak.Array] = {}
-    event_branches: dict[str, np.ndarray] = {}
-    tagged_groups = []
+    models = []
     for max_constituents, specs in groups.items():
         config = BatchConfig(max_constituents=max_constituents, buckets=batch_config.buckets,
                              max_batch_size=batch_config.max_batch_size)
         backends = {spec.backend.tagger: process_backend(spec.backend) for spec in specs}
-        tagged = tag_events(events, backends, batch_config=config, source=source, jets=jets)
-        for spec in specs:
-            per_jet = spec.weights(tagged.scores[score_branch(spec.backend.tagger)])
-            jet_branches[jet_weight_branch(spec.name)] = per_jet
-            event_branches[event_weight_branch(spec.name)] = event_weights(per_jet)
-        tagged_groups.append(tagged)
-    return jet_branches, event_branches, tagged_groups
+        zoo = ZooInput(resolved_batch_config(config, backends.values()))
+        models.extend(ScoredModel(spec.backend.tagger, zoo, backends[spec.backend.tagger], WeightHead(spec))
+                      for spec in specs)
+    return models
+
+
+def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig,
+                    source: str = "<events>", jets: JetConstituents | None = None, collection: str = "FatJet",
+                    ) -> tuple[dict[str, ak.Array], dict[str, np.ndarray], list[TaggedChunk]]:
+    """Weights of every jet of ``collection`` (default ``FatJet``) of ``events`` for each reweighter.
+
+    One scoring pass (:func:`~coffea_lorentz.pipeline.score_events`) of :func:`reweighter_models`:
+    every reweighter shares one read of the constituents (``jets``, when the caller has read them
+    already); reweighters trained on the same number of constituents share one batching, each
+    group batched with its own ``max_constituents`` (the buckets and batch size of
+    ``batch_config``); served classifiers' requests are in flight together. Returns
+    ``(jet_branches, event_branches, tagged)``: jet field → jagged float32 [events][jets] weights,
+    branch → float32 [events] leading-jet weights, and a
+    :class:`~coffea_lorentz.pipeline.TaggedChunk` of the classifiers' probabilities per group.
+    """
+    models = reweighter_models(reweighters, batch_config=batch_config)
+    scored = score_events(events, models, collection=collection, source=source, jets=jets)
+    jets = scored.inputs.jets
+    groups: dict[int, dict[str, ak.Array]] = {}
+    for model in models:
+        groups.setdefault(id(model.input), {})[score_branch(model.name)] = unflatten(scored.values[model.name],
+                                                                                     jets.n_jets)
+    return (dict(scored.jet_branches), dict(scored.event_branches),
+            [TaggedChunk(jets=jets, scores=scores) for scores in groups.values()])
 
 
 class Reweighter(Tagger):
@@ -150,7 +179,7 @@ class Reweighter(Tagger):
             ``reweight_<name>.pt`` written by ``coffea-lorentz reweight-train``.
         server: Triton gRPC address serving ``reweight_<name>`` (``coffea-lorentz serve --reweighter NAME``).
         backend: ``"triton"`` (default when ``server`` is given) or ``"torch"`` (in-process).
-        batch_size, buckets, **options: as for :class:`~coffea_lorentz.Tagger`.
+        batch_size, buckets, collection, **options: as for :class:`~coffea_lorentz.Tagger`.
 
     ``reweighter(events)`` → float32 jagged [events][FatJet] weights (eager and virtual events:
     now; dask-awkward: lazy). Raises :class:`~coffea_lorentz.errors.ConfigurationError` for an
@@ -158,11 +187,12 @@ class Reweighter(Tagger):
     """
 
     def __init__(self, reweighter: str | Path, *, server: str | None = None, backend: str | None = None,
-                 batch_size: int | None = None, buckets: Sequence[int] = BatchConfig().buckets, **options):
+                 batch_size: int | None = None, buckets: Sequence[int] = BatchConfig().buckets,
+                 collection: str = "FatJet", **options):
         self.info = find_reweighter(reweighter)
         kind = backend or ("triton" if server else None)
         super().__init__(self.info.model, server=server, backend=backend, max_constituents=self.info.max_constituents,
-                         batch_size=batch_size, buckets=buckets,
+                         batch_size=batch_size, buckets=buckets, collection=collection,
                          weights=self.info.weights if kind != "triton" and not self.info.shipped else None, **options)
         self.spec = ReweighterSpec.from_info(self.info, kind=self.specs[0].kind, url=self.specs[0].url, **options)
 

@@ -35,6 +35,10 @@ from pathlib import Path
 
 from .errors import InvalidInputError, ServerError, ServerStartError
 
+#: Prefix of the temporary model repositories a process builds for the servers it starts
+#: (``<prefix><pid>-…``, so the repositories of dead processes can be found and removed).
+REPOSITORY_PREFIX = "coffea-lorentz-repo-"
+
 __all__ = [
     "ENV_VARIABLE",
     "ServerConfig",

@@ -68,7 +68,7 @@ def _check_names(names: Sequence[str]) -> None:
 
 
 class Tagger:
-    """Scores every ``FatJet`` of coffea NanoEvents with one or more taggers.
+    """Scores every jet of one collection (``FatJet`` by default) of coffea NanoEvents with one or more taggers.
 
     Args:
         taggers: a tagger name (``tagger(events)`` returns one array) or a sequence of names
@@ -80,12 +80,14 @@ class Tagger:
             exported on first use; the fastest on a CPU).
         max_constituents: leading-pT constituents kept per jet; default: as many as the taggers'
             shipped weights were trained on (the fewest among them, else 128), as ``coffea-lorentz
-            run`` does (:func:`coffea_lorentz.run.default_max_constituents`).
+            run`` does (:func:`coffea_lorentz.batch.default_max_constituents`).
         batch_size: most jets per request; default: the served model's ``max_batch_size`` (Triton),
             256 in-process. A larger one than the server takes is sent as several requests.
         buckets: padded lengths N a batch may have.
         weights: torch and onnx only: a state-dict file for the tagger (one tagger) or ``{name: file}``.
         signal_class: which class probability is the score.
+        collection: the jets scored: ``"FatJet"`` (default), ``"Jet"`` (AK4) or any collection with
+            ``<collection>PFCands``; the result is [events][<collection>].
         **options: backend options (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
             ``shared_memory=True`` for a server on this host, … for Triton; ``n_threads`` for torch),
             see :class:`coffea_lorentz.infer.BackendSpec` and :class:`coffea_lorentz.infer.TritonBackend`.
@@ -110,7 +112,7 @@ class Tagger:
     def __init__(self, taggers: str | Sequence[str], *, server: str | None = None, backend: str | None = None,
                  max_constituents: int | None = None, batch_size: int | None = None,
                  buckets: Sequence[int] = BatchConfig().buckets, weights: str | Mapping[str, str] | None = None,
-                 signal_class: int = 1, **options):
+                 signal_class: int = 1, collection: str = "FatJet", **options):
         from .infer import BackendSpec
 
         self.single = isinstance(taggers, str)
@@ -136,6 +138,7 @@ class Tagger:
         self.batch_config = BatchConfig(max_constituents=int(max_constituents), buckets=tuple(int(n) for n in buckets),
                                         max_batch_size=None if batch_size is None else int(batch_size))
         self.signal_class = int(signal_class)
+        self.collection = str(collection)
         self.specs = tuple(
             BackendSpec.make(name, kind=kind, url=server if kind == "triton" else None, weights=per_tagger.get(name),
                              **options)
@@ -163,7 +166,7 @@ class Tagger:
 
     @staticmethod
     def _default_max_constituents(names: tuple[str, ...], weights: dict[str, str]) -> int:
-        from .run import default_max_constituents
+        from .batch import default_max_constituents
 
         default = default_max_constituents([name for name in names if name not in weights])
         if weights:
@@ -190,7 +193,8 @@ class Tagger:
     def __repr__(self) -> str:
         where = f"server={self.server!r}" if self.server else f"backend={self.backend!r}"
         names = repr(self.names[0]) if self.single else repr(list(self.names))
-        return f"Tagger({names}, {where}, max_constituents={self.batch_config.max_constituents})"
+        extra = "" if self.collection == "FatJet" else f", collection={self.collection!r}"
+        return f"Tagger({names}, {where}, max_constituents={self.batch_config.max_constituents}{extra})"
 
     def __eq__(self, other) -> bool:
         return isinstance(other, Tagger) and self._key() == other._key()
@@ -199,7 +203,7 @@ class Tagger:
         return hash(self._key())
 
     def _key(self) -> tuple:
-        return (self.single, self.names, self.specs, self.batch_config, self.signal_class)
+        return (self.single, self.names, self.specs, self.batch_config, self.signal_class, self.collection)
 
     def __dask_tokenize__(self) -> tuple:
         return ("coffea_lorentz.Tagger", self._key())
@@ -232,7 +236,7 @@ class Tagger:
         source = str(metadata.get("filename", "<events>"))
         backends = {spec.tagger: process_backend(spec) for spec in self.specs}
         tagged = tag_events(events, backends, batch_config=self.batch_config, source=source,
-                            signal_class=self.signal_class)
+                            signal_class=self.signal_class, collection=self.collection)
         fields = {name: self._transform(name, tagged.scores[f"{name}_score"]) for name in self.names}
         return self._pack(fields)
 
@@ -243,7 +247,7 @@ class Tagger:
     def _typetracer_scores(self, events: ak.Array) -> ak.Array:
         from .read import touch_constituent_columns
 
-        touch_constituent_columns(events)
+        touch_constituent_columns(events, collection=self.collection)
         example = ak.unflatten(np.zeros(1, dtype=np.float32), [1])  # [events][FatJet] float32
         return ak.Array(self._pack({name: example for name in self.names}).layout.to_typetracer(forget_length=True))
 
@@ -262,7 +266,7 @@ class Tagger:
 
         from .read import check_pfnano_fields
 
-        check_pfnano_fields(events._meta, "<dask-awkward events>")  # a missing branch fails here, not on a worker
+        check_pfnano_fields(events._meta, "<dask-awkward events>", self.collection)  # a missing branch fails here, not on a worker
         scores = dak.map_partitions(
             _ScorePartitions(self), events, meta=self._typetracer_scores(events._meta),
             label="coffea-lorentz-" + "-".join(self.names), output_divisions=1,

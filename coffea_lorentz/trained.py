@@ -2,7 +2,7 @@
 
 ``coffea-lorentz train --output FOLDER`` writes ``FOLDER/<tagger>.pt`` (``{"state_dict", "config",
 "train_config"}``, :func:`coffea_lorentz.train.save_checkpoint`) and ``FOLDER/metrics.json``
-(``"tagger"`` names the checkpoint). :func:`trained_model` turns such a folder into a
+(``"tagger"`` names the checkpoint). :func:`trained_model` gives what such a folder is as a
 :class:`~coffea_lorentz.user_model.SpecModel` that scores jets exactly as the zoo tagger it was
 trained as:
 
@@ -167,11 +167,11 @@ def _export(module: TrainedScore, folder: Path, checkpoint: Path) -> tuple[Path,
     return scripted_path, onnx_path
 
 
-def trained_model(folder: str | Path, *, name: str | None = None):
-    """The :class:`~coffea_lorentz.user_model.SpecModel` of a ``coffea-lorentz train`` output
-    ``folder`` (see the module docstring), named ``name`` (default: the folder's name)."""
+def trained_model(folder: str | Path) -> dict:
+    """What a :class:`~coffea_lorentz.user_model.SpecModel` of a ``coffea-lorentz train`` output
+    ``folder`` needs (see the module docstring), as keywords: ``path`` and ``format`` (the TorchScript
+    export), ``spec``, ``model_sha256``, ``exports`` and ``origin`` (the checkpoint)."""
     from .identity import model_identity
-    from .user_model import SpecModel
 
     folder = Path(folder).expanduser().absolute()
     checkpoint = train_checkpoint(folder)
@@ -182,6 +182,5 @@ def trained_model(folder: str | Path, *, name: str | None = None):
     spec_json = {key: value for key, value in spec.to_json().items() if key != "classes"}
     identity = model_identity(tagger, extra={"head": HEAD, "spec": spec_json, "trained_as": tagger_name})
     scripted, onnx = _export(TrainedScore(tagger).eval(), cache_root() / "trained" / identity[:32], checkpoint)
-    return SpecModel(name=name or folder.name, path=str(scripted), format="torchscript", spec=spec,
-                     model_sha256=identity, exports=(("onnx", str(onnx)),) if onnx is not None else (),
-                     origin=str(checkpoint))
+    return {"path": str(scripted), "format": "torchscript", "spec": spec, "model_sha256": identity,
+            "exports": (("onnx", str(onnx)),) if onnx is not None else (), "origin": str(checkpoint)}

@@ -206,7 +206,7 @@ def load_model(path: str | Path, *, name: str | None = None, spec: str | Path | 
         from .trained import train_checkpoint, trained_model
 
         if train_checkpoint(location) is not None:
-            model = trained_model(location, name=name)
+            model = SpecModel(name=name or location.name, **trained_model(location))
             if not _NAME.match(model.name):
                 raise ConfigurationError(f"model name {model.name!r} (from {text}) must start with a letter or digit "
                                          "and hold only letters, digits, '_', '.', '-'; choose one with NAME=PATH")

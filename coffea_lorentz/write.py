@@ -172,7 +172,7 @@ def write_events(path: str | Path, *, ids: dict[str, np.ndarray], jet_branches: 
 
 def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
                 event_branches: dict[str, np.ndarray] | None = None, metadata: dict | None = None,
-                copy_branches: tuple[str, ...] = ()) -> str:
+                copy_branches: tuple[str, ...] = (), collection: str = "FatJet") -> str:
     """Write one coffea chunk's new branches beside its event identifiers to ``output``.
 
     ``output`` is an :class:`~coffea_lorentz.store.OutputStore`, a local folder or an fsspec URL.
@@ -181,7 +181,8 @@ def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
     same name and chunk files sort in input order. ``metadata`` is stored in the file (see
     :func:`write_events`). Input branches matching the globs ``copy_branches`` (``"FatJet_*"``) are
     copied along (:func:`read_input_branches`), so the file is a self-contained NanoAOD-style file
-    with the new branches next to, say, the jet kinematics. Returns the path relative to ``output``.
+    with the new branches next to, say, the jet kinematics. ``jet_branches`` are written as
+    ``<collection>_<name>`` with the counter ``n<collection>``. Returns the path relative to ``output``.
     """
     from .store import OutputStore
 
@@ -195,13 +196,13 @@ def write_chunk(events: ak.Array, output, *, jet_branches: dict[str, ak.Array],
     collections: dict = {}
     if copy_branches:
         own, collections, flat = read_input_branches(source, str(info.get("treename", "Events")), entry_start,
-                                                     entry_stop, tuple(copy_branches))
+                                                     entry_stop, tuple(copy_branches), collection=collection)
         jet_branches = {**{k: v for k, v in own.items() if k not in jet_branches}, **jet_branches}
         event_branches = {**flat, **(event_branches or {})}
     with tempfile.TemporaryDirectory(prefix="coffea-lorentz-chunk-") as scratch:
         local = write_events(Path(scratch) / "chunk.root", ids=ids, jet_branches=jet_branches,
                              event_branches=event_branches, metadata=metadata, collections=collections,
-                             checksum=metadata is not None)
+                             collection=collection, checksum=metadata is not None)
         store.put_file(local, relative)
     return relative
 

@@ -12,7 +12,7 @@ from coffea_lorentz.batch import BatchConfig
 from coffea_lorentz.errors import ServerError
 from coffea_lorentz.infer import TorchBackend
 from coffea_lorentz.pipeline import tag_events
-from coffea_lorentz.runner import RunConfig, default_max_constituents, run_tagging
+from coffea_lorentz.run import RunConfig, default_max_constituents, run_tagging
 from coffea_lorentz.testing import require_triton, triton_server_fixture, write_small_pfnano
 
 TAGGER = "lorentznet"

@@ -9,7 +9,7 @@ from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
 from coffea_lorentz.errors import InputFileError, MissingBranchError
 from coffea_lorentz.read import jet_constituents, p4_from_ptetaphim
-from coffea_lorentz.runner import check_inputs, load_fileset
+from coffea_lorentz.run import check_inputs, load_fileset
 from coffea_lorentz.testing import write_small_pfnano
 
 

@@ -43,6 +43,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "served inputs are checked against the spec before any chunk (repeatable as NAME=SPEC)")
     parser.add_argument("--classes", metavar="A,B,...",
                         help="class names of the models given by path (default: the spec's, else score_0, score_1, ...)")
+    parser.add_argument("--collection", default="FatJet", metavar="NAME",
+                        help="the jets scored: FatJet (default), Jet (AK4) or any collection with <NAME>PFCands; "
+                             "branches are written as <NAME>_<tagger>_score with the counter n<NAME>")
     parser.add_argument("--reweighter", action="append", dest="reweighters", default=[], metavar="NAME|PATH",
                         help="also write reweighting factors FatJet_weight_<name> (per jet) and weight_<name> (per event, "
                              "the leading jet's): a shipped reweighter (fsr: shower alpha_s 0.1365 -> 0.120) or the "
@@ -287,6 +290,7 @@ def main(args: argparse.Namespace) -> int:
     config = RunConfig(
         taggers=taggers,
         reweighters=tuple(args.reweighters),
+        collection=args.collection,
         backend=args.backend,
         server_url=args.server,
         server_host=args.server_host,

@@ -14,6 +14,10 @@ servers (:mod:`coffea_lorentz.envoy`):
   never mix two models;
 - permanent errors raise at once as with one server; only when no server has answered for
   ``server_wait_s`` seconds does the call give up with :class:`~coffea_lorentz.errors.ServerError`.
+
+The ``backend`` every function here takes is a ``TritonBackend`` with several servers; it is
+annotated by its interface (:class:`~coffea_lorentz.infer.base.Backend`) because the client
+imports this module, never the other way round.
 """
 
 from __future__ import annotations
@@ -23,17 +27,14 @@ import threading
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from ..batch import Batch
 from ..errors import ModelMismatchError, ServerError
+from .base import Backend
 from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _classify, _one_line, _Outage
 from .plan import _Requests
-
-if TYPE_CHECKING:
-    from .triton_client import TritonBackend
 
 __all__ = ["PoolState", "infer_balanced"]
 
@@ -90,7 +91,7 @@ class PoolState:
             self.outstanding[server] += delta
 
 
-def _connected(backend: TritonBackend, server: int):
+def _connected(backend: Backend, server: int):
     """``(client, generation)`` of server ``server``, connecting (one try) when it has no client.
 
     Raises the connection's own error (transient or not) and :class:`ModelMismatchError` when the
@@ -119,7 +120,7 @@ def _connected(backend: TritonBackend, server: int):
         return sub._client, sub._generation
 
 
-def _take_out(backend: TritonBackend, server: int, generation: int, kind: str) -> None:
+def _take_out(backend: Backend, server: int, generation: int, kind: str) -> None:
     """Cool server ``server`` down; after a lost connection also drop its client (reconnect later)."""
     backend._pool.cool_down(server, backend.server_cooldown_s)
     if kind != _RECONNECT:
@@ -131,7 +132,7 @@ def _take_out(backend: TritonBackend, server: int, generation: int, kind: str) -
             old.close()  # its requests still in flight come back CANCELLED and are resent elsewhere
 
 
-def infer_balanced(backend: TritonBackend, batches: Sequence[Batch]) -> list[np.ndarray]:
+def infer_balanced(backend: Backend, batches: Sequence[Batch]) -> list[np.ndarray]:
     """Probabilities float32 [B, n_classes] for each batch, in order, from ``backend``'s servers."""
     if not batches:
         return []

@@ -16,13 +16,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from ..batch import BatchConfig
+from ..errors import ConfigurationError
 from ..modelspec import ModelSpec
 from .base import NamedBackend
 from .served import spec_signature
 from .triton_client import TritonBackend
 from .urls import split_urls
 
-__all__ = ["TritonSpecBackend"]
+__all__ = ["TritonSpecBackend", "served_spec_models"]
 
 
 class TritonSpecBackend(NamedBackend):
@@ -68,3 +70,31 @@ class TritonSpecBackend(NamedBackend):
             client.close()
         return {entry["name"]: (entry["datatype"], [int(size) for size in entry["shape"]])
                 for entry in metadata.get("inputs", [])}
+
+
+def served_spec_models(url: str, models: Sequence, batch_config: BatchConfig, *,
+                       server_wait_s: float) -> list[tuple[object, tuple[str, ...]]]:
+    """Check that the server at ``url`` serves every model brought with its spec
+    (:class:`~coffea_lorentz.user_model.SpecModel`) as the spec describes it, before any chunk;
+    returns (model, class names) for each, a ``"served"`` model with the ``model_sha256`` its
+    server publishes. A model with a file here must be served with that file's identity."""
+    import dataclasses
+
+    from .triton_client import inspect_served_models
+
+    if not models:
+        return []
+    served = inspect_served_models(url, [model.name for model in models], max_batch_size=batch_config.max_batch_size,
+                                   server_wait_s=min(server_wait_s, 30.0),
+                                   signatures={model.name: spec_signature(model.spec) for model in models})
+    checked = []
+    for model in models:
+        info = served[model.name]
+        if model.format == "served":
+            model = dataclasses.replace(model, served_sha256=info.sha256)
+        elif info.sha256 is not None and info.sha256 != model.identity:
+            raise ConfigurationError(
+                f"model {model.name!r} at Triton server {url} has model_sha256 {info.sha256[:12]}, but {model.path} "
+                f"with its spec is {model.identity[:12]}: the server serves another model under that name")
+        checked.append((model, model.class_names(info.n_classes)))
+    return checked

@@ -1,5 +1,11 @@
 """A coffea processor that adds ``FatJet_<tagger>_score`` for one or more taggers (and reweighting
-weights ``FatJet_weight_<name>`` / ``weight_<name>`` for any reweighters) and writes them out.
+weights ``FatJet_weight_<name>`` / ``weight_<name>`` for any reweighters, ``FatJet_<model>_<class>``
+for models brought with a spec) and writes them out; ``collection="Jet"`` scores AK4 jets instead
+(``Jet_<tagger>_score``, …).
+
+Every model of a chunk is scored in one pass (:func:`coffea_lorentz.pipeline.score_events`): one
+read of the events, each model batched with its own inputs, all served models' requests in flight
+together.
 
 Each chunk of each input file becomes one output ROOT file (see :mod:`coffea_lorentz.write`) with
 ``run``, ``luminosityBlock``, ``event``, ``nFatJet`` and the score branches, one row per input event,
@@ -33,11 +39,12 @@ import awkward as ak
 from coffea import processor
 
 from ..batch import BatchConfig
+from ..chunk import Chunk, RunSettings
 from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
-from ..pipeline import score_with_spec, tag_events
-from ..reweighter import ReweighterSpec, reweight_events
-from ..run.chunks import Chunk, RunSettings
+from ..pipeline import (ChunkInputs, ClassHead, ScoredModel, ScoreHead, SpecInput, TaggedChunk, ZooInput,
+                        resolved_batch_config, score_events)
+from ..reweighter import ReweighterSpec, reweighter_models
 from ..store import OutputStore
 from ..user_model import process_model_backend
 from ..write import write_chunk
@@ -55,7 +62,7 @@ def chunk_of(events: ak.Array) -> Chunk:
 
 
 class TaggerProcessor(processor.ProcessorABC):
-    """Scores fat jets and writes the scores, one output file per chunk.
+    """Scores the jets of one collection and writes the scores, one output file per chunk.
 
     Args:
         backends: one :class:`~coffea_lorentz.infer.BackendSpec` per tagger.
@@ -73,12 +80,14 @@ class TaggerProcessor(processor.ProcessorABC):
             format, in-process; ``("triton", url, client options)``: served); each adds
             ``FatJet_<name>_<class>`` per class, built from its own spec (one backend per worker
             process, :func:`~coffea_lorentz.user_model.process_model_backend`).
+        collection: the jets scored, ``"FatJet"`` (default: ``settings.collection``) or any other
+            collection with ``<C>PFCands`` (``"Jet"``); every per-jet branch is ``<C>_<name>``.
     """
 
     def __init__(self, *, backends: list[BackendSpec], output: str | Path | OutputStore | None = None,
                  batch_config: BatchConfig = BatchConfig(), settings: RunSettings | None = None,
                  output_dir: str | Path | None = None, copy_branches: tuple[str, ...] | None = None,
-                 reweighters: list[ReweighterSpec] = (), models: list = ()):
+                 reweighters: list[ReweighterSpec] = (), models: list = (), collection: str | None = None):
         self.backends = list(backends)
         self.reweighters = list(reweighters)
         self.models = list(models)
@@ -91,27 +100,36 @@ class TaggerProcessor(processor.ProcessorABC):
             raise TypeError("TaggerProcessor: give output= (a folder, an fsspec URL or an OutputStore)")
         self.output = target if isinstance(target, OutputStore) else OutputStore(target)
         self.batch_config = batch_config
+        self.collection = str(collection or (settings.collection if settings is not None else "FatJet"))
+        if settings is not None and settings.collection != self.collection:
+            raise InvalidInputError(f"{type(self).__name__}: collection={self.collection!r} but the settings record "
+                                    f"collection {settings.collection!r}; give one")
         self.settings = settings or RunSettings(
             taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
             max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
             chunksize=0, backend=self.backends[0].kind if self.backends else "",
-            reweighters=tuple(spec.name for spec in self.reweighters))
+            reweighters=tuple(spec.name for spec in self.reweighters), collection=self.collection)
         self.copy_branches = tuple(copy_branches if copy_branches is not None else self.settings.copy_branches)
+
+    def scored_models(self) -> list[ScoredModel]:
+        """The models of one chunk's scoring pass, in branch order, with this process's backends:
+        the taggers (one batching, cut at their smallest request size), the models brought with a
+        spec (each batched with its own spec), the reweighters (each with its own truncation)."""
+        backends = {spec.tagger: process_backend(spec) for spec in self.backends}
+        zoo = ZooInput(resolved_batch_config(self.batch_config, backends.values()))
+        return ([ScoredModel(tagger, zoo, backend, ScoreHead()) for tagger, backend in backends.items()]
+                + [ScoredModel(model.name, SpecInput(model), process_model_backend(model, kind), ClassHead(model))
+                   for model, kind in self.models]
+                + reweighter_models(self.reweighters, batch_config=self.batch_config))
 
     def process(self, events: ak.Array) -> dict:
         chunk = chunk_of(events)
-        backends = {spec.tagger: process_backend(spec) for spec in self.backends}
-        tagged = tag_events(events, backends, batch_config=self.batch_config, source=chunk.where)
-        jet_branches, event_branches = dict(tagged.scores), {}
-        for model, kind in self.models:  # each with its own spec: its own read of what it needs, its batching
-            fields = score_with_spec(events, model, process_model_backend(model, kind), source=chunk.where)
-            jet_branches.update({f"{model.name}_{label}": values for label, values in fields.items()})
-        if self.reweighters:  # the same constituents, batched with each classifier's own truncation
-            weights, event_branches, _ = reweight_events(events, self.reweighters, batch_config=self.batch_config,
-                                                         source=chunk.where, jets=tagged.jets)
-            jet_branches.update(weights)
-        output = write_chunk(events, self.output, jet_branches=jet_branches, event_branches=event_branches,
-                             metadata=chunk.metadata(self.settings), copy_branches=self.copy_branches)
+        inputs = ChunkInputs(events, collection=self.collection, source=chunk.where)
+        scored = score_events(events, self.scored_models(), inputs=inputs)  # one read, every request in flight
+        tagged = TaggedChunk(jets=inputs.jets, scores={})  # the constituents are read for the counts in any case
+        output = write_chunk(events, self.output, jet_branches=scored.jet_branches,
+                             event_branches=scored.event_branches, metadata=chunk.metadata(self.settings),
+                             copy_branches=self.copy_branches, collection=self.collection)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
         return summary

@@ -13,125 +13,14 @@ folder (taggers, the served models' SHA-256, truncation and buckets, chunk size)
 from __future__ import annotations
 
 import hashlib
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
-from ..write import CONTENT_KEY, chunk_path, content_sha256, read_chunk_metadata
+from ..chunk import METADATA_FORMAT, Chunk, RunSettings
+from ..write import CONTENT_KEY, content_sha256, read_chunk_metadata
 from .fileset import InputFile
 
 __all__ = ["Chunk", "RunSettings", "ChunkRecord", "ChunkFileCheck", "plan_chunks", "verify_chunk", "check_chunk_file",
            "METADATA_FORMAT"]
-
-#: Version of the layout of the metadata record in each chunk file (2: with the content checksum;
-#: files of format 1 do not verify and are redone).
-METADATA_FORMAT = 2
-
-
-@dataclass(frozen=True, kw_only=True)
-class Chunk:
-    """Entries [entry_start, entry_stop) of ``source`` in ``dataset``."""
-
-    dataset: str
-    source: str
-    treename: str
-    entry_start: int
-    entry_stop: int
-    file_uuid: str | None = None
-
-    @property
-    def path(self) -> str:
-        """The output file of this chunk, relative to the output folder."""
-        return chunk_path(self.dataset, self.source, self.entry_start, self.entry_stop)
-
-    @property
-    def n_events(self) -> int:
-        return self.entry_stop - self.entry_start
-
-    @property
-    def where(self) -> str:
-        """``source [start, stop)`` for messages."""
-        return f"{self.source} entries [{self.entry_start}, {self.entry_stop})"
-
-    def metadata(self, settings: "RunSettings") -> dict:
-        """The record stored in this chunk's file."""
-        return {
-            "format": METADATA_FORMAT,
-            "dataset": self.dataset,
-            "source": self.source,
-            "treename": self.treename,
-            "entry_start": self.entry_start,
-            "entry_stop": self.entry_stop,
-            "file_uuid": self.file_uuid,
-            "rows": self.n_events,
-            "settings": settings.to_json(),
-        }
-
-
-@dataclass(frozen=True, kw_only=True)
-class RunSettings:
-    """What every chunk file of one output folder must agree on.
-
-    Attributes:
-        taggers: tagger names, in branch order.
-        model_sha256: tagger → SHA-256 of the model that scored it (the served ``model.pt``, or the
-            weights file in-process).
-        max_constituents: leading-pT constituents kept per jet.
-        buckets: padded lengths N in use.
-        chunksize: events per chunk (fixes the entry ranges, hence the file names).
-        copy_branches: globs of input branches copied into every chunk file.
-        reweighters: short names of the reweighters whose weights every chunk file holds (their
-            classifiers' SHA-256 are in ``model_sha256`` under ``reweight_<name>``).
-        models: models brought by the user (:mod:`coffea_lorentz.user_model`), as (name, class
-            names) pairs: each adds ``FatJet_<name>_<class>``; their identities are in ``model_sha256``.
-        backend: ``"triton"`` or ``"torch"`` (recorded, not compared).
-        version: coffea-lorentz version (recorded, not compared).
-    """
-
-    taggers: tuple[str, ...]
-    model_sha256: tuple[tuple[str, str], ...]
-    max_constituents: int
-    buckets: tuple[int, ...]
-    chunksize: int
-    copy_branches: tuple[str, ...] = ()
-    reweighters: tuple[str, ...] = ()
-    models: tuple[tuple[str, tuple[str, ...]], ...] = ()
-    backend: str = "triton"
-    version: str = ""
-
-    #: Fields that must be equal for two runs to share an output folder.
-    COMPARED = ("taggers", "model_sha256", "max_constituents", "buckets", "chunksize", "copy_branches", "reweighters",
-                "models")
-
-    def to_json(self) -> dict:
-        record = asdict(self)
-        record["taggers"] = list(self.taggers)
-        record["model_sha256"] = dict(self.model_sha256)
-        record["buckets"] = list(self.buckets)
-        record["copy_branches"] = list(self.copy_branches)
-        record["reweighters"] = list(self.reweighters)
-        record["models"] = {name: list(classes) for name, classes in self.models}
-        return record
-
-    @property
-    def score_branches(self) -> list[str]:
-        """Every per-jet score branch a chunk file holds: the taggers', then each model's classes."""
-        return ([f"FatJet_{tagger}_score" for tagger in self.taggers]
-                + [f"FatJet_{name}_{label}" for name, classes in self.models for label in classes])
-
-    def differences(self, other: dict) -> list[str]:
-        """Human-readable differences between these settings and a stored ``other`` record."""
-        mine = self.to_json()
-        found = []
-        for name in self.COMPARED:
-            theirs = other.get(name, {"copy_branches": [], "reweighters": [], "models": {}}.get(name))
-            if theirs != mine[name]:
-                found.append(f"{name}: {_short(theirs)} there, {_short(mine[name])} now")
-        return found
-
-
-def _short(value) -> str:
-    if isinstance(value, dict):
-        return "{" + ", ".join(f"{k}: {str(v)[:12]}" for k, v in value.items()) + "}"
-    return repr(value)
 
 
 @dataclass(kw_only=True)

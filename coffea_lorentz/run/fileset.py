@@ -107,14 +107,15 @@ def _files_of(spec) -> dict[str, str]:
     return {str(f): (tree or "Events") for f, tree in files.items()}
 
 
-def _missing_branches(present: set[str]) -> list[str]:
-    missing = [b for b in REQUIRED_BRANCHES if b not in present]
-    if "FatJet_nConstituents" not in present and "FatJetPFCands_jetIdx" not in present:
-        missing.append("FatJet_nConstituents or FatJetPFCands_jetIdx")
+def _missing_branches(present: set[str], collection: str = "FatJet") -> list[str]:
+    required = [name.replace("FatJet", collection, 1) if "FatJet" in name else name for name in REQUIRED_BRANCHES]
+    missing = [b for b in required if b not in present]
+    if f"{collection}_nConstituents" not in present and f"{collection}PFCands_jetIdx" not in present:
+        missing.append(f"{collection}_nConstituents or {collection}PFCands_jetIdx")
     return missing
 
 
-def _open_checked(source: str, treename: str):
+def _open_checked(source: str, treename: str, collection: str = "FatJet"):
     """Open ``source`` and return (entries, uuid); raise InputFileError / MissingBranchError."""
     import difflib
 
@@ -137,16 +138,18 @@ def _open_checked(source: str, treename: str):
             raise InputFileError(source, f"cut short: {size} of the {end} bytes its ROOT header gives (an incomplete "
                                          "copy or transfer); copy the file again, or leave it out with --skipbadfiles")
         tree = file[treename]
-        missing = _missing_branches(set(tree.keys()))
+        missing = _missing_branches(set(tree.keys()), collection)
         if missing:
-            raise MissingBranchError(source, missing, "fat-jet constituents need a PFNano file with PF candidates")
+            what = "fat-jet" if collection == "FatJet" else collection
+            raise MissingBranchError(source, missing, f"{what} constituents need a PFNano file with PF candidates")
         return int(tree.num_entries), str(file.file.uuid)
 
 
-def inspect_file(dataset: str, source: str, treename: str) -> InputFile:
-    """Open one input and describe it; never raises for a bad file (the reason goes into ``error``)."""
+def inspect_file(dataset: str, source: str, treename: str, collection: str = "FatJet") -> InputFile:
+    """Open one input and describe it; never raises for a bad file (the reason goes into ``error``).
+    ``collection``: the jets the run scores (their constituent branches must be there)."""
     try:
-        entries, uuid = _open_checked(source, treename)
+        entries, uuid = _open_checked(source, treename, collection)
     except (InputFileError, MissingBranchError) as err:
         return InputFile(dataset=dataset, source=source, treename=treename, error=str(err).removeprefix(f"{source}: "))
     except Exception as err:  # noqa: BLE001 - any other failure is this file's, reported in one line
@@ -154,7 +157,7 @@ def inspect_file(dataset: str, source: str, treename: str) -> InputFile:
     return InputFile(dataset=dataset, source=source, treename=treename, entries=entries, uuid=uuid)
 
 
-def check_inputs(fileset: dict[str, dict]) -> dict[str, int]:
+def check_inputs(fileset: dict[str, dict], collection: str = "FatJet") -> dict[str, int]:
     """Open every file of ``fileset`` here and check its tree and branches; returns file → number of events.
 
     Raises :class:`InputFileError` or :class:`MissingBranchError` for the first bad file. (A run
@@ -163,6 +166,6 @@ def check_inputs(fileset: dict[str, dict]) -> dict[str, int]:
     entries = {}
     for spec in fileset.values():
         for source, treename in spec["files"].items():
-            entries[source], _ = _open_checked(source, treename)
+            entries[source], _ = _open_checked(source, treename, collection)
     return entries
 

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 
 from ..errors import ConfigurationError
+from ..serve import REPOSITORY_PREFIX
 from .lock import pid_alive
 
 __all__ = ["triton_url", "server_host", "remove_stale_repositories", "remove_stale_shared_memory",
@@ -31,9 +32,6 @@ __all__ = ["triton_url", "server_host", "remove_stale_repositories", "remove_sta
 
 #: Cluster kinds whose workers run on this host (:class:`~coffea_lorentz.run.executors.ClusterSpec`).
 _LOCAL_CLUSTERS = frozenset({"local", "futures", "in-process"})
-
-REPOSITORY_PREFIX = "coffea-lorentz-repo-"
-
 
 def _host_of(address: str) -> str:
     text = address.split("://", 1)[-1]

@@ -4,7 +4,7 @@ A run refuses to start, with one line each, for an unknown tagger (with the clos
 for a server that does not serve every tagger with the expected signature and a
 ``max_batch_size`` that fits the batches (:func:`coffea_lorentz.infer.inspect_served_models`);
 a model brought with its spec must be served with the spec's inputs (names, datatypes, shapes) and
-output (:func:`served_spec_models`).
+output (:func:`coffea_lorentz.infer.triton_spec.served_spec_models`).
 The SHA-256 of each model goes into every chunk file, so an output folder never mixes models.
 """
 
@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from ..batch import BatchConfig
 from ..errors import ConfigurationError
 
-__all__ = ["check_taggers", "torch_hashes", "served_hashes", "served_spec_models"]
+__all__ = ["check_taggers", "torch_hashes", "served_hashes"]
 
 
 def check_taggers(taggers: Sequence[str]) -> None:
@@ -46,32 +46,3 @@ def served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, *
     served = inspect_served_models(url, list(taggers), max_batch_size=batch_config.max_batch_size,
                                    server_wait_s=min(server_wait_s, 30.0))
     return {name: served[name].sha256 or f"unknown:{name}" for name in taggers}
-
-
-def served_spec_models(url: str, models: Sequence, batch_config: BatchConfig, *,
-                       server_wait_s: float) -> list[tuple[object, tuple[str, ...]]]:
-    """Check that the server at ``url`` serves every model brought with its spec
-    (:class:`~coffea_lorentz.user_model.SpecModel`) as the spec describes it, before any chunk;
-    returns (model, class names) for each, a ``"served"`` model with the ``model_sha256`` its
-    server publishes. A model with a file here must be served with that file's identity."""
-    import dataclasses
-
-    from ..infer.served import spec_signature
-    from ..infer.triton_client import inspect_served_models
-
-    if not models:
-        return []
-    served = inspect_served_models(url, [model.name for model in models], max_batch_size=batch_config.max_batch_size,
-                                   server_wait_s=min(server_wait_s, 30.0),
-                                   signatures={model.name: spec_signature(model.spec) for model in models})
-    checked = []
-    for model in models:
-        info = served[model.name]
-        if model.format == "served":
-            model = dataclasses.replace(model, served_sha256=info.sha256)
-        elif info.sha256 is not None and info.sha256 != model.identity:
-            raise ConfigurationError(
-                f"model {model.name!r} at Triton server {url} has model_sha256 {info.sha256[:12]}, but {model.path} "
-                f"with its spec is {model.identity[:12]}: the server serves another model under that name")
-        checked.append((model, model.class_names(info.n_classes)))
-    return checked

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime
+import functools
 import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -29,7 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import DEFAULT_TAGGER, __version__
-from ..batch import BatchConfig
+from ..batch import BatchConfig, default_max_constituents
 from ..errors import ConfigurationError, InputFileError, one_line
 from ..infer import BackendSpec
 from ..store import OutputStore
@@ -39,7 +40,7 @@ from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
 from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
-from .preflight import check_taggers, served_hashes, served_spec_models, torch_hashes
+from .preflight import check_taggers, served_hashes, torch_hashes
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
 from .stale import STALE_FOLDER, set_aside_stale
 from .task import ChunkJob
@@ -96,6 +97,9 @@ class RunConfig:
         overwrite: remove an earlier run's files from the output before starting.
         storage_options: fsspec options of the output store, as ``(name, value)`` pairs.
         progress: show a progress bar.
+        collection: the jets scored: ``"FatJet"`` (default), ``"Jet"`` or any collection with
+            ``<C>PFCands``; every per-jet branch is ``<collection>_<name>`` (recorded in the run's
+            settings, so a resume with another collection is refused).
         models: models brought by the user, each a path or ``NAME=PATH`` or a loaded ``SpecModel``
             (:func:`coffea_lorentz.user_model.load_model`: a weaver export folder, an ``.onnx`` or
             TorchScript file with its spec) or a model already on the server
@@ -133,6 +137,7 @@ class RunConfig:
     progress: bool = True
     models: tuple = ()
     model_backend: str | None = None
+    collection: str = "FatJet"
 
     def __post_init__(self) -> None:
         if self.backend not in ("triton", "torch", "onnx"):
@@ -148,6 +153,9 @@ class RunConfig:
             raise ConfigurationError("RunConfig.taggers: no tagger given")
         if len(set(self.taggers)) != len(self.taggers):
             raise ConfigurationError(f"RunConfig.taggers: a tagger is named twice in {list(self.taggers)}")
+        if not self.collection.isidentifier():
+            raise ConfigurationError(f"RunConfig.collection: expected a NanoAOD collection name such as 'FatJet' or "
+                                     f"'Jet', got {self.collection!r}")
         self.cluster_spec()  # an unknown cluster kind is refused here
 
     def cluster_spec(self) -> ClusterSpec:
@@ -155,18 +163,6 @@ class RunConfig:
         text = self.cluster or self.scheduler or "local"
         return ClusterSpec.parse(text, n_workers=self.n_workers, adapt=self.adapt, cores=self.worker_cores,
                                  memory=self.worker_memory, walltime=self.walltime, worker_wait_s=self.worker_wait_s)
-
-
-def default_max_constituents(taggers: Sequence[str], fallback: int = 128) -> int:
-    """Constituents to keep per jet: the fewest any tagger's shipped weights were trained on, else ``fallback``.
-
-    A tagger is evaluated on what it was trained on; sum-aggregating taggers change their output
-    when given soft constituents they never saw.
-    """
-    from ..models import trained_max_constituents
-
-    trained = [n for n in (trained_max_constituents(name) for name in taggers) if n is not None]
-    return min(trained) if trained else fallback
 
 
 # -- the output folder -----------------------------------------------------------------------
@@ -311,6 +307,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                copy_branches=tuple(config.copy_branches),
                                reweighters=tuple(info.name for info in reweighters),
                                models=tuple((model.name, classes) for model, classes in brought),
+                               collection=config.collection,
                                backend=config.backend,
                                version=__version__)
         _claim_output(store, settings, config.overwrite)
@@ -327,7 +324,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
                        served=_served_specs(specs, weighting))
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
-        files = [info for _, info in executor.map(_inspect, targets, key_prefix="inspect",
+        files = [info for _, info in executor.map(functools.partial(_inspect, collection=config.collection), targets,
+                                                   key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
                                                        dataset=t[0], source=t[1], treename=t[2], error=one_line(err)))]
         order = {(dataset, source): i for i, (dataset, source, _) in enumerate(targets)}
@@ -406,6 +404,8 @@ def _served_preflight(url: str, models: list[str], brought: list, model_kind: st
     brought with a spec as that server serves them (when they are served)."""
     hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
     if model_kind == "triton":
+        from ..infer.triton_spec import served_spec_models
+
         brought = served_spec_models(url, [model for model, _ in brought], batch_config,
                                      server_wait_s=config.server_wait_s)
     return hashes, brought
@@ -448,7 +448,7 @@ def _process_kind(model_kind: str | None, url: str | None, options: dict):
 
 def _load_models(config: RunConfig, kind: str | None) -> list:
     """(model, class names) for each of ``config.models``, each checked against its spec here when
-    this process can run it (a served one's classes come from its server, :func:`served_spec_models`)."""
+    this process can run it (a served one's classes come from its server, :func:`~coffea_lorentz.infer.triton_spec.served_spec_models`)."""
     import importlib.util
 
     from ..pipeline import output_size
@@ -507,8 +507,8 @@ def _reporter(enabled: bool):
     return lambda line: print(f"coffea-lorentz run: {line}", file=sys.stderr, flush=True)
 
 
-def _inspect(target: tuple[str, str, str]) -> InputFile:
-    return inspect_file(*target)
+def _inspect(target: tuple[str, str, str], collection: str = "FatJet") -> InputFile:
+    return inspect_file(*target, collection=collection)
 
 
 @contextlib.contextmanager

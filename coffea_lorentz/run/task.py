@@ -103,7 +103,7 @@ class ChunkJob:
         import uproot
 
         branches = self.settings.score_branches
-        weights = [f"FatJet_weight_{name}" for name in self.settings.reweighters]
+        weights = self.settings.weight_branches
         with uproot.open(io.BytesIO(data)) as file:
             arrays = file["Events"].arrays(branches + weights, library="ak")
         return fill_scores(chunk.dataset, {branch: arrays[branch] for branch in branches},
