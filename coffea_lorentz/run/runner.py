@@ -40,8 +40,10 @@ from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
 from .local_server import shared_memory_safe, triton_url
 from .lock import LOCK_NAME, OutputLock
-from .preflight import check_taggers, served_hashes, torch_hashes
+from .preflight import (check_taggers, given_server_preflight, load_models, model_kind_of, process_kind,
+                        served_preflight, torch_hashes)
 from .manifest import MANIFEST_NAME, RUN_RECORD_NAME, build_manifest, dumps
+from .log import log_interruption, log_text, unless_unwritable, write_log
 from .stale import STALE_FOLDER, set_aside_stale
 from .task import ChunkJob
 
@@ -225,41 +227,6 @@ def _collect_histograms(store: OutputStore, summary: RunSummary) -> None:
     summary.datasets = histograms.dataset_table(merged, events)
 
 
-def _log_text(summary: RunSummary, settings: RunSettings) -> str:
-    lines = [f"coffea-lorentz {__version__} run into {summary.output}",
-             f"settings: {settings.to_json()}",
-             f"chunks: {summary.processed} processed, {summary.skipped} skipped (done earlier), "
-             f"{len(summary.failed)} failed; files unusable: {len(summary.bad_files)}",
-             f"retries: {summary.retries_line}"]
-    lines.extend(f"SERVER {line}" for line in summary.server)
-    lines.extend(f"STALE {name} moved to {STALE_FOLDER}/{name} (not in this run's plan)" for name in summary.stale_files)
-    for info in summary.bad_files:
-        lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
-    for source, count in summary.nonfinite_jets.items():
-        entries = sorted({e for r in summary.records if r.chunk.source == source for e in r.nonfinite_entries})[:5]
-        lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
-                     f"first entries {entries}")
-    lines.extend(f"NOT WRITTEN {line}" for line in summary.not_written)
-    for record in summary.failed:
-        lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")
-        if record.detail:
-            lines.append(record.detail.rstrip())
-    return "\n".join(lines) + "\n"
-
-
-def _log_interruption(store: OutputStore, log_name: str, summary: RunSummary, settings: RunSettings,
-                      interrupted: KeyboardInterrupt, *, planned: int, started: float) -> None:
-    """Write the log of a run interrupted during its chunks, and hang on ``interrupted`` what the
-    command line says about it: ``chunks_done`` (verified now or earlier), ``chunks_planned``, ``log``."""
-    summary.wall_s = time.perf_counter() - started
-    done = summary.processed + summary.skipped
-    text = _log_text(summary, settings) + (f"INTERRUPTED ({type(interrupted).__name__}) after {done} of {planned} "
-                                           "chunks; rerun the same command to resume\n")
-    _write_log(store, log_name, text, summary)
-    interrupted.chunks_done, interrupted.chunks_planned, interrupted.log = done, planned, summary.log
-
-
-# -- the run ---------------------------------------------------------------------------------
 def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config: RunConfig = RunConfig()) -> RunSummary:
     """Score every fat jet in ``inputs`` (files, fileset JSONs or a fileset dict); write chunk files to ``output``.
 
@@ -277,8 +244,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
     reweighters = find_reweighters(config.reweighters)
-    model_kind = _model_kind(config)
-    brought = _load_models(config, model_kind)  # a spec or model that does not fit is refused here, before any output
+    model_kind = model_kind_of(config.backend, config.model_backend)
+    brought = load_models(config.models, config.taggers, model_kind)  # a spec or model that does not fit is refused here, before any output
     if not config.taggers and not reweighters and model_kind != "triton":
         config = dataclasses.replace(config, backend="torch")  # nothing to serve: no server is started
     models = [*config.taggers, *(info.model for info in reweighters)]  # what the server must serve
@@ -288,7 +255,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
-        hashes, brought = _given_server_preflight(models, brought, model_kind, batch_config, config)
+        hashes, brought = given_server_preflight(config.server_url, models, brought, model_kind, batch_config,
+                                                 server_wait_s=config.server_wait_s)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
@@ -298,7 +266,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         if config.backend in ("torch", "onnx"):  # the same model, so the same identity, in-process
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
-            hashes, brought = _served_preflight(url, models, brought, model_kind, batch_config, config)
+            hashes, brought = served_preflight(url, models, brought, model_kind, batch_config,
+                                              server_wait_s=config.server_wait_s)
         hashes = hashes | {model.name: model.identity for model, _ in brought}
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
@@ -319,7 +288,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         specs = [BackendSpec.make(name, kind=config.backend, url=url, **options) for name in config.taggers]
         weighting = [ReweighterSpec.from_info(info, kind=config.backend, url=url, **options) for info in reweighters]
         processor = TaggerProcessor(backends=specs, output=store, batch_config=batch_config, settings=settings,
-                                    reweighters=weighting, models=[(model, _process_kind(model_kind, url, options))
+                                    reweighters=weighting, models=[(model, process_kind(model_kind, url, options))
                                                                    for model, _ in brought])
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
                        served=_served_specs(specs, weighting))
@@ -352,127 +321,26 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                     summary.records.append(record)
                     advance(record)
         except KeyboardInterrupt as interrupted:  # Ctrl-C or SIGTERM: the log is written, the rerun resumes
-            _log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
+            log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
             raise
         summary.server = window.lines() if window is not None else []
         _verify_all(store, summary.records, settings)
-        _unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
+        unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
                                and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
         if summary.complete:
             manifest = build_manifest(output=store.url, settings=settings, records=summary.records, wall_s=summary.wall_s,
                                       skipped_files={info.source: info.error or "" for info in summary.bad_files})
-            if _unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
+            if unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
                 summary.manifest = store.url_of(MANIFEST_NAME)
-        _write_log(store, log_name, _log_text(summary, settings), summary)
+        write_log(store, log_name, log_text(summary, settings), summary)
     return summary
-
-
-def _unless_unwritable(summary: RunSummary, what: str, write) -> bool:
-    """Call ``write()``; an output that cannot take it (disk full, …) is listed in ``summary.not_written``
-    instead of ending the run. Returns whether it was written."""
-    try:
-        write()
-    except OSError as err:
-        summary.not_written.append(f"{what}: {' '.join(str(err).split())}")
-        return False
-    return True
-
-
-def _write_log(store: OutputStore, log_name: str, text: str, summary: RunSummary) -> None:
-    """Write the run's log to ``log_name`` in the output, else (disk full, …) to this machine's
-    temporary folder; ``summary.log`` says where it is."""
-    if _unless_unwritable(summary, "log", lambda: store.write_text(log_name, text)):
-        summary.log = store.url_of(log_name)
-        return
-    import tempfile
-
-    fallback = Path(tempfile.gettempdir()) / "coffea-lorentz-logs" / Path(log_name).name
-    try:
-        fallback.parent.mkdir(parents=True, exist_ok=True)
-        fallback.write_text(text + "".join(f"NOT WRITTEN {line}\n" for line in summary.not_written))
-    except OSError:
-        return
-    summary.not_written[-1] += f" (written to {fallback} instead)"
-    summary.log = str(fallback)
-
-
-def _served_preflight(url: str, models: list[str], brought: list, model_kind: str | None,
-                      batch_config: BatchConfig, config: RunConfig) -> tuple[dict[str, str], list]:
-    """The server at ``url`` checked before any chunk: the zoo's served hashes, and the models
-    brought with a spec as that server serves them (when they are served)."""
-    hashes = served_hashes(url, models, batch_config, server_wait_s=config.server_wait_s) if models else {}
-    if model_kind == "triton":
-        from ..infer.triton_spec import served_spec_models
-
-        brought = served_spec_models(url, [model for model, _ in brought], batch_config,
-                                     server_wait_s=config.server_wait_s)
-    return hashes, brought
 
 
 def _served_specs(specs: list, weighting: list) -> tuple:
     """The backend specs of the taggers and reweighters that a Triton server serves (their retries are counted)."""
     return tuple(spec for spec in [*specs, *(weights.backend for weights in weighting)] if spec.kind == "triton")
-
-
-def _given_server_preflight(models: list[str], brought: list, model_kind: str | None, batch_config: BatchConfig,
-                            config: RunConfig) -> tuple[dict[str, str], list]:
-    """:func:`_served_preflight` of ``config.server_url``; a server that never answered is one line that says
-    how to get one."""
-    from ..errors import ServerError
-
-    try:
-        return _served_preflight(config.server_url, models, brought, model_kind, batch_config, config)
-    except ServerError as err:
-        if "UNAVAILABLE" not in str(err) and "failed to connect" not in str(err).lower():
-            raise
-        raise ServerError(f"no Triton server answers at {config.server_url}: start one there with `coffea-lorentz "
-                          f"serve`, fix the address, or drop --server (the run then starts its own); {err}") from None
-
-
-def _model_kind(config: RunConfig) -> str | None:
-    """Where the models brought with a spec run: ``"triton"``, ``"onnx"``, ``"torch"`` or None (in-process, by format)."""
-    if config.model_backend is not None:
-        return config.model_backend
-    return {"triton": "triton", "onnx": "onnx"}.get(config.backend)
-
-
-def _process_kind(model_kind: str | None, url: str | None, options: dict):
-    """What :func:`~coffea_lorentz.user_model.process_model_backend` gets: the in-process kind, or
-    ``("triton", url, client options)``."""
-    if model_kind != "triton":
-        return model_kind
-    return ("triton", url, tuple(sorted((key, value) for key, value in options.items() if key != "shared_memory")))
-
-
-def _load_models(config: RunConfig, kind: str | None) -> list:
-    """(model, class names) for each of ``config.models``, each checked against its spec here when
-    this process can run it (a served one's classes come from its server, :func:`~coffea_lorentz.infer.triton_spec.served_spec_models`)."""
-    import importlib.util
-
-    from ..pipeline import output_size
-    from ..user_model import SpecModel, load_model
-
-    brought = []
-    for given in config.models:
-        model = given if isinstance(given, SpecModel) else load_model(given)
-        runnable_here = model.format == "torchscript" or (
-            model.format == "onnx" and importlib.util.find_spec("onnxruntime") is not None)
-        if model.format == "served" and kind != "triton":
-            raise ConfigurationError(f"model {model.name!r} is on a Triton server only; run it with --backend triton "
-                                     "and --server URL")
-        if kind == "triton" and not runnable_here:
-            brought.append((model, ()))  # checked against the server that serves it
-            continue
-        backend = model.backend(None if kind == "triton" else kind)
-        model.check(backend)
-        brought.append((model, model.class_names(output_size(model, backend))))
-    names = [model.name for model, _ in brought]
-    clash = sorted({name for name in names if names.count(name) > 1 or name in config.taggers})
-    if clash:
-        raise ConfigurationError(f"model name(s) {', '.join(clash)} used twice; name a model with NAME=PATH")
-    return brought
 
 
 @contextlib.contextmanager
