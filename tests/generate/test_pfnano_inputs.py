@@ -10,6 +10,7 @@ import warnings
 import awkward as ak
 import numpy as np
 import pytest
+import torch
 import uproot
 
 from coffea_lorentz.generate import available
@@ -217,3 +218,62 @@ def test_the_fastjet_banner_appears_once_per_process(tmp_path):
     returncode, output = _run_on_a_terminal([sys.executable, str(script)], timeout_s=300)
     assert returncode == 0, output[-2000:]
     assert output.count("FastJet release") == 1, output[-3000:]
+
+
+class _TrackSums(torch.nn.Module):
+    """A three-class model you could bring: softmax of (Σ tanh d0, Σ tanh dz, n/10) over a jet's constituents."""
+
+    def forward(self, pf_features, pf_mask):
+        summed = (pf_features * pf_mask).sum(-1)  # [B, 3]
+        return torch.softmax(summed, dim=-1)
+
+
+@requires_generator
+def test_run_collection_jet_on_a_generated_file_writes_per_class_branches(pfnano_ttbar, tmp_path):
+    """``run --collection Jet`` with a three-class model on the generated AK4 jets: one entry per AK4 jet in
+    each ``Jet_<name>_<class>`` branch, read back with NanoEvents, equal to a reference from the raw branches."""
+    import json
+
+    from coffea.nanoevents import NanoAODSchema, NanoEventsFactory
+
+    length = 128
+    raw = uproot.open(pfnano_ttbar)["Events"].arrays(
+        ["nJet", "JetPFCands_jetIdx", "JetPFCands_pFCandsIdx", "PFCands_d0", "PFCands_dz"], library="ak")
+    assert ak.max(ak.num(raw.JetPFCands_jetIdx)) > 0
+    per_jet = ak.flatten(ak.Array([np.bincount(ak.to_numpy(idx), minlength=n)
+                                   for idx, n in zip(raw.JetPFCands_jetIdx, ak.to_numpy(raw.nJet))]), axis=None)
+    assert 0 < ak.max(per_jet) <= length  # no truncation: the sums are the whole jet's
+    torch.jit.script(_TrackSums().eval()).save(str(tmp_path / "tracks.pt"))
+    (tmp_path / "tracks.json").write_text(json.dumps({
+        "input_names": ["pf_features", "pf_mask"], "output_names": ["softmax"],
+        "pf_features": {"var_names": ["part_d0", "part_dz", "part_mask"], "var_length": length,
+                        "var_infos": {"part_mask": {"norm_factor": 0.1}}},
+        "pf_mask": {"var_names": ["part_mask"], "var_length": length}, "classes": ["d0", "dz", "n"]}))
+    output = tmp_path / "out"
+    done = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", "run", str(pfnano_ttbar), "--output", str(output),
+                           "--collection", "Jet", "--tagger", str(tmp_path / "tracks.pt"), "--backend", "torch",
+                           "--workers", "0", "--no-progress", "--chunksize", "50", "--copy-branches", "Jet_*"],
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    files = sorted(output.glob("ttbar/*.root"))
+    assert len(files) == 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # the chunk files hold Jet only, not the cross-references of a whole NanoAOD
+        written = [NanoEventsFactory.from_root({str(path): "Events"}, schemaclass=NanoAODSchema,
+                                               mode="eager").events() for path in files]
+
+    # the reference, jet by jet from the raw branches: sums over each jet's PF candidates
+    expected = []
+    for idx, cands, d0, dz, n_jets in zip(raw.JetPFCands_jetIdx, raw.JetPFCands_pFCandsIdx, raw.PFCands_d0,
+                                          raw.PFCands_dz, ak.to_numpy(raw.nJet)):
+        idx, cands = ak.to_numpy(idx), ak.to_numpy(cands)
+        d0, dz = ak.to_numpy(d0)[cands], ak.to_numpy(dz)[cands]
+        for jet in range(n_jets):
+            mine = idx == jet
+            logits = np.array([np.tanh(d0[mine]).sum(), np.tanh(dz[mine]).sum(), 0.1 * mine.sum()])
+            expected.append(np.exp(logits - logits.max()) / np.exp(logits - logits.max()).sum())
+    expected = np.array(expected)
+    for index, label in enumerate(("d0", "dz", "n")):
+        got = ak.concatenate([chunk.Jet[f"tracks_{label}"] for chunk in written])
+        assert ak.to_list(ak.num(got, axis=1)) == ak.to_list(raw.nJet)
+        np.testing.assert_allclose(ak.to_numpy(ak.flatten(got)), expected[:, index], rtol=1e-5, atol=1e-6)
