@@ -36,6 +36,7 @@ from ..batch import BatchConfig
 from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import score_with_spec, tag_events
+from ..reweight.domain import outside_domain_counts
 from ..reweighter import ReweighterSpec, reweight_events
 from ..run.chunks import Chunk, RunSettings
 from ..store import OutputStore
@@ -114,6 +115,7 @@ class TaggerProcessor(processor.ProcessorABC):
                              metadata=chunk.metadata(self.settings), copy_branches=self.copy_branches)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
+        summary["outside_domain"] = outside_domain_counts(events, self.reweighters)
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

@@ -145,6 +145,8 @@ class ChunkRecord:
         detail: the full traceback of a failure (for the log, never the console).
         wall_s: seconds spent on the chunk by the worker.
         histograms: the chunk's score histograms (:func:`coffea_lorentz.run.histograms.fill_scores`).
+        outside_domain: reweighter → jets outside its training domain
+            (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`; empty when skipped).
     """
 
     chunk: Chunk
@@ -158,6 +160,7 @@ class ChunkRecord:
     detail: str = ""
     wall_s: float = 0.0
     histograms: dict | None = None
+    outside_domain: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
