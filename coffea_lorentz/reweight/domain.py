@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["TrainingDomain", "outside_mask", "count_outside", "outside_domain_counts", "outside_by_dataset", "outside_line"]
+__all__ = ["TrainingDomain", "domain_of_samples", "outside_mask", "count_outside", "outside_domain_counts", "outside_by_dataset", "outside_line"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -90,6 +90,25 @@ class TrainingDomain:
         """Whether each jet lies inside: ``pt`` (GeV) and ``eta`` of the same shape, numpy or jagged
         awkward ([events][jets]); a boolean array of that shape. A NaN pT or η is outside."""
         return (pt >= self.min_pt_gev) & (pt <= self.max_pt_gev) & (abs(eta) <= self.max_abs_eta)
+
+
+def domain_of_samples(samples: Iterable, *, jets: str = "FatJet anti-kT R=0.8", sample: str = "",
+                      max_constituents: int | None = None) -> TrainingDomain:
+    """The domain of the training jets ``samples`` (:class:`~coffea_lorentz.reweight.JetSample`):
+    :meth:`TrainingDomain.of_jets` of their ``pt`` and ``eta`` observables, or, for a sample without
+    them, of the sum of its (kept) constituents' four-vectors."""
+    pts, etas = [], []
+    for part in samples:
+        if "pt" in part.observables and "eta" in part.observables:
+            pt, eta = np.asarray(part.observables["pt"]), np.asarray(part.observables["eta"])
+        else:
+            p4 = (np.asarray(part.p4, dtype=np.float64) * part.mask[..., None]).sum(axis=1)  # [n_jets, (E, px, py, pz)]
+            pt = np.hypot(p4[:, 1], p4[:, 2])
+            eta = np.arcsinh(np.divide(p4[:, 3], pt, out=np.zeros_like(pt), where=pt > 0))
+        pts.append(pt)
+        etas.append(eta)
+    return TrainingDomain.of_jets(np.concatenate(pts), np.concatenate(etas), jets=jets, sample=sample,
+                                  max_constituents=max_constituents)
 
 
 def outside_mask(domain: TrainingDomain | None, jets):
