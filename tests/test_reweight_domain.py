@@ -16,7 +16,8 @@ from coffea_lorentz import Reweighter
 from coffea_lorentz.errors import ConfigurationError, InvalidInputError
 from coffea_lorentz.reweight import JetSample, ReweightConfig, find_reweighter, run_reweighting
 from coffea_lorentz.reweight.domain import (
-    TrainingDomain, count_outside, domain_of_samples, outside_by_dataset, outside_line, outside_mask,
+    TrainingDomain, count_outside, domain_of_samples, outside_by_dataset, outside_domain_counts, outside_line,
+    outside_mask,
 )
 from coffea_lorentz.testing import write_small_pfnano
 from coffea_lorentz.testing.samples import write_nanoaod_tree
@@ -43,9 +44,8 @@ def test_count_outside_on_hand_made_jets():
 def test_counts_add_up_per_dataset_and_make_one_line_each():
     text = DOMAIN.describe()
     assert text == "250 < pT < 600 GeV, |η| < 2"
-    chunks = [("a", {"fsr": {"outside": 3, "jets": 10, "domain": text}}),
-              ("a", {"fsr": {"outside": 1, "jets": 6, "domain": text}}),
-              ("b", {"fsr": {"outside": 0, "jets": 8, "domain": text}}), ("b", {})]
+    chunks = [("a", {"fsr": {text: {"outside": 3, "jets": 10}}}), ("a", {"fsr": {text: {"outside": 1, "jets": 6}}}),
+              ("b", {"fsr": {text: {"outside": 0, "jets": 8}}}), ("b", {})]
     totals = outside_by_dataset(chunks)
     assert totals == {("a", "fsr"): {"outside": 4, "jets": 16, "domain": text},
                       ("b", "fsr"): {"outside": 0, "jets": 8, "domain": text}}
@@ -53,6 +53,21 @@ def test_counts_add_up_per_dataset_and_make_one_line_each():
         "weight_fsr: 4 of 16 jets (25 %) of dataset 'a' are outside its training domain "
         "(250 < pT < 600 GeV, |η| < 2): their weights are extrapolations")
     assert outside_line("b", "fsr", totals["b", "fsr"]) is None
+
+
+def test_chunk_counts_add_up_through_coffeas_accumulator():
+    from coffea.processor import accumulate
+
+    from coffea_lorentz.reweighter import ReweighterSpec
+
+    spec = ReweighterSpec.from_file("fsr")
+    chunk_a = ak.Array({"FatJet": ak.zip({"pt": [[1700.0, 300.0], []], "eta": [[0.1, 0.2], []]})})
+    chunk_b = ak.Array({"FatJet": ak.zip({"pt": [[500.0], [200.0, 400.0]], "eta": [[2.4], [0.0, 0.0]]})})
+    counts = [outside_domain_counts(chunk, [spec]) for chunk in (chunk_a, chunk_b)]
+    assert counts[0] == {"fsr": {DOMAIN.describe(): {"outside": 1, "jets": 2}}}
+    merged = accumulate(counts)
+    assert outside_by_dataset([("d", merged)]) == {("d", "fsr"): {"outside": 3, "jets": 5, "domain": DOMAIN.describe()}}
+    assert outside_domain_counts(chunk_a, [ReweighterSpec(name="x", backend=spec.backend)]) == {}  # no domain: no count
 
 
 def test_domain_records_round_trip_and_bad_ones_are_refused(tmp_path):

@@ -127,17 +127,20 @@ def count_outside(domain: TrainingDomain, pt, eta) -> int:
 
 
 def outside_domain_counts(events: ak.Array, reweighters: Iterable, *, collection: str = "FatJet") -> dict:
-    """What a processor records per chunk: reweighter name → ``{"outside": jets outside its domain,
-    "jets": jets, "domain": its :meth:`TrainingDomain.describe`}`` for each of ``reweighters``
-    (objects with ``name`` and ``domain``) that has a domain. ``events[collection]`` gives pT and η."""
+    """What a processor records per chunk: reweighter name → {its :meth:`TrainingDomain.describe` →
+    ``{"outside": jets outside the domain, "jets": jets}``} for each of ``reweighters`` (objects with
+    ``name`` and ``domain``) that has a domain; ``events[collection]`` gives pT and η.
+
+    Only numbers are leaves, so coffea's accumulator adds chunks up correctly (it would join strings).
+    """
     specs = [spec for spec in reweighters if getattr(spec, "domain", None) is not None]
     if not specs:
         return {}
     jets = events[collection]
     pt, eta = jets.pt, jets.eta
     total = int(ak.sum(ak.num(pt, axis=1)))
-    return {spec.name: {"outside": count_outside(spec.domain, pt, eta), "jets": total,
-                        "domain": spec.domain.describe()} for spec in specs}
+    return {spec.name: {spec.domain.describe(): {"outside": count_outside(spec.domain, pt, eta), "jets": total}}
+            for spec in specs}
 
 
 def outside_by_dataset(per_chunk: Iterable[tuple[str, Mapping]]) -> dict[tuple[str, str], dict]:
@@ -145,10 +148,11 @@ def outside_by_dataset(per_chunk: Iterable[tuple[str, Mapping]]) -> dict[tuple[s
     (dataset, :func:`outside_domain_counts` result) pairs."""
     totals: dict[tuple[str, str], dict] = {}
     for dataset, counts in per_chunk:
-        for name, count in counts.items():
-            total = totals.setdefault((dataset, name), {"outside": 0, "jets": 0, "domain": count["domain"]})
-            total["outside"] += int(count["outside"])
-            total["jets"] += int(count["jets"])
+        for name, by_domain in counts.items():
+            for domain, count in by_domain.items():
+                total = totals.setdefault((dataset, name), {"outside": 0, "jets": 0, "domain": domain})
+                total["outside"] += int(count["outside"])
+                total["jets"] += int(count["jets"])
     return totals
 
 
