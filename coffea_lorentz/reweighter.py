@@ -32,6 +32,7 @@ from .errors import InvalidInputError
 from .infer import BackendSpec
 from .pipeline import ScoredModel, TaggedChunk, ZooInput, resolved_batch_config, score_branch, score_events
 from .read import JetConstituents
+from .reweight.domain import TrainingDomain, outside_mask
 from .reweight.lookup import ReweighterInfo, find_reweighter
 from .reweight.weights import event_weights, weights_from_probability
 from .tagger import Tagger
@@ -64,6 +65,8 @@ class ReweighterSpec:
             :func:`coffea_lorentz.reweight.weights_from_probability`).
         max_constituents: leading-pT constituents per jet the classifier sees (None: the
             processor's batching).
+        domain: the jets it was trained on; a run counts the jets outside it
+            (:mod:`coffea_lorentz.reweight.domain`).
     """
 
     name: str
@@ -72,6 +75,7 @@ class ReweighterSpec:
     max_weight: float = 10.0
     prior_ratio: float = 1.0
     max_constituents: int | None = None
+    domain: TrainingDomain | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
@@ -86,7 +90,8 @@ class ReweighterSpec:
         weights = info.weights if kind != "triton" and not info.shipped else None
         backend = BackendSpec.make(info.model, kind=kind, url=url, weights=weights, **options)
         return cls(name=info.name, backend=backend, epsilon=info.epsilon, max_weight=info.max_weight,
-                   prior_ratio=info.prior_ratio, max_constituents=info.max_constituents)
+                   prior_ratio=info.prior_ratio, max_constituents=info.max_constituents,
+                   domain=info.domain)
 
     @classmethod
     def from_file(cls, path: str | Path, *, kind: str = "torch", url: str | None = None, name: str | None = None,
@@ -96,7 +101,8 @@ class ReweighterSpec:
         spec = cls.from_info(find_reweighter(path), kind=kind, url=url, **options)
         if name is not None:
             spec = cls(name=name, backend=spec.backend, epsilon=spec.epsilon, max_weight=spec.max_weight,
-                       prior_ratio=spec.prior_ratio, max_constituents=spec.max_constituents)
+                       prior_ratio=spec.prior_ratio, max_constituents=spec.max_constituents,
+                       domain=spec.domain)
         return spec
 
     def weights(self, probability: ak.Array) -> ak.Array:
@@ -208,6 +214,16 @@ class Reweighter(Tagger):
     def __repr__(self) -> str:
         where = f"server={self.server!r}" if self.server else f"backend={self.backend!r}"
         return f"Reweighter({self.name!r}, {where}, max_constituents={self.batch_config.max_constituents})"
+
+    @property
+    def domain(self) -> TrainingDomain | None:
+        """The jets its classifier was trained on (pT, |η|, jet type, sample); None when its record has none."""
+        return self.info.domain
+
+    def outside_domain(self, jets):
+        """True for each jet outside :attr:`domain` (its weight is an extrapolation): ``jets`` with ``pt``
+        (GeV) and ``eta``, e.g. ``events.FatJet`` [events][FatJet], eager or dask-awkward → bool, same shape."""
+        return outside_mask(self.domain, jets)
 
     def _key(self) -> tuple:
         return ("reweighter", self.info, *super()._key())

@@ -370,6 +370,9 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
     assert info["training"]["calibration"]["slope"] != 1.0
     assert info["train_command"] == "coffea-lorentz " + " ".join(argv)  # what made it
     assert info["samples"]["nominal"]["jets"] == 300
+    domain = info["domain"]  # the range of its training jets, generated in 300-450 GeV, |eta| < 2
+    assert PT_WINDOW_GEV[0] <= domain["min_pt_gev"] < domain["max_pt_gev"] <= PT_WINDOW_GEV[1]
+    assert 0 < domain["max_abs_eta"] <= 2.0 and domain["max_constituents"] == 128
 
 
 def test_cli_defaults_match_the_config():

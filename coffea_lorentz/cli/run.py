@@ -136,6 +136,8 @@ def print_summary(summary: RunSummary) -> None:
     if summary.plots:
         table.add_row("plots", "\n".join(summary.plots))
     console.print(table)
+    for line in summary.outside_domain:
+        console.print(line, markup=False, highlight=False, soft_wrap=True)
     if summary.datasets:
         title = "scores per dataset (no const.: jets without constituents, score NaN)"
         if any("weight_" in row["label"] for row in summary.datasets):

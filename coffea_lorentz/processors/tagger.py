@@ -44,6 +44,7 @@ from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import (ChunkInputs, ClassHead, ScoredModel, ScoreHead, SpecInput, TaggedChunk, ZooInput,
                         resolved_batch_config, score_events)
+from ..reweight.domain import outside_domain_counts
 from ..reweighter import ReweighterSpec, reweighter_models
 from ..store import OutputStore
 from ..user_model import process_model_backend
@@ -132,6 +133,7 @@ class TaggerProcessor(processor.ProcessorABC):
                              copy_branches=self.copy_branches, collection=self.collection)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
+        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection)
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

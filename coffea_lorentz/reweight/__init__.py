@@ -22,6 +22,8 @@ One module per concept:
   worker applying weights imports (no torch).
 - :mod:`.lookup` — :func:`find_reweighter`: a shipped reweighter by short name (``"fsr"``) or one
   on disk by path → :class:`ReweighterInfo` (JSON only; no torch).
+- :mod:`.domain` — :class:`TrainingDomain` (the jets a reweighter was trained on) and
+  :func:`count_outside`: jets of a run outside it, whose weights are extrapolations (no torch).
 - :mod:`.samples` — :class:`JetSample` (padded constituents and jet observables), reading the
   generator's HDF5 datasets, splitting and pooling samples (no torch).
 - :mod:`.classifier` — :class:`ReweightConfig`, :func:`train_classifier` with early stopping and a
@@ -50,6 +52,8 @@ _HOMES: dict[str, str] = {
     "find_reweighter": "lookup",
     "find_reweighters": "lookup",
     "shipped_reweighters": "lookup",
+    "TrainingDomain": "domain",
+    "count_outside": "domain",
     "JetSample": "samples",
     "concatenate_samples": "samples",
     "split_sample": "samples",

@@ -18,7 +18,8 @@ import json
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigurationError
+from ..errors import ConfigurationError, InvalidInputError
+from .domain import TrainingDomain
 from .weights import reweighter_name
 
 __all__ = ["ReweighterInfo", "find_reweighter", "find_reweighters", "shipped_reweighters", "SHIPPED_DIR"]
@@ -42,6 +43,7 @@ class ReweighterInfo:
         max_constituents: leading-pT constituents per jet the classifier was trained on.
         shipped: whether it ships with the package (then every worker finds it in its own install,
             so in-process workers need no shared disk).
+        domain: the jets it was trained on (its record's ``domain``; None for a record without one).
     """
 
     name: str
@@ -53,6 +55,7 @@ class ReweighterInfo:
     prior_ratio: float
     max_constituents: int
     shipped: bool = False
+    domain: TrainingDomain | None = None
 
     @property
     def sha256(self) -> str:
@@ -104,8 +107,9 @@ def find_reweighter(reweighter: str | Path) -> ReweighterInfo:
             max_weight=float(record["max_weight"]), prior_ratio=float(record.get("prior_ratio", 1.0)),
             max_constituents=int(train.get("max_constituents", 128)),
             shipped=weights.parent == SHIPPED_DIR and weights.stem == model,
+            domain=TrainingDomain.from_record(record.get("domain")),
         )
-    except (ValueError, KeyError, TypeError) as err:
+    except (ValueError, KeyError, TypeError, InvalidInputError) as err:
         raise ConfigurationError(f"reweighter {text!r}: {weights.with_suffix('.json')} is not a reweighter record "
                                  f"({type(err).__name__}: {err})") from None
 

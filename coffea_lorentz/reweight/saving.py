@@ -38,7 +38,7 @@ def save_reweighter(
     The JSON names the architecture (``"architecture"``, a registry name), its build keywords
     (``"config"``), the clipping (``"epsilon"``, ``"max_weight"``), the class-size correction
     ``"prior_ratio"`` (see :func:`weights_from_probability`) and whatever ``extra`` holds
-    (closure numbers, sample descriptions). Returns the ``.pt`` path. Copying both files into
+    (closure numbers, sample descriptions, the training ``domain`` of :mod:`.domain`). Returns the ``.pt`` path. Copying both files into
     ``coffea_lorentz/weights/`` lets the model repository serve ``reweight_<name>``.
     """
     stem = reweighter_name(name)

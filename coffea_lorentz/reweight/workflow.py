@@ -12,6 +12,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from .classifier import ReweightConfig, TrainHistory, predict_probability, train_classifier
 from .closure_check import ClosureResult, closure, plot_closure
+from .domain import domain_of_samples
 from .samples import JetSample, split_sample
 from .saving import save_reweighter
 from .weights import reweighter_name, weights_from_probability
@@ -45,9 +46,10 @@ def run_reweighting(
 ) -> ReweightResult:
     """Hold out ``test_fraction`` of each sample, train on the rest, and run the closure on the held-out jets.
 
-    With ``output_dir``, the reweighter (:func:`save_reweighter`, closure numbers included, plus
-    ``record``: how it was made, e.g. the command and the samples) and the closure plot
-    ``closure_<name>.png`` are written there.
+    With ``output_dir``, the reweighter (:func:`save_reweighter`, closure numbers included, the
+    training ``domain`` (:func:`~coffea_lorentz.reweight.domain.domain_of_samples` of the jets of
+    both samples), plus ``record``: how it was made, e.g. the command and the samples) and the
+    closure plot ``closure_<name>.png`` are written there.
     """
     if not 0 < test_fraction < 1:
         raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
@@ -61,7 +63,10 @@ def run_reweighting(
     result = closure(nom_test.observables, alt_test.observables, weights, n_bins=n_bins)
     weights_path = plot_path = None
     if output_dir is not None:
+        domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
+                                   sample=_sample_text(record or {}, len(nominal), len(alternative)))
         extra = {
+            "domain": domain.as_record(),
             **(record or {}),
             "closure": result.as_dict(),
             "training": {
@@ -80,3 +85,11 @@ def run_reweighting(
                                  title=f"{reweighter_name(name)}: nominal → alternative")
     return ReweightResult(model=model, history=history, closure=result, weights_path=weights_path,
                           plot_path=plot_path, test_weights=weights)
+
+
+def _sample_text(record: dict, n_nominal: int, n_alternative: int) -> str:
+    """What the training jets were, for the ``domain`` record: the sample files when ``record`` names them."""
+    paths = {key: value.get("path") for key, value in record.get("samples", {}).items() if isinstance(value, dict)}
+    if paths.get("nominal") and paths.get("alternative"):
+        return f"{n_nominal} jets of {paths['nominal']} (nominal) vs {n_alternative} of {paths['alternative']} (alternative)"
+    return f"{n_nominal} nominal vs {n_alternative} alternative jets"

@@ -42,6 +42,8 @@ class ChunkRecord:
             ("" and 0 when failed); the manifest lists them.
         retries, retry_wait_s: tries the Triton client retried during the chunk, and seconds it
             waited on an unavailable server.
+        outside_domain: reweighter → jets outside its training domain
+            (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`; empty when skipped).
     """
 
     chunk: Chunk
@@ -59,6 +61,7 @@ class ChunkRecord:
     n_bytes: int = 0
     retries: int = 0
     retry_wait_s: float = 0.0
+    outside_domain: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

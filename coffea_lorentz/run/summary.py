@@ -94,6 +94,15 @@ class RunSummary:
         return counts
 
     @property
+    def outside_domain(self) -> list[str]:
+        """One line per dataset and reweighter with jets outside the reweighter's training domain."""
+        from ..reweight.domain import outside_by_dataset, outside_line
+
+        totals = outside_by_dataset((r.chunk.dataset, r.outside_domain) for r in self.records if r.ok)
+        return [line for (dataset, name), count in sorted(totals.items())
+                if (line := outside_line(dataset, name, count))]
+
+    @property
     def outputs(self) -> list[str]:
         """Paths or URLs of every verified chunk file, in dataset / input / entry order."""
         done = sorted((r for r in self.records if r.ok), key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))

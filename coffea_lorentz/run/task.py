@@ -153,4 +153,5 @@ class ChunkJob:
             chunk=chunk, status="done", rows=int(result.get("events", 0)), jets=int(result.get("jets", 0)),
             constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
             nonfinite_entries=first, wall_s=time.perf_counter() - started,
+            outside_domain=dict(result.get("outside_domain", {})),
         )
