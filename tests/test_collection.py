@@ -22,24 +22,16 @@ from coffea_lorentz.errors import ConfigurationError, MissingBranchError
 from coffea_lorentz.read import jet_constituents
 from coffea_lorentz.run import RunConfig
 from coffea_lorentz.write import read_chunk_metadata
+from coffea_lorentz.testing.models import JetMassModel
 
 CLI = [sys.executable, "-m", "coffea_lorentz.cli"]
 
-
-class JetMass(torch.nn.Module):
-    """A model you could bring: the jet mass from pf_vectors (px, py, pz, E), two classes."""
-
-    def forward(self, pf_vectors, pf_mask):
-        jet = (pf_vectors * pf_mask).sum(-1)
-        mass2 = jet[:, 3] ** 2 - jet[:, 0] ** 2 - jet[:, 1] ** 2 - jet[:, 2] ** 2
-        logit = 0.5 * torch.log1p(mass2.clamp(min=0)) - 4.0
-        return torch.softmax(torch.stack([-logit, logit], dim=-1), dim=-1)
 
 
 @pytest.fixture(scope="module")
 def jet_mass(tmp_path_factory):
     folder = tmp_path_factory.mktemp("brought")
-    torch.jit.script(JetMass().eval()).save(str(folder / "mass.pt"))
+    torch.jit.script(JetMassModel().eval()).save(str(folder / "mass.pt"))
     (folder / "mass.json").write_text(json.dumps({
         "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
         "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": 40},

@@ -27,19 +27,11 @@ from coffea_lorentz.pipeline import (ClassHead, ScoredModel, ScoreHead, SpecInpu
                                      score_with_spec, tag_events)
 from coffea_lorentz.reweighter import ReweighterSpec, WeightHead, reweight_events
 from coffea_lorentz.testing import server_unavailable_reason
+from coffea_lorentz.testing.models import JetMassModel
 
 #: Two jets per request, so each model of the sample's 24 fat jets sends several requests.
 BATCH_SIZE = 2
 
-
-class JetMass(torch.nn.Module):
-    """A model you could bring: the jet mass from pf_vectors (px, py, pz, E), two classes."""
-
-    def forward(self, pf_vectors, pf_mask):
-        jet = (pf_vectors * pf_mask).sum(-1)
-        mass2 = jet[:, 3] ** 2 - jet[:, 0] ** 2 - jet[:, 1] ** 2 - jet[:, 2] ** 2
-        logit = 0.5 * torch.log1p(mass2.clamp(min=0)) - 4.0
-        return torch.softmax(torch.stack([-logit, logit], dim=-1), dim=-1)
 
 
 class Timed:
@@ -76,7 +68,7 @@ def jet_mass(tmp_path_factory):
     from coffea_lorentz.user_model import load_model
 
     folder = tmp_path_factory.mktemp("brought")
-    torch.jit.script(JetMass().eval()).save(str(folder / "mass.pt"))
+    torch.jit.script(JetMassModel().eval()).save(str(folder / "mass.pt"))
     (folder / "mass.json").write_text(json.dumps({
         "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
         "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": 40},

@@ -19,6 +19,7 @@ import uproot
 
 from coffea_lorentz import Tagger
 from coffea_lorentz.errors import ConfigurationError, ModelMismatchError
+from coffea_lorentz.testing.models import JetMassModel
 
 onnxruntime = pytest.importorskip("onnxruntime", reason="the ONNX tests need onnxruntime (the test extra)")
 
@@ -335,15 +336,6 @@ def test_run_writes_per_class_branches_beside_a_served_tagger_and_resumes(weaver
     assert not (tmp_path / "never").exists()
 
 
-class InvariantMass(torch.nn.Module):
-    """A Lorentz-invariant model you could bring: the jet mass from pf_vectors (px, py, pz, E), two classes."""
-
-    def forward(self, pf_vectors, pf_mask):
-        jet = (pf_vectors * pf_mask).sum(-1)
-        mass2 = jet[:, 3] ** 2 - jet[:, 0] ** 2 - jet[:, 1] ** 2 - jet[:, 2] ** 2
-        logit = 0.5 * torch.log1p(mass2.clamp(min=0)) - 4.0
-        return torch.softmax(torch.stack([-logit, logit], dim=-1), dim=-1)
-
 
 def test_check_reports_the_zoo_and_models_you_bring(weaver_export, tmp_path):
     import subprocess
@@ -363,7 +355,7 @@ def test_check_reports_the_zoo_and_models_you_bring(weaver_export, tmp_path):
 
     folder = tmp_path / "mass"
     folder.mkdir()
-    torch.onnx.export(InvariantMass().eval(), (torch.rand(2, 4, 5), torch.ones(2, 1, 5)), str(folder / "model.onnx"),
+    torch.onnx.export(JetMassModel().eval(), (torch.rand(2, 4, 5), torch.ones(2, 1, 5)), str(folder / "model.onnx"),
                       input_names=["pf_vectors", "pf_mask"], output_names=["softmax"], opset_version=15, dynamo=False,
                       dynamic_axes={"pf_vectors": {0: "B", 2: "P"}, "pf_mask": {0: "B", 2: "P"}, "softmax": {0: "B"}})
     (folder / "preprocess.json").write_text(json.dumps({

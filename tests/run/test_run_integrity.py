@@ -15,16 +15,7 @@ import uproot
 from coffea_lorentz.errors import InvalidInputError
 from coffea_lorentz.run import RunConfig, run_tagging
 
-from .conftest import EVENTS_PER_FILE, corrupt_baskets, make_fileset, read_rows
-
-TAGGER = "lorentznet"
-SCORE = f"FatJet_{TAGGER}_score"
-
-
-def config(**changes) -> RunConfig:
-    options = dict(taggers=(TAGGER,), backend="torch", n_workers=0, chunksize=3, progress=False)
-    options.update(changes)
-    return RunConfig(**options)
+from .conftest import EVENTS_PER_FILE, SCORE, TAGGER, config, corrupt_baskets, make_fileset, read_rows
 
 
 def shrink(path: str, entries: int) -> None:

@@ -18,16 +18,7 @@ from coffea_lorentz.errors import ConfigurationError, OutputError
 from coffea_lorentz.run import RunConfig, run_tagging
 from coffea_lorentz.run.lock import LOCK_NAME
 
-from .conftest import EVENTS_PER_FILE, corrupt_baskets, make_fileset, read_rows, truncate
-
-TAGGER = "lorentznet"
-SCORE = f"FatJet_{TAGGER}_score"
-
-
-def config(**changes) -> RunConfig:
-    options = dict(taggers=(TAGGER,), backend="torch", n_workers=0, chunksize=3, progress=False)
-    options.update(changes)
-    return RunConfig(**options)
+from .conftest import EVENTS_PER_FILE, SCORE, TAGGER, config, corrupt_baskets, make_fileset, read_rows, truncate
 
 
 def input_ids(fileset: dict) -> list[tuple[int, int]]:
