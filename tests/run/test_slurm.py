@@ -5,11 +5,13 @@ and a worker job cancelled or over its wall time in the middle of a run."""
 from __future__ import annotations
 
 import json
+import signal
 import threading
 import time
 
 import awkward as ak
 import numpy as np
+import psutil
 import pytest
 import uproot
 
@@ -84,9 +86,10 @@ def test_run_on_a_slurm_cluster_equals_a_local_run(slurm_cluster, local_referenc
 def _cancel_a_worker_job_once_chunks_are_written(slurm_cluster, out, stop: threading.Event, cancelled: list) -> None:
     while not stop.is_set():
         running = [job for job in slurm_cluster.jobs() if job["state"] == "RUNNING"]
-        if len(running) == 2 and any(out.glob("sample/*.root")):
+        written = len(list(out.glob("sample/*.root")))
+        if len(running) == 2 and written:
             slurm_cluster.command("scancel", running[0]["id"])
-            cancelled.append(running[0]["id"])
+            cancelled.append((running[0]["id"], written))
             return
         time.sleep(0.2)
 
@@ -105,7 +108,61 @@ def test_a_worker_job_cancelled_mid_run(slurm_cluster, local_reference, inputs):
         stop.set()
         watcher.join()
     assert cancelled, "no worker job was running while chunks were written"
+    assert cancelled[0][1] < N_FILES * EVENTS_PER_FILE, "the job was cancelled with chunks still to do"
     if status != 0:  # the chunk the cancelled worker held failed alone; the rerun does only what is missing
+        assert main(_base(inputs, "out", "--cluster", "slurm", "--workers", "1", *JOB_OPTIONS)) == 0
+    _assert_same_output(out, local_reference / "out")
+    assert slurm_cluster.wait_until_empty(timeout_s=30) == []
+
+
+def _job_processes(job_id: str) -> list[psutil.Process]:
+    """The processes a running Slurm job started (its batch shell, the nanny and the worker)."""
+    found = []
+    for process in psutil.process_iter(["pid"]):
+        try:
+            if process.environ().get("SLURM_JOB_ID") == job_id:
+                found.append(process)
+        except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
+            continue
+    return found
+
+
+def _pause_the_workers_once_chunks_are_written(slurm_cluster, out, stop: threading.Event, paused: list) -> None:
+    """SIGSTOP both worker jobs' processes after the first chunk files: the run is then still in
+    flight, with chunks held by the paused workers, when Slurm's time limit ends the jobs."""
+    while not stop.is_set():
+        running = [job for job in slurm_cluster.jobs() if job["state"] == "RUNNING"]
+        written = len(list(out.glob("sample/*.root")))
+        if len(running) == 2 and written:
+            for job in running:
+                for process in _job_processes(job["id"]):
+                    process.send_signal(signal.SIGSTOP)
+                paused.append(job["id"])
+            return
+        time.sleep(0.2)
+
+
+@pytest.mark.slow
+def test_worker_jobs_ended_by_their_wall_time_mid_run(slurm_cluster, local_reference, inputs):
+    out = inputs / "out"
+    stop, paused = threading.Event(), []
+    watcher = threading.Thread(target=_pause_the_workers_once_chunks_are_written,
+                               args=(slurm_cluster, out, stop, paused), daemon=True)
+    watcher.start()
+    try:
+        # one minute is Slurm's shortest time limit
+        status = main(_base(inputs, "out", "--cluster", "slurm", "--workers", "2", *JOB_OPTIONS,
+                            "--walltime", "00:01:00"))
+    finally:
+        stop.set()
+        watcher.join()
+    assert len(paused) == 2, "the worker jobs were not both running while chunks were written"
+    logs = _job_logs(inputs)
+    for job_id in paused:  # Slurm ended both first jobs at their time limit; new jobs finished the run
+        assert f"JOB {job_id} ON {slurm_cluster.node_name} CANCELLED AT" in "".join(logs)
+        assert any(f"JOB {job_id} " in log and "DUE TO TIME LIMIT" in log for log in logs)
+    assert len(logs) >= 3, "a job that ended was replaced"
+    if status != 0:  # chunks held by the ended workers failed alone; the rerun does only what is missing
         assert main(_base(inputs, "out", "--cluster", "slurm", "--workers", "1", *JOB_OPTIONS)) == 0
     _assert_same_output(out, local_reference / "out")
     assert slurm_cluster.wait_until_empty(timeout_s=30) == []
