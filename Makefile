@@ -10,7 +10,7 @@ demo: install server-env
 	$(BIN)/coffea-lorentz demo
 
 test: system-deps install server-env
-	COFFEA_LORENTZ_REQUIRE_TRITON=1 COFFEA_LORENTZ_REQUIRE_STORAGE=1 $(BIN)/pytest
+	COFFEA_LORENTZ_REQUIRE_TRITON=1 COFFEA_LORENTZ_REQUIRE_STORAGE=1 COFFEA_LORENTZ_REQUIRE_SLURM=1 $(BIN)/pytest
 
 install: $(VENV)/.installed
 
@@ -20,8 +20,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(BIN)/python -m pip install -q -c constraints.txt -e '.[test,generate]'
 	touch $@
 
-# Debian packages the storage tests run for real: the xrootd daemon, and util-linux's unshare and
-# setpriv (workers without a shared disk; xrootd as nobody). Installed only where missing.
+# Debian packages the storage and batch tests run for real: the xrootd daemon, util-linux's unshare and
+# setpriv (workers without a shared disk; xrootd as nobody), and slurm-wlm with munge (a one-node
+# Slurm cluster on loopback). Installed only where missing.
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 APT_INSTALL := DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -q --no-install-recommends
 
@@ -30,6 +31,9 @@ system-deps:
 		$(SUDO) apt-get update -q && $(APT_INSTALL) xrootd-server; fi
 	@if ! command -v unshare >/dev/null 2>&1 || ! command -v setpriv >/dev/null 2>&1; then \
 		$(SUDO) apt-get update -q && $(APT_INSTALL) util-linux; fi
+	@if ! command -v slurmctld >/dev/null 2>&1 || ! command -v slurmd >/dev/null 2>&1 || \
+			! command -v sbatch >/dev/null 2>&1 || ! command -v munged >/dev/null 2>&1; then \
+		$(SUDO) apt-get update -q && $(APT_INSTALL) slurm-wlm munge; fi
 
 server-env: $(SERVER_VENV)/.installed
 

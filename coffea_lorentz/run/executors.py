@@ -338,11 +338,20 @@ def job_script(spec: ClusterSpec) -> str:
         cluster.close()
 
 
-def _scale(cluster, spec: ClusterSpec) -> int:
-    """Scale ``cluster`` as ``spec`` says; returns the workers to wait for."""
+def _scale(cluster, spec: ClusterSpec, *, replace_ended_jobs: bool = False) -> int:
+    """Scale ``cluster`` as ``spec`` says; returns the workers to wait for.
+
+    ``replace_ended_jobs`` (batch pools): a fixed number of workers is kept by adaptive scaling
+    between that number and itself, which submits a new job for each one that ended (wall time
+    reached, cancelled, preempted) once the scheduler lost its worker; a plain ``scale`` submits
+    the jobs once, and a run whose jobs all ended would wait for workers forever.
+    """
     if spec.adapt is not None:
         cluster.adapt(minimum=spec.adapt[0], maximum=spec.adapt[1])
         return max(1, spec.adapt[0])
+    if replace_ended_jobs and spec.n_workers > 0:
+        cluster.adapt(minimum=spec.n_workers, maximum=spec.n_workers)
+        return spec.n_workers
     cluster.scale(spec.n_workers)
     return max(1, spec.n_workers)
 
@@ -408,7 +417,7 @@ def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda l
         return
     cluster = _jobqueue_cluster(spec)
     try:
-        minimum = _scale(cluster, spec)
+        minimum = _scale(cluster, spec, replace_ended_jobs=True)
         with Client(cluster) as client:
             _wait_for_workers(client, minimum, spec.worker_wait_s, report)
             yield DaskExecutor(client)

@@ -8,6 +8,7 @@ Dask workers that share no disk with the client.
 - :mod:`~coffea_lorentz.testing.dask_workers` — :class:`IsolatedDaskCluster`,
   :func:`isolated_dask_cluster_fixture`.
 - :mod:`~coffea_lorentz.testing.gateway` — :class:`DaskGatewayServer`, :func:`dask_gateway_server_fixture`.
+- :mod:`~coffea_lorentz.testing.slurm` — :class:`LocalSlurmCluster`, :func:`slurm_cluster_fixture`.
 - :mod:`~coffea_lorentz.testing.processes` — starting and stopping helper processes.
 
 In a ``conftest.py``::
@@ -37,11 +38,18 @@ Real storage and workers that share no disk with the client (all on loopback, re
 
 Under ``make test`` (``COFFEA_LORENTZ_REQUIRE_STORAGE=1``, :func:`require_storage`) these fixtures
 fail instead of skipping when a part is missing.
+
+A batch pool: :class:`LocalSlurmCluster` runs Debian's ``munged``, ``slurmctld`` and ``slurmd`` as a
+one-node Slurm cluster on loopback, all state in a temporary directory; the client commands (and
+dask-jobqueue's ``sbatch``) find it through ``SLURM_CONF``. :func:`slurm_cluster_fixture` makes the
+pytest fixture, which fails instead of skipping under ``make test`` (``COFFEA_LORENTZ_REQUIRE_SLURM=1``,
+:func:`require_slurm`).
 """
 
 from .gateway import DaskGatewayServer, dask_gateway_server_fixture, gateway_unavailable_reason
 from .dask_workers import IsolatedDaskCluster, isolated_dask_cluster_fixture, isolation_unavailable_reason
 from .processes import STORAGE_ENV_VARIABLE, require_storage
+from .slurm import LocalSlurmCluster, require_slurm, slurm_cluster_fixture, slurm_unavailable_reason
 from .samples import corrupt_baskets, truncate_file, write_pfnano_fileset, write_small_pfnano
 from .triton import require_triton, server_unavailable_reason, triton_server_fixture
 from .xrootd import XRootDServer, xrootd_server_fixture, xrootd_unavailable_reason
@@ -65,4 +73,8 @@ __all__ = [
     "DaskGatewayServer",
     "gateway_unavailable_reason",
     "dask_gateway_server_fixture",
+    "LocalSlurmCluster",
+    "require_slurm",
+    "slurm_unavailable_reason",
+    "slurm_cluster_fixture",
 ]

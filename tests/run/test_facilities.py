@@ -1,5 +1,6 @@
 """Clusters from analysis facilities: a real dask-gateway server, batch job scripts, and the check
-that every worker can run the job before any chunk does."""
+that every worker can run the job before any chunk does. Runs on a real Slurm cluster are in
+test_slurm.py."""
 
 from __future__ import annotations
 
@@ -100,26 +101,3 @@ def test_run_on_a_dask_gateway_cluster(dask_gateway_server, dask_cluster, pfnano
             process.wait(timeout=30)
         except psutil.TimeoutExpired:
             pytest.fail(f"gateway worker left running: {' '.join(process.info['cmdline'])}")
-
-
-def _slurm_unavailable_reason() -> str | None:
-    import shutil
-    import subprocess
-
-    if shutil.which("sbatch") is None or shutil.which("sinfo") is None:
-        return ("no Slurm on this machine (sbatch/sinfo not found); a real Slurm run needs slurmctld, slurmd and "
-                "munged configured as a cluster, which make test does not set up — the job script is tested above")
-    answer = subprocess.run(["sinfo", "-h", "-o", "%T"], capture_output=True, text=True, timeout=30)
-    if answer.returncode != 0 or "idle" not in answer.stdout:
-        return f"Slurm is installed but has no idle node (sinfo: {(answer.stderr or answer.stdout).strip()[:200]})"
-    return None
-
-
-@pytest.mark.slow
-@pytest.mark.skipif(_slurm_unavailable_reason() is not None, reason=str(_slurm_unavailable_reason()))
-def test_run_on_a_slurm_cluster(tmp_path):
-    fileset = make_fileset(tmp_path / "inputs", 1)
-    config = RunConfig(taggers=(TAGGER,), backend="torch", cluster="slurm", n_workers=1, worker_cores=1,
-                       worker_memory="2GB", walltime="00:20:00", chunksize=5, progress=False)
-    summary = run_tagging(fileset, tmp_path / "out", config)
-    assert summary.complete and summary.events == EVENTS_PER_FILE
