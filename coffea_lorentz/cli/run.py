@@ -294,7 +294,12 @@ def _served_models(names: list[str], specs: list[str], *, server: str | None) ->
 
 
 def main(args: argparse.Namespace) -> int:
+    import os
+
     from ..user_model import looks_like_path
+
+    # gRPC's own INFO lines (a failed TLS handshake, say) would split the one-line error below.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
     given = list(args.taggers or ())
     models = tuple(name for name in given if looks_like_path(name))
