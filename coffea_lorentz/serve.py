@@ -116,8 +116,11 @@ class ServerConfig:
     - ``grpc_token``: every gRPC call (health, metadata, inference, shared memory, model config,
       repository, statistics, trace, logging) must carry the metadata ``authorization: Bearer
       <grpc_token>``, checked by Triton itself (``--grpc-restricted-protocol``); others are refused
-      with ``UNAVAILABLE`` … "missing or mismatched restricted header". Without TLS the token
-      travels in clear. The token is left out of the logged command line and of ``repr``.
+      with ``UNAVAILABLE`` "This protocol is restricted, expecting header
+      'triton-grpc-protocol-authorization'" (Triton prefixes the key; the client sends both forms,
+      :mod:`coffea_lorentz.infer.security`). Without TLS the token travels in clear. The token is
+      left out of the logged command line and of ``repr``, but it is on the server's command line
+      (visible in the process list to users of this machine).
     """
 
     repository: Path
@@ -393,9 +396,14 @@ class TritonServer:
 
     def endpoint_lines(self) -> list[str]:
         """What a running server offers, one line each: ready time and pid, gRPC, HTTP, metrics, log."""
+        config = self.config
+        scheme = "grpcs" if config.grpc_tls_cert is not None else "grpc"
+        client = " --tls-ca CA.pem" if scheme == "grpcs" else ""
+        client += " --tls-cert CERT.pem --tls-key KEY.pem" if config.grpc_tls_client_ca is not None else ""
+        client += " --token-file FILE" if config.grpc_token is not None else ""
         return [
             f"Triton server ready in {self.startup_s:.1f} s (pid {self.pid})",
-            f"  gRPC     grpc://{self.grpc_url}   (coffea-lorentz run … --server grpc://{self.grpc_url})",
+            f"  gRPC     {scheme}://{self.grpc_url}   (coffea-lorentz run … --server {scheme}://{self.grpc_url}{client})",
             f"  HTTP     http://{self.http_url}",
             f"  metrics  {self.metrics_url}",
             f"  log      {self.log_path}",
