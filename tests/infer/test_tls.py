@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import pickle
 import subprocess
 import sys
 import time
@@ -16,7 +17,7 @@ import pytest
 
 from coffea_lorentz.batch import Batch
 from coffea_lorentz.errors import ConfigurationError
-from coffea_lorentz.infer import TritonBackend, inspect_served_models
+from coffea_lorentz.infer import BackendSpec, TritonBackend, inspect_served_models
 from coffea_lorentz.infer.security import TOKEN_ENV, BearerToken, TlsConfig, resolve_tls
 from coffea_lorentz.infer.server_statistics import read_server_statistics
 from coffea_lorentz.models import pretrained
@@ -81,6 +82,9 @@ def test_the_scheme_decides_tls_and_tokens_never_show(tmp_path):
     assert token.value == TOKEN and token.headers()["authorization"] == f"Bearer {TOKEN}"
     backend = TritonBackend("grpcs://127.0.0.1:1", TAGGER, token=token)
     assert TOKEN not in repr(token) + str(token) + repr(backend.__dict__)
+    spec = BackendSpec.make(TAGGER, kind="triton", url="grpcs://h:1", tls=TlsConfig(ca="ca.pem"), token=token)
+    assert pickle.loads(pickle.dumps(spec)) == spec and hash(spec) == hash(pickle.loads(pickle.dumps(spec)))
+    assert TOKEN not in repr(spec)
 
 
 @needs_servers
@@ -98,6 +102,10 @@ def test_tls_mtls_and_token_give_the_plaintext_scores(servers, pki):
     np.testing.assert_allclose(_scores(url, tls=tls, token=token), expected, atol=1e-6, rtol=0)
     assert inspect_served_models(url, [TAGGER], tls=tls, token=token)[TAGGER].n_classes == expected.shape[1]
     assert read_server_statistics(url, [TAGGER], tls=tls, token=token)[TAGGER].requests >= 2
+    server = servers["token"]
+    assert TOKEN not in repr(server.config) and TOKEN not in server.log_path.read_text()
+    assert any(line.strip().startswith(f"gRPC     grpcs://{server.grpc_url}") and "--token-file" in line
+               for line in server.endpoint_lines())
 
 
 @needs_servers
