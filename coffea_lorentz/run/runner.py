@@ -94,8 +94,8 @@ class RunConfig:
             ``shared_memory``, ``tls``, ``token``, …; the last two, a
             :class:`~coffea_lorentz.infer.security.TlsConfig` and a
             :class:`~coffea_lorentz.infer.security.BearerToken`, also go to the preflight and the
-            statistics reading, and are written nowhere). ``shared_memory`` defaults to on for the local server started for
-            the run when it binds to loopback and the cluster runs on this host (``local``,
+            statistics reading, and are written nowhere). ``shared_memory`` defaults to on for the
+            local server started for the run when it binds to loopback and the cluster runs on this host (``local``,
             ``futures``, ``in-process``), off otherwise.
         server_wait_s: how long a server that stops answering is waited for before chunks fail.
         fail_fast: stop at the first failed chunk and raise its error (for debugging).
