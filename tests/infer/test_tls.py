@@ -102,6 +102,9 @@ def test_tls_mtls_and_token_give_the_plaintext_scores(servers, pki):
     np.testing.assert_allclose(_scores(url, tls=tls, token=token), expected, atol=1e-6, rtol=0)
     assert inspect_served_models(url, [TAGGER], tls=tls, token=token)[TAGGER].n_classes == expected.shape[1]
     assert read_server_statistics(url, [TAGGER], tls=tls, token=token)[TAGGER].requests >= 2
+    both = f"grpcs://{servers['tls'].grpc_url},grpcs://{servers['token'].grpc_url}"  # several servers, one TLS setting
+    np.testing.assert_allclose(_scores(both, tls=tls, token=token), expected, atol=1e-6, rtol=0)
+    assert inspect_served_models(both, [TAGGER], tls=tls, token=token)[TAGGER].n_classes == expected.shape[1]
     server = servers["token"]
     assert TOKEN not in repr(server.config) and TOKEN not in server.log_path.read_text()
     assert any(line.strip().startswith(f"gRPC     grpcs://{server.grpc_url}") and "--token-file" in line
@@ -123,6 +126,9 @@ def test_every_mismatch_is_one_line_at_once(servers, pki, tmp_path):
         (f"grpcs://{servers['token'].grpc_url}", {"tls": tls, "token": BearerToken("wrong", source="t.txt")},
          "rejected the token from t.txt"),
     ]
+    with pytest.raises(ConfigurationError, match=f"{servers['plain'].grpc_url} does not speak TLS"):
+        inspect_served_models(f"grpcs://{servers['tls'].grpc_url},grpcs://{servers['plain'].grpc_url}", [TAGGER],
+                              server_wait_s=60.0, tls=tls)
     for url, security, message in cases:
         started = time.monotonic()
         with pytest.raises(ConfigurationError, match=message) as preflight:
