@@ -86,7 +86,8 @@ class ModelTagger:
         url = server or self._start_server()
         try:
             ((_, names),) = served_spec_models(url, [self.model], BatchConfig(max_batch_size=self.batch_size),
-                                               server_wait_s=float(options.get("server_wait_s", 30.0)))
+                                               server_wait_s=float(options.get("server_wait_s", 30.0)),
+                                               tls=options.get("tls"), token=options.get("token"))
             backend = TritonSpecBackend(url, self.model.name, self.model.spec, **options)
         except BaseException:
             self.close()

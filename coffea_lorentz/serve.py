@@ -106,6 +106,21 @@ class ServerConfig:
     kernel send SIGTERM to the server when the thread that started it exits (through ``setpriv
     --pdeathsig``, where available), so a killed parent leaves no orphan server; turn it off when a
     short-lived thread starts a server that must outlive it.
+
+    Protecting the gRPC port (the HTTP and metrics ports stay open: keep ``host`` on loopback, or
+    put them behind a proxy):
+
+    - ``grpc_tls_cert`` + ``grpc_tls_key`` (PEM files): the gRPC port speaks TLS only (a plaintext
+      client fails its handshake); with ``grpc_tls_client_ca`` also, mutual TLS: only clients
+      presenting a certificate signed by that CA are served.
+    - ``grpc_token``: every gRPC call (health, metadata, inference, shared memory, model config,
+      repository, statistics, trace, logging) must carry the metadata ``authorization: Bearer
+      <grpc_token>``, checked by Triton itself (``--grpc-restricted-protocol``); others are refused
+      with ``UNAVAILABLE`` "This protocol is restricted, expecting header
+      'triton-grpc-protocol-authorization'" (Triton prefixes the key; the client sends both forms,
+      :mod:`coffea_lorentz.infer.security`). Without TLS the token travels in clear. The token is
+      left out of the logged command line and of ``repr``, but it is on the server's command line
+      (visible in the process list to users of this machine).
     """
 
     repository: Path
@@ -124,9 +139,26 @@ class ServerConfig:
     exit_on_error: bool = True
     die_with_parent: bool = True
     extra_args: tuple[str, ...] = field(default_factory=tuple)
+    grpc_tls_cert: Path | None = None
+    grpc_tls_key: Path | None = None
+    grpc_tls_client_ca: Path | None = None
+    grpc_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository).expanduser().resolve())
+        for name in ("grpc_tls_cert", "grpc_tls_key", "grpc_tls_client_ca"):
+            path = getattr(self, name)
+            if path is not None:
+                path = Path(path).expanduser().resolve()
+                if not path.is_file():
+                    raise InvalidInputError(f"ServerConfig.{name}: no such file {path}")
+                object.__setattr__(self, name, path)
+        if (self.grpc_tls_cert is None) != (self.grpc_tls_key is None):
+            raise InvalidInputError("ServerConfig: grpc_tls_cert and grpc_tls_key go together (TLS needs both)")
+        if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
+            raise InvalidInputError("ServerConfig.grpc_tls_client_ca (mutual TLS) needs grpc_tls_cert and grpc_tls_key")
+        if self.grpc_token is not None and (not self.grpc_token or any(c.isspace() for c in self.grpc_token)):
+            raise InvalidInputError("ServerConfig.grpc_token must be a non-empty string without white space")
         if self.log_path is not None:
             object.__setattr__(self, "log_path", Path(self.log_path).expanduser().resolve())
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -252,11 +284,13 @@ class TritonServer:
         ]
         if config.strict_model_config:
             command.append("--disable-auto-complete-config")
+        command.extend(_security_args(config))
         command.extend(config.extra_args)
 
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
-            log.write(("$ " + " ".join(command) + "\n").encode())
+            shown = [_REDACTED_TOKEN_ARG if arg.startswith(_RESTRICTED_FLAG) else arg for arg in command]
+            log.write(("$ " + " ".join(shown) + "\n").encode())
             log.flush()
             self.process = subprocess.Popen(
                 command,
@@ -362,9 +396,14 @@ class TritonServer:
 
     def endpoint_lines(self) -> list[str]:
         """What a running server offers, one line each: ready time and pid, gRPC, HTTP, metrics, log."""
+        config = self.config
+        scheme = "grpcs" if config.grpc_tls_cert is not None else "grpc"
+        client = " --tls-ca CA.pem" if scheme == "grpcs" else ""
+        client += " --tls-cert CERT.pem --tls-key KEY.pem" if config.grpc_tls_client_ca is not None else ""
+        client += " --token-file FILE" if config.grpc_token is not None else ""
         return [
             f"Triton server ready in {self.startup_s:.1f} s (pid {self.pid})",
-            f"  gRPC     grpc://{self.grpc_url}   (coffea-lorentz run … --server grpc://{self.grpc_url})",
+            f"  gRPC     {scheme}://{self.grpc_url}   (coffea-lorentz run … --server {scheme}://{self.grpc_url}{client})",
             f"  HTTP     http://{self.http_url}",
             f"  metrics  {self.metrics_url}",
             f"  log      {self.log_path}",
@@ -382,6 +421,28 @@ class TritonServer:
     def __repr__(self) -> str:
         state = f"pid={self.pid}, grpc={self.grpc_url}" if self.is_running() else "stopped"
         return f"TritonServer({self.config.repository}, {state})"
+
+
+#: Triton's flag that makes gRPC calls of the listed protocols need a header; and how the log shows it.
+_RESTRICTED_FLAG = "--grpc-restricted-protocol="
+_REDACTED_TOKEN_ARG = _RESTRICTED_FLAG + "...:authorization=Bearer <hidden>"
+#: Every gRPC protocol group Triton can restrict: a token protects them all.
+_GRPC_PROTOCOLS = ("health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
+                   "statistics", "trace", "logging")
+
+
+def _security_args(config: ServerConfig) -> list[str]:
+    """Triton's TLS and restricted-protocol flags of ``config`` (none when it asks for neither)."""
+    args = []
+    if config.grpc_tls_cert is not None:
+        args += [f"--grpc-server-cert={config.grpc_tls_cert}", f"--grpc-server-key={config.grpc_tls_key}"]
+        if config.grpc_tls_client_ca is not None:
+            args += ["--grpc-use-ssl-mutual=true", f"--grpc-root-cert={config.grpc_tls_client_ca}"]
+        else:
+            args.append("--grpc-use-ssl=true")
+    if config.grpc_token is not None:
+        args.append(f"{_RESTRICTED_FLAG}{','.join(_GRPC_PROTOCOLS)}:authorization=Bearer {config.grpc_token}")
+    return args
 
 
 def _distinct_free_port(host: str, taken: set[int]) -> int:

@@ -89,7 +89,9 @@ class Tagger:
         collection: the jets scored: ``"FatJet"`` (default), ``"Jet"`` (AK4) or any collection with
             ``<collection>PFCands``; the result is [events][<collection>].
         **options: backend options (``timeout_s``, ``server_wait_s``, ``max_in_flight``,
-            ``shared_memory=True`` for a server on this host, … for Triton; ``n_threads`` for torch),
+            ``shared_memory=True`` for a server on this host, ``tls=TlsConfig(ca=...)`` and
+            ``token=BearerToken.from_file(...)`` (:mod:`coffea_lorentz.infer.security`; a
+            ``grpcs://`` server always means TLS), … for Triton; ``n_threads`` for torch),
             see :class:`coffea_lorentz.infer.BackendSpec` and :class:`coffea_lorentz.infer.TritonBackend`.
 
     Raises :class:`~coffea_lorentz.errors.ConfigurationError` for an unknown tagger, a missing

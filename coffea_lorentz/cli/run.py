@@ -54,7 +54,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="inference backend for every tagger and model (default: triton: the local server, or "
                              "--server; onnx: ONNX Runtime in-process; torch: in-process, the models you bring by their "
                              "format)")
-    parser.add_argument("--server", metavar="grpc://HOST:PORT", help="use this running Triton server instead of a local one")
+    parser.add_argument("--server", metavar="grpc://HOST:PORT",
+                        help="use this running Triton server instead of a local one; grpcs://HOST:PORT always means TLS")
     parser.add_argument("--server-host", metavar="ADDRESS",
                         help="address the local server binds to and gives the workers (default: 127.0.0.1, or this "
                              "machine's address towards the scheduler with --scheduler)")
@@ -94,6 +95,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="send the inputs through Triton system shared memory: auto (default) for the local server "
                              "a run starts, on loopback with workers on this host; on also for a --server on this host "
                              "(e.g. coffea-lorentz serve; not a proxy in front of other hosts); off never")
+    secure = parser.add_argument_group("a secured --server (TLS: grpcs://; see 'Serving securely' in the README)")
+    secure.add_argument("--tls-ca", metavar="FILE", help="CA certificate(s), PEM, the server's certificate must be "
+                                                         "signed by (default with grpcs://: the system's roots)")
+    secure.add_argument("--tls-cert", metavar="FILE", help="client certificate, PEM, for mutual TLS (with --tls-key)")
+    secure.add_argument("--tls-key", metavar="FILE", help="the client certificate's private key, PEM (with --tls-cert)")
+    secure.add_argument("--token-file", metavar="FILE",
+                        help="file holding a bearer token sent with every call (default: $COFFEA_LORENTZ_TOKEN when set); "
+                             "never give a token on the command line")
     parser.add_argument("--server-wait-s", type=float, default=300.0,
                         help="how long to wait for a server that stops answering before its chunks fail (default: 300)")
     parser.add_argument("--overwrite", action="store_true", help="remove an earlier run's files from the output first")
@@ -238,6 +247,25 @@ def _client_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
     options: tuple[tuple[str, object], ...] = (("timeout_s", args.timeout_s),)
     if args.shared_memory != "auto":
         options += (("shared_memory", args.shared_memory == "on"),)
+    return options + _security_options(args)
+
+
+def _security_options(args: argparse.Namespace) -> tuple[tuple[str, object], ...]:
+    """``("tls", TlsConfig)`` and ``("token", BearerToken)`` from ``--tls-*``, ``--token-file`` or
+    ``$COFFEA_LORENTZ_TOKEN``; TLS options need a ``--server`` (the local server a run starts is plaintext)."""
+    from ..infer.security import BearerToken, TlsConfig
+
+    options: tuple[tuple[str, object], ...] = ()
+    if args.tls_ca or args.tls_cert or args.tls_key:
+        if not args.server:
+            raise ConfigurationError("--tls-ca/--tls-cert/--tls-key are for a --server grpcs://HOST:PORT; the local "
+                                     "server a run starts listens on loopback in plaintext")
+        tls = TlsConfig(ca=args.tls_ca, cert=args.tls_cert, key=args.tls_key)
+        tls.check_files()
+        options += (("tls", tls),)
+    token = BearerToken.from_file(args.token_file) if args.token_file else BearerToken.from_environment()
+    if token is not None:
+        options += (("token", token),)
     return options
 
 
@@ -268,7 +296,12 @@ def _served_models(names: list[str], specs: list[str], *, server: str | None) ->
 
 
 def main(args: argparse.Namespace) -> int:
+    import os
+
     from ..user_model import looks_like_path
+
+    # gRPC's own INFO lines (a failed TLS handshake, say) would split the one-line error below.
+    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
 
     given = list(args.taggers or ())
     models = tuple(name for name in given if looks_like_path(name))

@@ -71,6 +71,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--server-env", type=Path, help="server environment (default $COFFEA_LORENTZ_SERVER_ENV or .venv-server)")
     parser.add_argument("--log", type=Path, help="server log file (default next to the repository)")
     parser.add_argument("--startup-timeout-s", type=float, default=180.0, help="seconds to wait for readiness")
+    secure = parser.add_argument_group("protecting the gRPC port (see 'Serving securely' in the README)")
+    secure.add_argument("--tls-cert", type=Path, metavar="FILE",
+                        help="server certificate, PEM: the gRPC port speaks TLS only (clients use grpcs://)")
+    secure.add_argument("--tls-key", type=Path, metavar="FILE", help="the server certificate's private key, PEM")
+    secure.add_argument("--tls-client-ca", type=Path, metavar="FILE",
+                        help="mutual TLS: serve only clients with a certificate signed by this CA (PEM)")
+    secure.add_argument("--token-file", type=Path, metavar="FILE",
+                        help="every gRPC call must carry this bearer token (clients: --token-file or "
+                             "$COFFEA_LORENTZ_TOKEN); the HTTP and metrics ports are not covered")
     parser.set_defaults(func=run)
 
 
@@ -93,8 +102,21 @@ def run(args: argparse.Namespace) -> int:
         server_env=args.server_env,
         log_path=args.log,
         startup_timeout_s=args.startup_timeout_s,
+        grpc_tls_cert=args.tls_cert,
+        grpc_tls_key=args.tls_key,
+        grpc_tls_client_ca=args.tls_client_ca,
+        grpc_token=_read_token(args.token_file),
     )
     return run_server(config)
+
+
+def _read_token(path: Path | None) -> str | None:
+    """The token in ``path`` (white space around it stripped), None without a file."""
+    if path is None:
+        return None
+    from ..infer.security import BearerToken
+
+    return BearerToken.from_file(path).value
 
 
 def _build(args: argparse.Namespace) -> Path:

@@ -166,6 +166,7 @@ def infer_balanced(backend: Backend, batches: Sequence[Batch]) -> list[np.ndarra
             except Exception as err:  # noqa: BLE001 - sorted into transient and permanent
                 kind = _classify(err)
                 if kind in (_PERMANENT, _MODEL_FAILED):
+                    servers[server]._raise_if_insecure(err)  # a TLS mismatch or a refused token: one clear line
                     raise ServerError(f"Triton server {servers[server].url}, model {backend.model!r}: connect failed "
                                       f"(not retried): {_one_line(err)}") from None
                 failed(server, servers[server]._generation, err, kind)

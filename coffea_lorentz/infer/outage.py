@@ -44,6 +44,11 @@ _STUB_UNHEALTHY = "is not healthy"
 #: server restarted and forgot the client's registrations, which a reconnection makes again.
 _REGION_UNKNOWN = "unable to find shared memory region"
 
+#: Codes of a missing or rejected token (a proxy's answer): permanent, the configuration is wrong.
+_DENIED_STATUS = frozenset({"UNAUTHENTICATED", "PERMISSION_DENIED"})
+#: How a TLS mismatch and Triton's own header check show in an ``UNAVAILABLE`` failure: permanent too.
+_SECURITY_SIGNS = ("handshake failed", "this protocol is restricted")
+
 # Kinds of failure, see _classify.
 _RECONNECT, _SLOW_DOWN, _RETRY, _PERMANENT, _MODEL_FAILED = "reconnect", "slow down", "retry", "permanent", "model failed"
 
@@ -78,6 +83,8 @@ def _classify(error: BaseException) -> str:
     if isinstance(error, OSError):  # a refused or reset connection outside gRPC
         return _RECONNECT
     status = _status(error)
+    if status in _DENIED_STATUS or any(sign in str(error).lower() for sign in _SECURITY_SIGNS):
+        return _PERMANENT  # a missing or rejected token, a failed TLS handshake: configuration, not an outage
     if status in _RECONNECT_STATUS or (status == "NOT_FOUND" and _REGION_UNKNOWN in str(error).lower()):
         return _RECONNECT
     if status in _SLOW_DOWN_STATUS:

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from ..errors import ConfigurationError, ModelMismatchError, ServerError
 from .outage import _MODEL_FAILED, _PERMANENT, _classify, _NotReady, _one_line, _Outage
+from .security import BearerToken, TlsConfig, open_client, resolve_tls, security_failure
 from .urls import split_urls
 
 __all__ = ["ServedModel", "Signature", "inspect_served_models", "spec_signature", "EXPECTED_INPUTS", "OUTPUT_NAME",
@@ -169,6 +170,8 @@ def inspect_served_models(
     timeout_s: float = 10.0,
     server_wait_s: float = 0.0,
     signatures: Mapping[str, Signature] | None = None,
+    tls: TlsConfig | None = None,
+    token: BearerToken | None = None,
 ) -> dict[str, ServedModel]:
     """Check, before a run, that the server at ``url`` serves every one of ``models`` as the client needs.
 
@@ -188,6 +191,9 @@ def inspect_served_models(
             (0: one try).
         signatures: model name → the :class:`Signature` it must have (a model brought with its
             spec: :func:`spec_signature`); the others must have :data:`ZOO_SIGNATURE`.
+        tls: TLS of the connections (:func:`~coffea_lorentz.infer.security.resolve_tls`: ``grpcs://``
+            always means TLS).
+        token: bearer token sent with every call.
 
     Returns:
         model name → :class:`ServedModel`, in the order of ``models``.
@@ -195,13 +201,16 @@ def inspect_served_models(
     Raises:
         ConfigurationError: a model is not served (the message lists those that are), its signature
             differs from the client's, ``max_batch_size`` is above the served one, or two servers
-            serve different models.
+            serve different models; the server speaks TLS and the URL plaintext or the reverse, its
+            certificate is not trusted, it wants a client certificate, or it refused the token
+            (:func:`~coffea_lorentz.infer.security.security_failure`, never retried).
         ServerError: ``url`` is malformed, or no server answered within ``server_wait_s``.
     """
     addresses = split_urls(url)
+    security = {"tls": resolve_tls(url, tls), "token": token}
     if len(addresses) == 1:
         return _inspect_server(addresses[0], models, max_batch_size=max_batch_size, timeout_s=timeout_s,
-                               server_wait_s=server_wait_s, signatures=signatures)
+                               server_wait_s=server_wait_s, signatures=signatures, **security)
     outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
     answers: dict[str, dict[str, ServedModel]] = {}
     errors: dict[str, str] = {}
@@ -212,7 +221,7 @@ def inspect_served_models(
             try:
                 answers[address] = _inspect_server(address, models, max_batch_size=max_batch_size,
                                                    timeout_s=outage.probe_timeout_s(timeout_s), server_wait_s=0.0,
-                                                   signatures=signatures)
+                                                   signatures=signatures, **security)
             except ConfigurationError:
                 raise
             except ServerError as err:
@@ -251,13 +260,14 @@ def _merge_served(name: str, per_server: dict[str, ServedModel]) -> ServedModel:
 
 
 def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int | None, timeout_s: float,
-                    server_wait_s: float, signatures: Mapping[str, Signature] | None = None) -> dict[str, ServedModel]:
+                    server_wait_s: float, signatures: Mapping[str, Signature] | None = None,
+                    tls: TlsConfig | None = None, token: BearerToken | None = None) -> dict[str, ServedModel]:
     """:func:`inspect_served_models` for one server at ``address`` (``HOST:PORT``)."""
-    import tritonclient.grpc as grpcclient
-
+    if tls is not None:
+        tls.check_files()
     outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
     while True:
-        client = grpcclient.InferenceServerClient(address)
+        client = open_client(address, tls=tls, token=token)
         try:
             probe_s = outage.probe_timeout_s(timeout_s)
             if not client.is_server_ready(client_timeout=probe_s):
@@ -269,6 +279,11 @@ def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int 
                 for name in models
             }
         except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
+            if isinstance(err, ConfigurationError):
+                raise
+            reason = security_failure(err, address, tls=tls, token=token)
+            if reason is not None:
+                raise ConfigurationError(reason) from None
             kind = _classify(err)
             if kind in (_PERMANENT, _MODEL_FAILED):
                 if isinstance(err, ConfigurationError):

@@ -31,6 +31,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from ..errors import ServerError
+from .security import BearerToken, TlsConfig, open_client, resolve_tls
 from .triton_client import normalise_url
 
 __all__ = [
@@ -147,8 +148,10 @@ def _parse(model_stats: Sequence[Mapping]) -> dict[str, ModelStatistics]:
     return result
 
 
-def _read_one(url: str, timeout_s: float) -> dict[str, ModelStatistics]:
-    """Every model's statistics from one server (``http://HOST:PORT`` or a gRPC address)."""
+def _read_one(url: str, timeout_s: float, tls: TlsConfig | None = None,
+              token: BearerToken | None = None) -> dict[str, ModelStatistics]:
+    """Every model's statistics from one server (``http://HOST:PORT`` or a gRPC address, over TLS
+    for ``grpcs://`` or with ``tls``, with ``token`` on the call)."""
     if url.startswith(("http://", "https://")):
         address = url.rstrip("/")
         try:
@@ -156,10 +159,8 @@ def _read_one(url: str, timeout_s: float) -> dict[str, ModelStatistics]:
                 return _parse(json.load(response).get("model_stats", []))
         except (urllib.error.URLError, OSError, ValueError) as err:
             raise ServerError(f"Triton server {address}: reading /v2/models/stats failed: {err}") from None
-    import tritonclient.grpc as grpcclient
-
     address = normalise_url(url)
-    client = grpcclient.InferenceServerClient(address)
+    client = open_client(address, tls=resolve_tls(url, tls), token=token)
     try:
         return _parse(client.get_inference_statistics("", as_json=True, client_timeout=timeout_s).get("model_stats", []))
     except Exception as err:  # noqa: BLE001 - one line naming the server
@@ -170,7 +171,8 @@ def _read_one(url: str, timeout_s: float) -> dict[str, ModelStatistics]:
 
 
 def read_server_statistics(url: str | Sequence[str], models: Sequence[str] | None = None, *, timeout_s: float = 10.0,
-                           settle_s: float = 0.0) -> dict[str, ModelStatistics]:
+                           settle_s: float = 0.0, tls: TlsConfig | None = None,
+                           token: BearerToken | None = None) -> dict[str, ModelStatistics]:
     """Triton's statistics of ``models`` (default: every model) now, summed over the servers of ``url``.
 
     Args:
@@ -180,6 +182,8 @@ def read_server_statistics(url: str | Sequence[str], models: Sequence[str] | Non
         timeout_s: deadline of each reading, seconds.
         settle_s: read again every ``settle_s`` seconds until two readings agree (Triton updates
             its counts just after answering); 0 reads once.
+        tls, token: TLS and bearer token of the gRPC readings, as the client's
+            (:mod:`coffea_lorentz.infer.security`; ``grpcs://`` always means TLS).
 
     Raises:
         ServerError: a server could not be read (named).
@@ -191,7 +195,7 @@ def read_server_statistics(url: str | Sequence[str], models: Sequence[str] | Non
     def read() -> dict[str, ModelStatistics]:
         total: dict[str, ModelStatistics] = {}
         for one in urls:
-            for name, stats in _read_one(one, timeout_s).items():
+            for name, stats in _read_one(one, timeout_s, tls, token).items():
                 total[name] = total[name] + stats if name in total else stats
         wanted = list(total) if models is None else list(models)
         return {name: total.get(name, ModelStatistics(model=name)) for name in wanted}
@@ -261,8 +265,9 @@ class ServerStatisticsWindow:
     """
 
     def __init__(self, url: str | Sequence[str], models: Sequence[str] | None = None, *, timeout_s: float = 10.0,
-                 settle_s: float = 0.3):
+                 settle_s: float = 0.3, tls: TlsConfig | None = None, token: BearerToken | None = None):
         self.url, self.models, self.timeout_s, self.settle_s = url, models, timeout_s, settle_s
+        self._security = {"tls": tls, "token": token}
         self.before: dict[str, ModelStatistics] | None = None
         self.delta: dict[str, ModelStatistics] | None = None
         self.wall_s: float | None = None
@@ -272,7 +277,7 @@ class ServerStatisticsWindow:
     def __enter__(self) -> ServerStatisticsWindow:
         self._started_s = time.monotonic()
         try:
-            self.before = read_server_statistics(self.url, self.models, timeout_s=self.timeout_s)
+            self.before = read_server_statistics(self.url, self.models, timeout_s=self.timeout_s, **self._security)
         except ServerError as err:
             self.error = str(err)
         return self
@@ -282,7 +287,8 @@ class ServerStatisticsWindow:
         if self.before is None:
             return
         try:
-            after = read_server_statistics(self.url, self.models, timeout_s=self.timeout_s, settle_s=self.settle_s)
+            after = read_server_statistics(self.url, self.models, timeout_s=self.timeout_s, settle_s=self.settle_s,
+                                           **self._security)
         except ServerError as err:
             self.error = str(err)
             return

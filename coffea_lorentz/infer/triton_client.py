@@ -51,7 +51,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..batch import Batch
-from ..errors import InferenceError, InvalidInputError, ModelMismatchError, ServerError
+from ..errors import ConfigurationError, InferenceError, InvalidInputError, ModelMismatchError, ServerError
 from .base import Backend
 # _classify, _Outage, _NotReady, backoff_delay_s and the preflight are also reached from here.
 from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _SLOW_DOWN, _classify, _NotReady, _one_line, _Outage  # noqa: F401
@@ -61,6 +61,7 @@ from .served import ZOO_SIGNATURE, Signature
 from .served import _check_metadata, _config_sha256, _describe_served, _served_models
 from .plan import _Requests
 from .shared_memory import NoRoom, SharedInputs
+from .security import BearerToken, TlsConfig, open_client, resolve_tls, security_failure
 from .urls import normalise_url, split_urls
 
 __all__ = ["ServedModel", "TritonBackend", "inspect_served_models", "normalise_url", "split_urls"]
@@ -94,6 +95,11 @@ class TritonBackend(Backend):
         signature: the inputs and output the served model must have and the client sends and
             reads (:func:`~coffea_lorentz.infer.served.spec_signature` for a model brought with its
             spec; batches are then :class:`~coffea_lorentz.spec_batch.SpecBatch`); default the zoo's.
+        tls: TLS of the connection (:class:`~coffea_lorentz.infer.security.TlsConfig`); a
+            ``grpcs://`` URL uses TLS with the system's CA roots when None, a ``grpc://`` URL refuses it.
+        token: a :class:`~coffea_lorentz.infer.security.BearerToken` sent with every call.
+            A TLS mismatch or a refused token is a :class:`~coffea_lorentz.errors.ConfigurationError`
+            at once (never retried, never downgraded).
     """
 
     _lazy_attributes = ("_client", "_n_classes", "_served_sha256", "_served_max_batch_size", "_pool", "_shared")
@@ -114,8 +120,12 @@ class TritonBackend(Backend):
         server_cooldown_s: float = 5.0,
         shared_memory: bool = False,
         signature: Signature = ZOO_SIGNATURE,
+        tls: TlsConfig | None = None,
+        token: BearerToken | None = None,
     ):
         addresses = split_urls(url)
+        self.tls = resolve_tls(url, tls)
+        self.token = token
         if shared_memory and signature != ZOO_SIGNATURE:
             raise InvalidInputError("TritonBackend: shared_memory=True carries the zoo's p4 + mask only, "
                                     f"not {', '.join(signature.input_names)}")
@@ -142,7 +152,8 @@ class TritonBackend(Backend):
             self._servers = tuple(
                 TritonBackend(address, model, model_version=model_version, max_in_flight=max_in_flight,
                               timeout_s=timeout_s, server_wait_s=server_wait_s, backoff_ms=backoff_ms,
-                              max_backoff_ms=max_backoff_ms, jitter_ms=jitter_ms, signature=signature)
+                              max_backoff_ms=max_backoff_ms, jitter_ms=jitter_ms, signature=signature,
+                              tls=self.tls, token=token)
                 for address in addresses
             )
         self._pool = None
@@ -215,9 +226,7 @@ class TritonBackend(Backend):
 
         ``expected_sha256``: the ``model_sha256`` the served model must still have (None: any).
         """
-        import tritonclient.grpc as grpcclient
-
-        client = grpcclient.InferenceServerClient(self.url)
+        client = open_client(self.url, tls=self.tls, token=self.token)
         try:
             self._probe(client, outage)
             where = f"model {self.model!r} at {self.url}"
@@ -280,9 +289,10 @@ class TritonBackend(Backend):
                         self._probe(self._client, outage)
                 return
             except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
-                kind = _classify(err)
-                if isinstance(err, ModelMismatchError):
+                if isinstance(err, (ModelMismatchError, ConfigurationError)):
                     raise
+                self._raise_if_insecure(err)
+                kind = _classify(err)
                 if kind in (_PERMANENT, _MODEL_FAILED):
                     raise ServerError(
                         f"Triton server {self.url}, model {self.model!r}: {what} failed (not retried): {_one_line(err)}"
@@ -449,6 +459,7 @@ class TritonBackend(Backend):
                     continue
                 kind = _classify(error)
                 if kind in (_PERMANENT, _MODEL_FAILED):
+                    self._raise_if_insecure(error)
                     raise self._request_error(kind, key[0], requests.batch(key), error)
                 requests.retry(key)
                 if sent_epoch < epoch:
@@ -463,6 +474,12 @@ class TritonBackend(Backend):
                 elif kind == _SLOW_DOWN:
                     window, probe = 1, True
         return requests.results()
+
+    def _raise_if_insecure(self, error: BaseException) -> None:
+        """:class:`ConfigurationError` (one line) when ``error`` is a TLS mismatch or a refused token."""
+        reason = security_failure(error, self.url, tls=self.tls, token=self.token)
+        if reason is not None:
+            raise ConfigurationError(f"{reason} (model {self.model!r})")
 
     def _request_error(self, kind: str, index: int, batch: Batch, error: Exception) -> Exception:
         what = f"request {index} ({_describe_batch(batch)})"

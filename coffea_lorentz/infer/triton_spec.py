@@ -60,10 +60,10 @@ class TritonSpecBackend(NamedBackend):
     def input_signature(self) -> dict[str, tuple[str, list]]:
         """The served model's inputs as its server declares them: name → (datatype, shape with -1
         for the batch and every dynamic axis)."""
-        import tritonclient.grpc as grpcclient
+        from .security import open_client
 
         first = split_urls(self.url)[0]
-        client = grpcclient.InferenceServerClient(first)
+        client = open_client(first, tls=self.client.tls, token=self.client.token)
         try:
             metadata = client.get_model_metadata(self.model, as_json=True, client_timeout=self.client.timeout_s)
         finally:
@@ -73,7 +73,7 @@ class TritonSpecBackend(NamedBackend):
 
 
 def served_spec_models(url: str, models: Sequence, batch_config: BatchConfig, *,
-                       server_wait_s: float) -> list[tuple[object, tuple[str, ...]]]:
+                       server_wait_s: float, **security) -> list[tuple[object, tuple[str, ...]]]:
     """Check that the server at ``url`` serves every model brought with its spec
     (:class:`~coffea_lorentz.user_model.SpecModel`) as the spec describes it, before any chunk;
     returns (model, class names) for each, a ``"served"`` model with the ``model_sha256`` its
@@ -86,7 +86,8 @@ def served_spec_models(url: str, models: Sequence, batch_config: BatchConfig, *,
         return []
     served = inspect_served_models(url, [model.name for model in models], max_batch_size=batch_config.max_batch_size,
                                    server_wait_s=min(server_wait_s, 30.0),
-                                   signatures={model.name: spec_signature(model.spec) for model in models})
+                                   signatures={model.name: spec_signature(model.spec) for model in models},
+                                   **security)
     checked = []
     for model in models:
         info = served[model.name]

@@ -1,4 +1,9 @@
-"""Triton server addresses: ``grpc://HOST:PORT`` or ``HOST:PORT``, one or a comma-separated list."""
+"""Triton server addresses: ``grpc://HOST:PORT``, ``grpcs://HOST:PORT`` or ``HOST:PORT``, one or a comma-separated list.
+
+These functions give the ``HOST:PORT`` a gRPC channel is opened on; the scheme decides TLS
+(``grpcs://`` always means TLS), which :func:`coffea_lorentz.infer.security.resolve_tls` reads
+from the URL as given — keep the URL, not only its address, wherever TLS matters.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +13,8 @@ __all__ = ["normalise_url", "split_urls"]
 
 
 def normalise_url(url: str) -> str:
-    """``grpc://HOST:PORT`` or ``HOST:PORT`` → ``HOST:PORT``; :class:`ServerError` for anything else."""
+    """``grpc://HOST:PORT``, ``grpcs://HOST:PORT`` or ``HOST:PORT`` → ``HOST:PORT`` (the scheme's
+    TLS: :func:`~coffea_lorentz.infer.security.resolve_tls`); :class:`ServerError` for anything else."""
     address = url
     for prefix in ("grpc://", "grpcs://"):
         if address.startswith(prefix):
@@ -16,7 +22,7 @@ def normalise_url(url: str) -> str:
             break
     else:
         if "://" in address:
-            raise ServerError(f"unsupported server URL {url!r}: expected grpc://HOST:PORT")
+            raise ServerError(f"unsupported server URL {url!r}: expected grpc://HOST:PORT or grpcs://HOST:PORT (TLS)")
     host, _, port = address.rstrip("/").rpartition(":")
     if not host or not port.isdigit() or not 0 < int(port) < 65536:
         raise ServerError(f"malformed server URL {url!r}: expected grpc://HOST:PORT with a port in [1, 65535]")

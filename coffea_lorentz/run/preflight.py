@@ -40,36 +40,41 @@ def torch_hashes(taggers: Sequence[str]) -> dict[str, str]:
     return {name: model_identity(pretrained(name), extra={"head": "softmax"}) for name in taggers}
 
 
-def served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, *, server_wait_s: float) -> dict[str, str]:
-    """Check the server before any chunk (one line per problem); tagger → served model SHA-256."""
+def served_hashes(url: str, taggers: Sequence[str], batch_config: BatchConfig, *, server_wait_s: float,
+                  **security) -> dict[str, str]:
+    """Check the server before any chunk (one line per problem); tagger → served model SHA-256.
+    ``security``: the client's ``tls`` and ``token`` (:mod:`coffea_lorentz.infer.security`)."""
     from ..infer.triton_client import inspect_served_models
 
     served = inspect_served_models(url, list(taggers), max_batch_size=batch_config.max_batch_size,
-                                   server_wait_s=min(server_wait_s, 30.0))
+                                   server_wait_s=min(server_wait_s, 30.0), **security)
     return {name: served[name].sha256 or f"unknown:{name}" for name in taggers}
 
 
 def served_preflight(url: str, taggers: Sequence[str], brought: list, model_kind: str | None,
-                     batch_config: BatchConfig, *, server_wait_s: float) -> tuple[dict[str, str], list]:
+                     batch_config: BatchConfig, *, server_wait_s: float, **security) -> tuple[dict[str, str], list]:
     """The server at ``url`` checked before any chunk: the served hashes of ``taggers`` (zoo taggers
     and reweighters' classifiers), and the models brought with a spec as that server serves them
     (when they are served, ``model_kind == "triton"``)."""
-    hashes = served_hashes(url, taggers, batch_config, server_wait_s=server_wait_s) if taggers else {}
+    hashes = served_hashes(url, taggers, batch_config, server_wait_s=server_wait_s, **security) if taggers else {}
     if model_kind == "triton":
         from ..infer.triton_spec import served_spec_models
 
-        brought = served_spec_models(url, [model for model, _ in brought], batch_config, server_wait_s=server_wait_s)
+        brought = served_spec_models(url, [model for model, _ in brought], batch_config, server_wait_s=server_wait_s,
+                                     **security)
     return hashes, brought
 
 
 def given_server_preflight(url: str, taggers: Sequence[str], brought: list, model_kind: str | None,
-                           batch_config: BatchConfig, *, server_wait_s: float) -> tuple[dict[str, str], list]:
+                           batch_config: BatchConfig, *, server_wait_s: float,
+                           **security) -> tuple[dict[str, str], list]:
     """:func:`served_preflight` of a server given with ``--server``; a server that never answered is
     one line that says how to get one."""
     from ..errors import ServerError
 
     try:
-        return served_preflight(url, taggers, brought, model_kind, batch_config, server_wait_s=server_wait_s)
+        return served_preflight(url, taggers, brought, model_kind, batch_config, server_wait_s=server_wait_s,
+                                **security)
     except ServerError as err:
         if "UNAVAILABLE" not in str(err) and "failed to connect" not in str(err).lower():
             raise

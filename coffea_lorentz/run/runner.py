@@ -91,8 +91,11 @@ class RunConfig:
             ``max_batch_size`` None sends the served ``max_batch_size`` per request (256 in-process);
             a size above the served one is refused before any chunk.
         client_options: Triton client options (``timeout_s``, ``server_wait_s``, ``backoff_ms``,
-            ``shared_memory``, …). ``shared_memory`` defaults to on for the local server started for
-            the run when it binds to loopback and the cluster runs on this host (``local``,
+            ``shared_memory``, ``tls``, ``token``, …; the last two, a
+            :class:`~coffea_lorentz.infer.security.TlsConfig` and a
+            :class:`~coffea_lorentz.infer.security.BearerToken`, also go to the preflight and the
+            statistics reading, and are written nowhere). ``shared_memory`` defaults to on for the
+            local server started for the run when it binds to loopback and the cluster runs on this host (``local``,
             ``futures``, ``in-process``), off otherwise.
         server_wait_s: how long a server that stops answering is waited for before chunks fail.
         fail_fast: stop at the first failed chunk and raise its error (for debugging).
@@ -254,9 +257,10 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     sources = sorted({source for spec in fileset.values() for source in spec["files"]})
     summary = RunSummary(output=store.url, files=sources)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
+    security = {key: value for key, value in config.client_options if key in ("tls", "token")}
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
         hashes, brought = given_server_preflight(config.server_url, models, brought, model_kind, batch_config,
-                                                 server_wait_s=config.server_wait_s)
+                                                 server_wait_s=config.server_wait_s, **security)
     with OutputLock(store) as lock, open_executor(config.cluster_spec(), report=_reporter(config.progress)) as executor, \
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
@@ -267,7 +271,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
             hashes, brought = served_preflight(url, models, brought, model_kind, batch_config,
-                                              server_wait_s=config.server_wait_s)
+                                              server_wait_s=config.server_wait_s, **security)
         hashes = hashes | {model.name: model.identity for model, _ in brought}
         executor.check_workers(url)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
@@ -316,7 +320,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
         log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
         try:
-            with _server_window(url, served) as window, _progress(config.progress, len(chunks)) as advance:
+            with _server_window(url, served, security) as window, _progress(config.progress, len(chunks)) as advance:
                 for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
                     summary.records.append(record)
                     advance(record)
@@ -344,14 +348,14 @@ def _served_specs(specs: list, weighting: list) -> tuple:
 
 
 @contextlib.contextmanager
-def _server_window(url: str | None, taggers: Sequence[str]):
-    """Triton's own statistics around the chunks (None in-process)."""
+def _server_window(url: str | None, taggers: Sequence[str], security: dict):
+    """Triton's own statistics around the chunks (None in-process); ``security``: the client's ``tls`` and ``token``."""
     if url is None:
         yield None
         return
     from ..infer.server_statistics import ServerStatisticsWindow
 
-    with ServerStatisticsWindow(url, list(taggers)) as window:
+    with ServerStatisticsWindow(url, list(taggers), **security) as window:
         yield window
 
 
