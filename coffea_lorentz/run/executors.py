@@ -99,8 +99,11 @@ class ClusterSpec:
         return [f"source {activate}"] if activate.is_file() else []
 
 
-def check_worker(server_url: str | None, timeout_s: float = 10.0) -> dict:
-    """Run on a worker: the coffea-lorentz version it imports and whether it reaches ``server_url``."""
+def check_worker(server_url: str | None, timeout_s: float = 10.0, tls=None, token=None) -> dict:
+    """Run on a worker: the coffea-lorentz version it imports and whether it reaches ``server_url``
+    (over TLS and with the bearer token the run's client uses: a
+    :class:`~coffea_lorentz.infer.security.TlsConfig` and a
+    :class:`~coffea_lorentz.infer.security.BearerToken`, or None)."""
     import socket
 
     import coffea_lorentz
@@ -109,21 +112,21 @@ def check_worker(server_url: str | None, timeout_s: float = 10.0) -> dict:
     if server_url:
         # Several servers: the client balances over those that answer, so one reachable is enough.
         urls = [url for url in server_url.split(",") if url.strip()]
-        errors = [error for error in (_server_problem(url, timeout_s) for url in urls) if error]
+        errors = [error for error in (_server_problem(url, timeout_s, tls, token) for url in urls) if error]
         if len(errors) == len(urls):
             report["server"] = "; ".join(errors)
     return report
 
 
-def _server_problem(url: str, timeout_s: float) -> str | None:
-    """Why this worker cannot use the Triton server at ``url``, or None."""
+def _server_problem(url: str, timeout_s: float, tls=None, token=None) -> str | None:
+    """Why this worker cannot use the Triton server at ``url`` (with ``tls`` and ``token`` as the
+    run's client), or None."""
     try:
-        import tritonclient.grpc as grpcclient
-
+        from ..infer.security import open_client, resolve_tls
         from ..infer.triton_client import normalise_url
 
         address = normalise_url(url.strip())
-        client = grpcclient.InferenceServerClient(address)
+        client = open_client(address, tls=resolve_tls(url.strip(), tls), token=token)
         try:
             if not client.is_server_ready(client_timeout=timeout_s):
                 return f"Triton server at {address} answers but is not ready"
@@ -163,7 +166,7 @@ class InProcessExecutor:
                     raise
                 yield item, on_error(item, err)
 
-    def check_workers(self, server_url: str | None) -> None:
+    def check_workers(self, server_url: str | None, *, tls=None, token=None) -> None:
         """Nothing to check: the tasks run here."""
 
 
@@ -186,7 +189,7 @@ class FuturesExecutor:
             for future in futures:
                 future.cancel()
 
-    def check_workers(self, server_url: str | None) -> None:
+    def check_workers(self, server_url: str | None, *, tls=None, token=None) -> None:
         """The pool's processes run this environment on this machine: nothing to check."""
 
 
@@ -216,12 +219,12 @@ class DaskExecutor:
             if pending:
                 self.client.cancel(pending)
 
-    def check_workers(self, server_url: str | None) -> None:
+    def check_workers(self, server_url: str | None, *, tls=None, token=None) -> None:
         """Raise :class:`ConfigurationError`, one line per worker, for a worker that does not import
-        coffea-lorentz at this version or cannot reach ``server_url``."""
+        coffea-lorentz at this version or cannot reach ``server_url`` (with the client's ``tls`` and ``token``)."""
         import coffea_lorentz
 
-        answers = self.client.run(check_worker, server_url, on_error="return")
+        answers = self.client.run(check_worker, server_url, 10.0, tls, token, on_error="return")
         problems = []
         for worker, answer in sorted(answers.items()):
             if isinstance(answer, BaseException):

@@ -273,7 +273,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             hashes, brought = served_preflight(url, models, brought, model_kind, batch_config,
                                               server_wait_s=config.server_wait_s, **security)
         hashes = hashes | {model.name: model.identity for model, _ in brought}
-        executor.check_workers(url)
+        executor.check_workers(url, **security)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,

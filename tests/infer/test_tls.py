@@ -140,10 +140,10 @@ def test_every_mismatch_is_one_line_at_once(servers, pki, tmp_path):
             assert "\n" not in str(error) and TOKEN not in str(error) and "wrong" not in str(error)
 
 
-def _run(fileset: Path, output: Path, *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(fileset: Path, output: Path, *options: str, env: dict | None = None,
+         executor: tuple[str, ...] = ("--executor", "iterative")) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset), "--output", str(output), "--tagger",
-               TAGGER, "--executor", "iterative", "--no-progress", "--chunksize", "3", "--server-wait-s", "60",
-               *options]
+               TAGGER, *executor, "--no-progress", "--chunksize", "3", "--server-wait-s", "60", *options]
     return subprocess.run(command, capture_output=True, text=True, timeout=400, env=env)
 
 
@@ -175,7 +175,7 @@ def test_run_over_tls_with_a_token_end_to_end(servers, pki, tmp_path):
     plain = _run(fileset, tmp_path / "plain", "--server", f"grpc://{servers['plain'].grpc_url}", env=env)
     assert plain.returncode == 0, plain.stdout + plain.stderr
     by_file = _run(fileset, tmp_path / "file", "--server", secure, "--tls-ca", str(pki.ca), "--token-file",
-                   str(token_file), env=env)
+                   str(token_file), env=env, executor=("--workers", "1"))  # a Dask worker checks the server too
     assert by_file.returncode == 0, by_file.stdout + by_file.stderr
     by_env = _run(fileset, tmp_path / "env", "--server", secure, "--tls-ca", str(pki.ca), env={**env, TOKEN_ENV: TOKEN})
     assert by_env.returncode == 0, by_env.stdout + by_env.stderr
