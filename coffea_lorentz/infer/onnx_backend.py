@@ -23,7 +23,7 @@ def onnx_session(model: str | bytes, n_threads: int | None = None, *, spinning: 
     (``ORT_SEQUENTIAL``, one inter-op thread: the taggers' graphs are chains), and the pool's
     threads sleep between operators instead of spinning (``spinning=False``, the default): on cores
     shared with Dask workers, torch or other sessions a spinning pool takes the cores the others
-    need, and on 2 busy cores it halved the session's own throughput (README, "ONNX Runtime for the
+    need, and on 2 busy cores it cost LLoCa up to half its own throughput (README, "ONNX Runtime for the
     zoo"). ``spinning=True`` is ONNX Runtime's own default, for a machine the session has to itself.
     """
     try:
