@@ -20,7 +20,8 @@ import numpy as np
 import torch
 
 from coffea_lorentz.export import load_torchscript
-from coffea_lorentz.repository import build_repository, load_tagger
+from coffea_lorentz.models import pretrained
+from coffea_lorentz.repository import build_repository
 from coffea_lorentz.serve import ServerConfig, TritonServer
 
 
@@ -99,7 +100,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         for name in args.taggers:
             repository = build_repository(
-                Path(scratch) / name, {name: load_tagger(name)}, intra_op_threads=args.threads,
+                Path(scratch) / name, {name: pretrained(name)}, intra_op_threads=args.threads,
                 max_batch_size=max(1024, args.jets),
             )  # fmt: skip
             with TritonServer(ServerConfig(repository=repository)) as server:

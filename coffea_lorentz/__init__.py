@@ -38,7 +38,8 @@ train, reweight, symmetry) build on models and errors (ARCHITECTURE.md has the r
   worker applying weights imports); :mod:`coffea_lorentz.metrics` — AUC, ROC, rejection.
 - :mod:`coffea_lorentz.generate` — Pythia 8 + FastJet samples (optional dependencies).
 - :mod:`coffea_lorentz.errors` — every exception, one base class; :mod:`coffea_lorentz.threads`
-  — torch's thread count, set for a scope; :mod:`coffea_lorentz.testing` — fixtures for tests.
+  — torch's thread count, set for a scope; :mod:`coffea_lorentz.plotting` — one colour per dataset,
+  taggers' display names, entries beyond an axis; :mod:`coffea_lorentz.testing` — fixtures for tests.
 
 ``Tagger``, ``Reweighter`` and ``load_scores`` are loaded on first use, so importing the package stays light
 (no torch, no awkward).

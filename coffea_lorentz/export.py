@@ -75,38 +75,87 @@ def export_torchscript(
     return exported
 
 
-def export_onnx(tagger: nn.Module, *, softmax: bool = True) -> bytes:
+def export_onnx(tagger: nn.Module, *, softmax: bool = True, mask_dtype: torch.dtype = torch.bool) -> bytes:
     """The ONNX model (bytes) of ``tagger`` (wrapped in :class:`ScoredTagger` when ``softmax``):
     inputs ``p4`` FP32 [B, N, 4] and ``mask`` BOOL [B, N] with B and N dynamic, output ``score``
     [B, n_classes]; opset :data:`ONNX_OPSET`, the TorchScript-based exporter (the one whose
-    dynamic axes hold for every tagger of the zoo). Checked against eager outputs at several (B, N)
-    (:func:`check_parity`, 1e-5) with ONNX Runtime before it is returned."""
+    dynamic axes hold for every tagger of the zoo), constants folded. Checked against eager outputs
+    at several (B, N) (:func:`check_parity`, 1e-5) with ONNX Runtime before it is returned.
+
+    ``mask_dtype=torch.float32`` makes ``mask`` FP32 [B, N] (1 = real constituent, compared with
+    0.5 inside the graph), for a server that hands every input over as FP32
+    (``deploy/python_backend/spec_model.py``).
+
+    Dynamic B and N cost nothing measurable here: a model exported at the fixed shape [256, 32, 4]
+    ran no faster in ONNX Runtime (README, "ONNX Runtime for the zoo").
+    """
     import io
     import warnings
 
     module = (ScoredTagger(tagger) if softmax else tagger).eval()
+    if mask_dtype not in (torch.bool, torch.float32):
+        raise InvalidInputError(f"export_onnx: mask_dtype must be torch.bool or torch.float32, got {mask_dtype}")
+    exported_module = module if mask_dtype == torch.bool else _FloatMask(module).eval()
     p4, mask = _example_inputs(2, 5, torch.float32)
     buffer = io.BytesIO()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # the exporter's deprecation and tracer notices
-        torch.onnx.export(module, (p4, mask), buffer, input_names=["p4", "mask"], output_names=["score"],
+        torch.onnx.export(exported_module, (p4, mask.to(mask_dtype)), buffer, input_names=["p4", "mask"],
+                          output_names=["score"],
                           dynamic_axes={"p4": {0: "B", 1: "N"}, "mask": {0: "B", 1: "N"}, "score": {0: "B"}},
-                          opset_version=ONNX_OPSET, dynamo=False)
-    data = buffer.getvalue()
-    check_parity(module, _OnnxModule(data))
+                          opset_version=ONNX_OPSET, do_constant_folding=True, dynamo=False)
+    data = _without_reduce_l2(buffer.getvalue())
+    check_parity(module, _OnnxModule(data, mask_dtype=mask_dtype))
     return data
 
 
-class _OnnxModule:
-    """ONNX Runtime behind a ``module(p4, mask)`` call, for :func:`check_parity`."""
+def _without_reduce_l2(data: bytes) -> bytes:
+    """The model with each ``ReduceL2`` node replaced by ``Sqrt(ReduceSumSquare(x))`` (the same
+    attributes): ONNX Runtime 1.19, the bundled server's, has no float64 ``ReduceL2`` and refuses
+    LLoCa's and LGN's exports without this. Unchanged where the ``onnx`` package is absent."""
+    try:
+        import onnx
+    except ImportError:
+        return data
+    model = onnx.load_from_string(data)
+    if not any(node.op_type == "ReduceL2" for node in model.graph.node):
+        return data
+    nodes = []
+    for node in model.graph.node:
+        if node.op_type != "ReduceL2":
+            nodes.append(node)
+            continue
+        squared = f"{node.output[0]}__sum_square"
+        reduce = onnx.helper.make_node("ReduceSumSquare", list(node.input), [squared], name=f"{node.name}__sum_square")
+        reduce.attribute.extend(node.attribute)
+        nodes += [reduce, onnx.helper.make_node("Sqrt", [squared], list(node.output), name=f"{node.name}__sqrt")]
+    del model.graph.node[:]
+    model.graph.node.extend(nodes)
+    return model.SerializeToString()
 
-    def __init__(self, data: bytes):
+
+class _FloatMask(nn.Module):
+    """``module(p4, mask > 0.5)`` for a FP32 ``mask`` [B, N]."""
+
+    def __init__(self, module: nn.Module):
+        super().__init__()
+        self.module = module
+
+    def forward(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        return self.module(p4, mask > 0.5)
+
+
+class _OnnxModule:
+    """ONNX Runtime behind a ``module(p4, mask)`` call (``mask`` bool [B, N]), for :func:`check_parity`."""
+
+    def __init__(self, data: bytes, *, mask_dtype: torch.dtype = torch.bool):
         import onnxruntime
 
         self.session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+        self.mask_dtype = mask_dtype
 
     def __call__(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
-        (score,) = self.session.run(["score"], {"p4": p4.numpy(), "mask": mask.numpy()})
+        (score,) = self.session.run(["score"], {"p4": p4.numpy(), "mask": mask.to(self.mask_dtype).numpy()})
         return torch.from_numpy(score)
 
 

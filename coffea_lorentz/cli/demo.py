@@ -116,8 +116,12 @@ def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Pat
     import matplotlib.pyplot as plt
     import mplhep
 
+    from ..plotting import dataset_colours, overflow_note
+
     inputs = {dataset: next(iter(spec["files"])) for dataset, spec in json.loads(fileset_path.read_text()).items()}
+    colours = dataset_colours(inputs)
     lines = []
+    notes: dict[int, list[str]] = {index: [] for index in range(len(_JET_OBSERVABLES))}
     plots.mkdir(parents=True, exist_ok=True)
     with plt.style.context(mplhep.style.CMS):
         figure, axes = plt.subplots(1, len(_JET_OBSERVABLES), figsize=(9 * len(_JET_OBSERVABLES), 7))
@@ -128,22 +132,29 @@ def _weighted_jets(outputs: list[str], fileset_path: Path, name: str, plots: Pat
                 [uproot.open(p)["Events"][f"FatJet_weight_{name}"].array() for p in files])))
             jets = uproot.open(source)["Events"].arrays(list(_JET_OBSERVABLES))
             means = []
-            for ax, (branch, (label, bins, low, high)) in zip(axes, _JET_OBSERVABLES.items()):
+            for ax_index, (branch, (label, bins, low, high)) in enumerate(_JET_OBSERVABLES.items()):
+                ax = axes[ax_index]
                 values = ak.to_numpy(ak.flatten(jets[branch])).astype(np.float64)
                 means.append(f"{label.split(' [')[0]} {values.mean():.1f} → {np.average(values, weights=weights):.1f}")
                 axis = hist.axis.Regular(bins, low, high, name="x", label=label)
                 plain = hist.Hist(axis).fill(values)
                 weighted = hist.Hist(axis, storage=hist.storage.Weight()).fill(values, weight=weights)
-                line = mplhep.histplot(plain, ax=ax, label=dataset, density=True, yerr=False)
-                colour = line[0].stairs.get_edgecolor()
+                mplhep.histplot(plain, ax=ax, label=dataset, density=True, yerr=False, flow="sum",
+                                color=colours[dataset])
                 mplhep.histplot(weighted, ax=ax, label=f"{dataset}, weight_{name}", density=True, yerr=False,
-                                linestyle="--", color=colour)
+                                linestyle="--", color=colours[dataset], flow="sum")
+                note = overflow_note(plain)
+                if note:
+                    notes[ax_index].append(f"{dataset}: {note}")
                 ax.set_xlabel(label)
                 ax.set_ylabel("jets (normalised)")
             lines.append(f"weight_{name} on {dataset} jets ({len(weights)}): mean weight {weights.mean():.3f}; "
                          f"unweighted → weighted: {', '.join(means)}")
-        for ax in axes:
+        for ax_index, ax in enumerate(axes):
             ax.set_ylim(0, ax.get_ylim()[1] * 1.3)  # room for the legend above the curves
+            if notes[ax_index]:  # entries beyond the axis, drawn in its first/last bin
+                ax.text(1.0, 1.01, "\n".join(notes[ax_index]), transform=ax.transAxes, fontsize=11, ha="right",
+                        va="bottom")
             ax.legend(fontsize=14, loc="upper right")
             mplhep.cms.label(data=False, ax=ax, loc=0, rlabel="")
         path = plots / f"weighted_{name}.png"

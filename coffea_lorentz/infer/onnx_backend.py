@@ -15,17 +15,30 @@ from .base import Backend, NamedBackend
 __all__ = ["OnnxBackend", "OnnxTaggerBackend", "onnx_session"]
 
 
-def onnx_session(model: str | bytes, n_threads: int | None = None):
+def onnx_session(model: str | bytes, n_threads: int | None = None, *, spinning: bool = False):
     """An ONNX Runtime CPU session of ``model`` (a path or the bytes of a model) with ``n_threads``
-    intra-op threads (None: ONNX Runtime's default)."""
+    intra-op threads (None: ONNX Runtime's default, one per core).
+
+    Every graph optimisation on (``ORT_ENABLE_ALL``), nodes run one after the other
+    (``ORT_SEQUENTIAL``, one inter-op thread: the taggers' graphs are chains), and the pool's
+    threads sleep between operators instead of spinning (``spinning=False``, the default): on cores
+    shared with Dask workers, torch or other sessions a spinning pool takes the cores the others
+    need, and on 2 busy cores it cost LLoCa up to half its own throughput (README, "ONNX Runtime for the
+    zoo"). ``spinning=True`` is ONNX Runtime's own default, for a machine the session has to itself.
+    """
     try:
         import onnxruntime
     except ImportError:
         raise ConfigurationError("backend 'onnx' needs onnxruntime: pip install 'coffea-lorentz[onnx]'") from None
     options = onnxruntime.SessionOptions()
+    options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = onnxruntime.ExecutionMode.ORT_SEQUENTIAL
+    options.inter_op_num_threads = 1
     if n_threads is not None:
         options.intra_op_num_threads = int(n_threads)
-        options.inter_op_num_threads = 1
+    spin = "1" if spinning else "0"
+    options.add_session_config_entry("session.intra_op.allow_spinning", spin)
+    options.add_session_config_entry("session.inter_op.allow_spinning", spin)
     try:
         return onnxruntime.InferenceSession(model, sess_options=options, providers=["CPUExecutionProvider"])
     except Exception as err:  # noqa: BLE001 - onnxruntime raises its own types

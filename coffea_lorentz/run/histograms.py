@@ -124,32 +124,53 @@ def save(store, merged: dict) -> str:
 
 
 def plot(store, merged: dict) -> list[str]:
-    """One CMS-style plot per score (log y, "Simulation", one line per dataset) into ``plots/``."""
+    """One CMS-style plot per histogram (log y, "Simulation", one line per dataset) into ``plots/``.
+
+    Each dataset keeps one colour in every plot (:func:`coffea_lorentz.plotting.dataset_colours`);
+    the x axis names the tagger by its display name ("LLoCa score"); entries beyond the axis (weights
+    above :data:`WEIGHT_MAX`, a score of exactly 1) are drawn in the last bin and counted in a note on
+    the plot (:func:`coffea_lorentz.plotting.overflow_note`).
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import mplhep
 
+    from ..plotting import dataset_colours, overflow_note
+
+    colours = dataset_colours(dataset for histogram in merged["histograms"].values()
+                              for dataset in histogram.axes["dataset"])
     written = []
     for branch, histogram in merged["histograms"].items():
         base, _, weight = branch.partition(WEIGHTED)
+        is_weight = base.startswith("FatJet_weight_")
+        notes = []
         with plt.style.context(mplhep.style.CMS):
             figure, axes = plt.subplots(figsize=(8, 6))
-            for dataset in histogram.axes["dataset"]:
+            for dataset in sorted(histogram.axes["dataset"]):
+                one = histogram[{"dataset": dataset}]
                 if weight:  # the weighted score over the unweighted one, per dataset
-                    line = mplhep.histplot(merged["histograms"][base][{"dataset": dataset}], ax=axes,
-                                           label=f"{dataset}", density=False, yerr=False)
-                    colour = line[0].stairs.get_edgecolor() if hasattr(line[0], "stairs") else None
-                    mplhep.histplot(histogram[{"dataset": dataset}], ax=axes, label=f"{dataset}, {weight}",
-                                    density=False, linestyle="--", color=colour, yerr=False)
+                    mplhep.histplot(merged["histograms"][base][{"dataset": dataset}], ax=axes, label=f"{dataset}",
+                                    density=False, yerr=False, flow="sum", color=colours[dataset])
+                    mplhep.histplot(one, ax=axes, label=f"{dataset}, {weight}", density=False, linestyle="--",
+                                    color=colours[dataset], yerr=False, flow="sum")
                 else:
-                    mplhep.histplot(histogram[{"dataset": dataset}], ax=axes, label=str(dataset), density=False)
+                    mplhep.histplot(one, ax=axes, label=str(dataset), density=False, flow="sum",
+                                    color=colours[dataset])
+                note = overflow_note(one)
+                if note:
+                    notes.append(f"{dataset}: {note}")
             axes.set_yscale("log")
-            axes.set_xlabel(base.replace("FatJet_", "fat-jet ").replace("_", " "))
+            axes.set_xlabel(_axis_label(base))
             axes.set_ylabel("jets / bin" if not weight else "jets (weighted) / bin")
-            axes.set_xlim(0, WEIGHT_MAX if base.startswith("FatJet_weight_") else 1)
-            axes.legend(title="dataset")
+            axes.set_xlim(0, WEIGHT_MAX if is_weight else 1)
+            low, high = axes.get_ylim()
+            axes.set_ylim(low, high * 30)  # room above the curves for the legend
+            axes.legend(title="dataset", ncols=2 if weight else 1, loc="upper right")
+            if notes:  # above the frame, right, opposite the CMS label
+                axes.text(1.0, 1.01, "\n".join(notes), transform=axes.transAxes, fontsize=11, ha="right",
+                          va="bottom")
             mplhep.cms.label(data=False, ax=axes, loc=0, rlabel="")
             buffer = io.BytesIO()
             figure.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
@@ -158,6 +179,15 @@ def plot(store, merged: dict) -> list[str]:
         store.write_bytes(name, buffer.getvalue())
         written.append(store.url_of(name))
     return written
+
+
+def _axis_label(base: str) -> str:
+    """The x-axis title of a histogram: "fat-jet LLoCa score", "fat-jet weight fsr"."""
+    from ..plotting import display_name
+
+    if base.startswith("FatJet_weight_"):
+        return f"fat-jet weight {base.removeprefix('FatJet_weight_')}"
+    return f"fat-jet {display_name(base)} score"
 
 
 def _quantile(histogram, q: float) -> float:

@@ -21,7 +21,9 @@ def write_plots(
     """ROC curve (1/ε_B against ε_S, log y) and per-class score histograms as PNG files in ``output_dir``.
 
     ``label`` int [n_jets], ``score`` float [n_jets] in [0, 1]; ``baselines`` maps a name to another
-    score [n_jets] drawn on the ROC plot for comparison.
+    score [n_jets] drawn on the ROC plot for comparison. Taggers are named by their display names
+    (:func:`coffea_lorentz.plotting.display_name`); signal and background take the colours of the
+    ``ttbar`` and ``qcd`` datasets in the plots of ``run`` (:func:`coffea_lorentz.plotting.dataset_colours`).
     """
     import matplotlib
 
@@ -29,6 +31,9 @@ def write_plots(
     import matplotlib.pyplot as plt
     import mplhep
 
+    from ..plotting import dataset_colours, display_name
+
+    colours = dataset_colours(["qcd", "ttbar"])
     output_dir = Path(output_dir)
     paths = []
     with plt.style.context(mplhep.style.CMS):
@@ -38,7 +43,7 @@ def write_plots(
             eps_s, eps_b, _ = metrics.roc_curve(label, values)
             keep = eps_b > 0
             axis.plot(
-                eps_s[keep], 1.0 / eps_b[keep], label=f"{name} (AUC {metrics.auc(label, values):.3f})"
+                eps_s[keep], 1.0 / eps_b[keep], label=f"{display_name(name)} (AUC {metrics.auc(label, values):.3f})"
             )
         axis.set_yscale("log")
         axis.set_xlim(0, 1)
@@ -52,9 +57,11 @@ def write_plots(
 
         figure, axis = plt.subplots(figsize=(8, 7))
         bins = np.linspace(0, 1, 41)
-        for value, name in ((1, "top (signal)"), (0, "QCD (background)")):
-            axis.hist(score[label == value], bins=bins, histtype="step", density=True, linewidth=2, label=name)
-        axis.set_xlabel(f"{tagger} score")
+        for value, name, dataset in ((1, "top (signal)", "ttbar"), (0, "QCD (background)", "qcd")):
+            # scores are in [0, 1]: a score of exactly 1 is kept in the last bin
+            axis.hist(np.clip(score[label == value], 0.0, 1.0 - 1e-9), bins=bins, histtype="step", density=True,
+                      linewidth=2, label=name, color=colours[dataset])
+        axis.set_xlabel(f"{display_name(tagger)} score")
         axis.set_ylabel("Jets (normalised)")
         axis.set_yscale("log")
         axis.legend(fontsize="small")
