@@ -44,7 +44,7 @@ def load_scores(output, dataset: str, *, events: ak.Array | None = None, files: 
         dataset: the dataset name, as in the fileset.
         events: one coffea chunk (NanoEvents with coffea's ``metadata``: ``filename``,
             ``entrystart``, ``entrystop``), e.g. inside a processor: only its rows are returned, in
-            its order, and their identifiers (and FatJet counts) are compared with ``events``'.
+            its order, and their identifiers (and the jet counts of each collection both hold) are compared with ``events``'.
             Chunks of any size work; they need not match the run's chunks.
         files: input files in the order wanted (default: the manifest's order, sorted paths); the
             rows of each file follow in entry order.
@@ -215,10 +215,12 @@ def _load_for_events(store, chunks: list[dict], events: ak.Array, dataset: str) 
     rows = ak.concatenate(parts) if len(parts) > 1 else parts[0]
     expected = {name: np.asarray(ak.to_numpy(events[name])) for name in ID_BRANCHES}
     _compare_ids(rows, expected, f"{source} entries [{start}, {stop})", start)
-    if "FatJet" in rows.fields and "FatJet" in events.fields:
-        got, want = ak.to_numpy(ak.num(rows.FatJet, axis=1)), ak.to_numpy(ak.num(events.FatJet, axis=1))
+    for collection in rows.fields:  # FatJet, or the collection a run scored (--collection Jet)
+        if collection not in events.fields or rows[collection].ndim < 2 or events[collection].ndim < 2:
+            continue
+        got, want = ak.to_numpy(ak.num(rows[collection], axis=1)), ak.to_numpy(ak.num(events[collection], axis=1))
         if not np.array_equal(got, want):
             entry = int(np.flatnonzero(got != want)[0])
-            raise InvalidInputError(f"{source}: entry {start + entry} has {int(got[entry])} FatJets in the output "
-                                    f"but {int(want[entry])} in the events")
+            raise InvalidInputError(f"{source}: entry {start + entry} has {int(got[entry])} {collection}s in the "
+                                    f"output but {int(want[entry])} in the events")
     return rows

@@ -17,8 +17,8 @@ import torch
 import uproot
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema
 
-from coffea_lorentz import Tagger
-from coffea_lorentz.errors import ConfigurationError, MissingBranchError
+from coffea_lorentz import Tagger, load_scores
+from coffea_lorentz.errors import ConfigurationError, InvalidInputError, MissingBranchError
 from coffea_lorentz.read import jet_constituents
 from coffea_lorentz.run import RunConfig
 from coffea_lorentz.write import read_chunk_metadata
@@ -89,6 +89,19 @@ def test_run_collection_jet_writes_one_score_per_ak4_jet(pfnano_file, jet_mass, 
         assert ak.to_list(ak.num(got, axis=1)) == ak.to_list(ak.num(events.Jet, axis=1))
         np.testing.assert_allclose(ak.to_numpy(ak.flatten(got)), ak.to_numpy(ak.flatten(brought[label])),
                                    rtol=0, atol=1e-6)
+
+    metadata = {"dataset": "pfnano", "filename": str(pfnano_file), "treename": "Events", "entrystart": 2,
+                "entrystop": 9}  # a chunk across the run's two chunks, as a processor receives it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        chunk = NanoEventsFactory.from_root({str(pfnano_file): "Events"}, entry_start=2, entry_stop=9,
+                                            schemaclass=PFNanoAODSchema, mode="eager", metadata=metadata).events()
+    loaded = load_scores(output, "pfnano", events=chunk)  # joined to the events, AK4 counts checked
+    np.testing.assert_array_equal(ak.to_numpy(ak.flatten(loaded.Jet.lloca_score)),
+                                  ak.to_numpy(ak.flatten(scores[2:9])))
+    fewer = ak.with_field(chunk, chunk.Jet[:, :-1], "Jet")  # one AK4 jet dropped from every event
+    with pytest.raises(InvalidInputError, match="Jets in the output but"):
+        load_scores(output, "pfnano", events=fewer)
 
     settings = json.loads((output / "run.json").read_text())
     assert settings["collection"] == "Jet"
