@@ -139,3 +139,11 @@ def test_tagger_on_ak4_jets_is_the_same_eager_and_dask_and_reads_only_their_colu
     (computed,) = dask.compute(lazy, scheduler="sync")
     assert ak.to_list(ak.num(computed, axis=1)) == ak.to_list(ak.num(eager, axis=1))
     np.testing.assert_array_equal(ak.to_numpy(ak.flatten(computed)), ak.to_numpy(ak.flatten(eager)))
+
+
+def test_histograms_of_another_collection_are_labelled_by_it():
+    from coffea_lorentz.run.histograms import WEIGHTED, _axis_label, label
+
+    assert label("Jet_lloca_score") == "lloca" and label(f"Jet_lloca_score{WEIGHTED}weight_fsr") == "lloca, weight_fsr"
+    assert _axis_label("Jet_lloca_score") == "jet LLoCa score"
+    assert _axis_label("Jet_weight_fsr") == "jet weight fsr" and _axis_label("FatJet_weight_fsr") == "fat-jet weight fsr"

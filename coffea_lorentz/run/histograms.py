@@ -70,7 +70,7 @@ def fill_scores(dataset: str, branches: dict[str, ak.Array], weights: dict[str, 
         missing[branch] = {dataset: int((~finite).sum())}
         sums[branch] = {dataset: [float(flat[finite].sum()), float(finite.sum())]}
         for weight_branch, weight in flat_weights.items():
-            key = f"{branch}{WEIGHTED}{weight_branch.removeprefix('FatJet_')}"
+            key = f"{branch}{WEIGHTED}{_name(weight_branch)}"
             weighted = _empty(branch, weighted=True)
             weighted.fill(dataset=dataset, score=flat[finite], weight=weight[finite])
             histograms[key] = weighted
@@ -89,8 +89,19 @@ def fill_scores(dataset: str, branches: dict[str, ak.Array], weights: dict[str, 
 def label(key: str) -> str:
     """A histogram key for people: ``lloca``, ``lloca, weight_fsr``, ``weight_fsr``."""
     branch, _, weight = key.partition(WEIGHTED)
-    name = branch.removeprefix("FatJet_").removesuffix("_score")
+    name = _name(branch).removesuffix("_score")
     return f"{name}, {weight}" if weight else name
+
+
+def _name(branch: str) -> str:
+    """A per-jet branch without its collection: ``FatJet_lloca_score`` → ``lloca_score``, ``Jet_weight_fsr`` → ``weight_fsr``."""
+    return branch.split("_", 1)[1] if "_" in branch else branch
+
+
+def _jets_word(branch: str) -> str:
+    """What the jets of ``branch``'s collection are called on an axis: "fat-jet", "jet", or the collection."""
+    collection = branch.split("_", 1)[0]
+    return {"FatJet": "fat-jet", "Jet": "jet"}.get(collection, collection)
 
 
 def merge(parts: list[dict]) -> dict:
@@ -144,7 +155,7 @@ def plot(store, merged: dict) -> list[str]:
     written = []
     for branch, histogram in merged["histograms"].items():
         base, _, weight = branch.partition(WEIGHTED)
-        is_weight = base.startswith("FatJet_weight_")
+        is_weight = _name(base).startswith("weight_")
         notes = []
         with plt.style.context(mplhep.style.CMS):
             figure, axes = plt.subplots(figsize=(8, 6))
@@ -185,9 +196,9 @@ def _axis_label(base: str) -> str:
     """The x-axis title of a histogram: "fat-jet LLoCa score", "fat-jet weight fsr"."""
     from ..plotting import display_name
 
-    if base.startswith("FatJet_weight_"):
-        return f"fat-jet weight {base.removeprefix('FatJet_weight_')}"
-    return f"fat-jet {display_name(base)} score"
+    if _name(base).startswith("weight_"):
+        return f"{_jets_word(base)} weight {_name(base).removeprefix('weight_')}"
+    return f"{_jets_word(base)} {display_name(_name(base))} score"
 
 
 def _quantile(histogram, q: float) -> float:
