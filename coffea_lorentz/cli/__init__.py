@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import logging
 import signal
 import sys
 import warnings
@@ -40,7 +41,10 @@ def main(argv: list[str] | None = None) -> int:
     args.argv = list(sys.argv[1:] if argv is None else argv)  # recorded by commands that write what made them
     # A batch system ends a job with SIGTERM: unwind like Ctrl-C, so servers, workers and
     # temporary folders are cleaned up and finished chunk files stay for the next run to resume.
-    previous = signal.signal(signal.SIGTERM, _raise_interrupt) if _main_thread() else None
+    quiet = _QuietOnceInterrupted()
+    previous = signal.signal(signal.SIGTERM, quiet.terminate) if _main_thread() else None
+    previous_int = signal.signal(signal.SIGINT, quiet.interrupt) if _main_thread() else None
+    logging.getLogger("tornado.application").addFilter(quiet)
     try:
         with warnings.catch_warnings():  # a warning is one plain line, never a source line
             warnings.showwarning = _plain_warning(args.command)
@@ -59,8 +63,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"coffea-lorentz {args.command}: error: {err}", file=sys.stderr)
         return 1
     finally:
+        logging.getLogger("tornado.application").removeFilter(quiet)
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
+        if previous_int is not None:
+            signal.signal(signal.SIGINT, previous_int)
 
 
 def _plain_warning(command: str):
@@ -86,8 +93,25 @@ class Terminated(KeyboardInterrupt):
     """SIGTERM received."""
 
 
-def _raise_interrupt(signum, frame) -> None:
-    raise Terminated()
+class _QuietOnceInterrupted(logging.Filter):
+    """Raises ``KeyboardInterrupt`` on SIGINT and :class:`Terminated` on SIGTERM, and from then on
+    drops the event loop's error records (``tornado.application``): Dask's calls cancelled by the
+    interrupt log tracebacks there, and an interrupted run prints one line."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.interrupted = False
+
+    def interrupt(self, signum, frame) -> None:
+        self.interrupted = True
+        raise KeyboardInterrupt()
+
+    def terminate(self, signum, frame) -> None:
+        self.interrupted = True
+        raise Terminated()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not self.interrupted
 
 
 def _main_thread() -> bool:
