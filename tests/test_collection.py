@@ -13,7 +13,6 @@ import warnings
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 import uproot
 from coffea.nanoevents import NanoAODSchema, NanoEventsFactory, PFNanoAODSchema
 
@@ -22,7 +21,7 @@ from coffea_lorentz.errors import ConfigurationError, InvalidInputError, Missing
 from coffea_lorentz.read import jet_constituents
 from coffea_lorentz.run import RunConfig
 from coffea_lorentz.write import read_chunk_metadata
-from coffea_lorentz.testing.models import JetMassModel
+from coffea_lorentz.testing.models import write_jet_mass_model
 
 CLI = [sys.executable, "-m", "coffea_lorentz.cli"]
 
@@ -31,12 +30,7 @@ CLI = [sys.executable, "-m", "coffea_lorentz.cli"]
 @pytest.fixture(scope="module")
 def jet_mass(tmp_path_factory):
     folder = tmp_path_factory.mktemp("brought")
-    torch.jit.script(JetMassModel().eval()).save(str(folder / "mass.pt"))
-    (folder / "mass.json").write_text(json.dumps({
-        "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
-        "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": 40},
-        "pf_mask": {"var_names": ["part_mask"], "var_length": 40}, "classes": ["light", "heavy"]}))
-    return folder / "mass.pt"
+    return write_jet_mass_model(folder)
 
 
 def input_events(path):

@@ -9,14 +9,12 @@ subclassed only to note when its call starts and ends.
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 
 import awkward as ak
 import numpy as np
 import pytest
-import torch
 import uproot
 from coffea.nanoevents import NanoEventsFactory, PFNanoAODSchema
 
@@ -27,7 +25,7 @@ from coffea_lorentz.pipeline import (ClassHead, ScoredModel, ScoreHead, SpecInpu
                                      score_with_spec, tag_events)
 from coffea_lorentz.reweighter import ReweighterSpec, WeightHead, reweight_events
 from coffea_lorentz.testing import server_unavailable_reason
-from coffea_lorentz.testing.models import JetMassModel
+from coffea_lorentz.testing.models import write_jet_mass_model
 
 #: Two jets per request, so each model of the sample's 24 fat jets sends several requests.
 BATCH_SIZE = 2
@@ -68,12 +66,7 @@ def jet_mass(tmp_path_factory):
     from coffea_lorentz.user_model import load_model
 
     folder = tmp_path_factory.mktemp("brought")
-    torch.jit.script(JetMassModel().eval()).save(str(folder / "mass.pt"))
-    (folder / "mass.json").write_text(json.dumps({
-        "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
-        "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": 40},
-        "pf_mask": {"var_names": ["part_mask"], "var_length": 40}, "classes": ["light", "heavy"]}))
-    return load_model(f"mass={folder / 'mass.pt'}")
+    return load_model(f"mass={write_jet_mass_model(folder)}")
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["JetMassModel"]
+__all__ = ["JetMassModel", "write_jet_mass_model"]
 
 
 class JetMassModel(torch.nn.Module):
@@ -21,3 +21,19 @@ class JetMassModel(torch.nn.Module):
         mass2 = jet[:, 3] ** 2 - jet[:, 0] ** 2 - jet[:, 1] ** 2 - jet[:, 2] ** 2
         logit = 0.5 * torch.log1p(mass2.clamp(min=0)) - 4.0
         return torch.softmax(torch.stack([-logit, logit], dim=-1), dim=-1)
+
+
+def write_jet_mass_model(folder, *, length: int = 40):
+    """Save :class:`JetMassModel` as TorchScript ``folder/mass.pt`` with its spec ``folder/mass.json``
+    (weaver layout: ``pf_vectors`` and ``pf_mask`` of ``length`` constituents, classes light and heavy);
+    returns the model's path."""
+    import json
+    from pathlib import Path
+
+    folder = Path(folder)
+    torch.jit.script(JetMassModel().eval()).save(str(folder / "mass.pt"))
+    (folder / "mass.json").write_text(json.dumps({
+        "input_names": ["pf_vectors", "pf_mask"], "output_names": ["softmax"],
+        "pf_vectors": {"var_names": ["part_px", "part_py", "part_pz", "part_energy"], "var_length": length},
+        "pf_mask": {"var_names": ["part_mask"], "var_length": length}, "classes": ["light", "heavy"]}))
+    return folder / "mass.pt"
