@@ -121,6 +121,14 @@ class ServerConfig:
       :mod:`coffea_lorentz.infer.security`). Without TLS the token travels in clear. The token is
       left out of the logged command line and of ``repr``, but it is on the server's command line
       (visible in the process list to users of this machine).
+    - ``grpc_host``: where the gRPC port binds when it differs from ``host`` (the HTTP and metrics
+      ports stay on ``host``): a run's own server for workers on other machines binds only gRPC to
+      the network and keeps HTTP and metrics on loopback.
+    - ``admin_token``: the administrative protocols — shared memory, statistics, trace and logging,
+      on gRPC and HTTP — need ``authorization: Bearer <admin_token>``, while health, metadata,
+      model configuration, the repository index and inference stay open. (With ``model_control_mode``
+      ``none`` the repository API can only list models: loading and unloading are refused.)
+      Ignored for gRPC when ``grpc_token`` already protects every protocol.
     """
 
     repository: Path
@@ -143,6 +151,8 @@ class ServerConfig:
     grpc_tls_key: Path | None = None
     grpc_tls_client_ca: Path | None = None
     grpc_token: str | None = field(default=None, repr=False)
+    grpc_host: str | None = None
+    admin_token: str | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "repository", Path(self.repository).expanduser().resolve())
@@ -157,8 +167,10 @@ class ServerConfig:
             raise InvalidInputError("ServerConfig: grpc_tls_cert and grpc_tls_key go together (TLS needs both)")
         if self.grpc_tls_client_ca is not None and self.grpc_tls_cert is None:
             raise InvalidInputError("ServerConfig.grpc_tls_client_ca (mutual TLS) needs grpc_tls_cert and grpc_tls_key")
-        if self.grpc_token is not None and (not self.grpc_token or any(c.isspace() for c in self.grpc_token)):
-            raise InvalidInputError("ServerConfig.grpc_token must be a non-empty string without white space")
+        for name in ("grpc_token", "admin_token"):
+            value = getattr(self, name)
+            if value is not None and (not value or any(c.isspace() for c in value)):
+                raise InvalidInputError(f"ServerConfig.{name} must be a non-empty string without white space")
         if self.log_path is not None:
             object.__setattr__(self, "log_path", Path(self.log_path).expanduser().resolve())
         for name in ("http_port", "grpc_port", "metrics_port"):
@@ -198,7 +210,7 @@ class TritonServer:
     @property
     def grpc_url(self) -> str:
         """``HOST:PORT`` of the gRPC endpoint (what ``tritonclient.grpc`` takes)."""
-        return f"{self._client_host()}:{self._port('grpc_port')}"
+        return f"{self._client_host(self.config.grpc_host)}:{self._port('grpc_port')}"
 
     @property
     def http_url(self) -> str:
@@ -215,8 +227,9 @@ class TritonServer:
         """Process id of ``tritonserver`` (also its process group id), None when not started."""
         return None if self.process is None else self.process.pid
 
-    def _client_host(self) -> str:
-        return "127.0.0.1" if self.config.host in ("0.0.0.0", "") else self.config.host
+    def _client_host(self, host: str | None = None) -> str:
+        host = self.config.host if host is None else host
+        return "127.0.0.1" if host in ("0.0.0.0", "") else host
 
     def _port(self, name: str) -> int:
         port = getattr(self, name)
@@ -255,7 +268,7 @@ class TritonServer:
     def _launch(self, directory: Path) -> TritonServer:
         config = self.config
         self.http_port = config.http_port or free_port(config.host)
-        self.grpc_port = config.grpc_port or _distinct_free_port(config.host, {self.http_port})
+        self.grpc_port = config.grpc_port or _distinct_free_port(config.grpc_host or config.host, {self.http_port})
         self.metrics_port = config.metrics_port or _distinct_free_port(config.host, {self.http_port, self.grpc_port})
         self.log_path = config.log_path or _default_log_path(config.repository, self.grpc_port)
         self.log_path.parent.mkdir(parents=True, exist_ok=True)
@@ -271,7 +284,7 @@ class TritonServer:
             f"--cache-directory={directory / 'caches'}",
             f"--http-address={config.host}",
             f"--http-port={self.http_port}",
-            f"--grpc-address={config.host}",
+            f"--grpc-address={config.grpc_host or config.host}",
             f"--grpc-port={self.grpc_port}",
             f"--metrics-address={config.host}",
             f"--metrics-port={self.metrics_port}",
@@ -289,7 +302,7 @@ class TritonServer:
 
         started = time.monotonic()
         with open(self.log_path, "wb") as log:
-            shown = [_REDACTED_TOKEN_ARG if arg.startswith(_RESTRICTED_FLAG) else arg for arg in command]
+            shown = [_redacted(arg) for arg in command]
             log.write(("$ " + " ".join(shown) + "\n").encode())
             log.flush()
             self.process = subprocess.Popen(
@@ -423,12 +436,22 @@ class TritonServer:
         return f"TritonServer({self.config.repository}, {state})"
 
 
-#: Triton's flag that makes gRPC calls of the listed protocols need a header; and how the log shows it.
-_RESTRICTED_FLAG = "--grpc-restricted-protocol="
-_REDACTED_TOKEN_ARG = _RESTRICTED_FLAG + "...:authorization=Bearer <hidden>"
+#: Triton's flags that make gRPC calls / HTTP requests of the listed protocols need a header.
+_RESTRICTED_FLAGS = ("--grpc-restricted-protocol=", "--http-restricted-api=")
 #: Every gRPC protocol group Triton can restrict: a token protects them all.
 _GRPC_PROTOCOLS = ("health", "metadata", "inference", "shared-memory", "model-config", "model-repository",
                    "statistics", "trace", "logging")
+#: The groups an administrative token protects: those that read or change the server's state beyond
+#: inference (register host memory regions, read statistics, turn on traces or logs written to files).
+ADMIN_PROTOCOLS = ("shared-memory", "statistics", "trace", "logging")
+
+
+def _redacted(arg: str) -> str:
+    """A command-line argument as the server log shows it: restriction values hidden."""
+    for flag in _RESTRICTED_FLAGS:
+        if arg.startswith(flag):
+            return f"{arg.split(':', 1)[0]}:authorization=Bearer <hidden>"
+    return arg
 
 
 def _security_args(config: ServerConfig) -> list[str]:
@@ -441,8 +464,45 @@ def _security_args(config: ServerConfig) -> list[str]:
         else:
             args.append("--grpc-use-ssl=true")
     if config.grpc_token is not None:
-        args.append(f"{_RESTRICTED_FLAG}{','.join(_GRPC_PROTOCOLS)}:authorization=Bearer {config.grpc_token}")
+        args.append(f"{_RESTRICTED_FLAGS[0]}{','.join(_GRPC_PROTOCOLS)}:authorization=Bearer {config.grpc_token}")
+    elif config.admin_token is not None:
+        args.append(f"{_RESTRICTED_FLAGS[0]}{','.join(ADMIN_PROTOCOLS)}:authorization=Bearer {config.admin_token}")
+    if config.grpc_token is not None:  # HTTP is no way around the token; health stays open for probes
+        http_protocols = [name for name in _GRPC_PROTOCOLS if name != "health"]
+        args.append(f"{_RESTRICTED_FLAGS[1]}{','.join(http_protocols)}:authorization=Bearer {config.grpc_token}")
+    elif config.admin_token is not None:
+        args.append(f"{_RESTRICTED_FLAGS[1]}{','.join(ADMIN_PROTOCOLS)}:authorization=Bearer {config.admin_token}")
     return args
+
+
+def _is_loopback(host: str) -> bool:
+    import ipaddress
+
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def exposure_warning(config: ServerConfig) -> str | None:
+    """One line saying which ports of a server with ``config`` anyone on the network can use
+    without credentials, and how to protect them; None when every port is bound to loopback."""
+    grpc_host = config.grpc_host or config.host
+    if _is_loopback(config.host) and _is_loopback(grpc_host):
+        return None
+    where = grpc_host if _is_loopback(config.host) else config.host
+    problems = []
+    if not _is_loopback(grpc_host):
+        if config.grpc_token is None and config.grpc_tls_client_ca is None:
+            problems.append("gRPC takes calls from anyone (no --token-file, no --tls-client-ca)")
+        if config.grpc_tls_cert is None:
+            problems.append("gRPC is plaintext (no --tls-cert/--tls-key)")
+    if not _is_loopback(config.host):
+        if config.grpc_token is None:
+            problems.append("HTTP takes calls from anyone")
+        problems.append("HTTP and metrics are plaintext")
+    return (f"listening on {where}, open to the network: {'; '.join(problems)}. Protect it with --tls-cert/--tls-key "
+            "and --token-file, or keep --host 127.0.0.1 and put Envoy with TLS and JWT in front (deploy/README.md)")
 
 
 def _distinct_free_port(host: str, taken: set[int]) -> int:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from .. import DEFAULT_TAGGER
 from ..errors import InvalidInputError
-from ..serve import ServerConfig, TritonServer
+from ..serve import ServerConfig, TritonServer, exposure_warning
 
 __all__ = ["register", "run", "run_server"]
 
@@ -153,6 +153,9 @@ def _build(args: argparse.Namespace) -> Path:
 
 def run_server(config: ServerConfig) -> int:
     """Serve ``config`` until SIGINT/SIGTERM (exit 0) or until the server dies (:class:`~coffea_lorentz.errors.ServerError`, exit 1)."""
+    exposure = exposure_warning(config)
+    if exposure is not None:  # printed, not a Python warning: no filter can hide an open port
+        print(f"coffea-lorentz serve: warning: {exposure}", file=sys.stderr, flush=True)
     TritonServer(config).serve_forever(announce=lambda line: print(line, flush=True))
     print("stopped Triton server", file=sys.stderr)
     return 0

@@ -3,7 +3,10 @@
 A local server gets its model repository in a temporary folder named after this process
 (``coffea-lorentz-repo-<pid>-…``) and binds where the workers can reach it: 127.0.0.1 for a local
 cluster, else this machine's address on the route to the scheduler (or ``--server-host``); a
-machine with no such address is refused up front. Repositories left by runs killed with SIGKILL
+machine with no such address is refused up front. A server reachable from the network opens only
+what the workers use: its gRPC port binds to that address with the administrative protocols
+(shared memory, statistics, trace, logging) behind a key made for the run, which only this process
+holds, while its HTTP and metrics ports stay on 127.0.0.1; the run says so in one line. Repositories left by runs killed with SIGKILL
 are removed by the next run, and so are the shared memory regions (``/dev/shm``) of client
 processes killed with SIGKILL (:func:`remove_stale_shared_memory`).
 
@@ -17,17 +20,19 @@ import contextlib
 import ipaddress
 import os
 import re
+import secrets
 import shutil
 import socket
 import tempfile
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import ConfigurationError
 from ..serve import REPOSITORY_PREFIX
 from .lock import pid_alive
 
-__all__ = ["triton_url", "server_host", "remove_stale_repositories", "remove_stale_shared_memory",
+__all__ = ["RunServer", "exposure_line", "triton_url", "server_host", "remove_stale_repositories", "remove_stale_shared_memory",
            "shared_memory_safe", "REPOSITORY_PREFIX"]
 
 #: Cluster kinds whose workers run on this host (:class:`~coffea_lorentz.run.executors.ClusterSpec`).
@@ -94,21 +99,47 @@ def shared_memory_safe(url: str | None, *, server_given: bool, cluster_kind: str
     return url is not None and not server_given and _is_loopback(_host_of(url)) and cluster_kind in _LOCAL_CLUSTERS
 
 
+@dataclass(frozen=True)
+class RunServer:
+    """The server a run talks to.
+
+    Attributes:
+        url: its gRPC address (None in-process).
+        admin_token: the key of the administrative protocols of the run's own server when it is
+            reachable from the network (the run's statistics and preflight send it; workers never
+            get it); None otherwise. Never shown by ``repr``.
+    """
+
+    url: str | None
+    admin_token: object | None = field(default=None, repr=False)
+
+
+def exposure_line(url: str) -> str:
+    """The line a run prints when its own server is reachable from the network."""
+    return (f"the run's Triton server listens on {url} (gRPC), reachable from the network: health, metadata and "
+            "inference are open to anyone who reaches that address; shared memory, statistics, trace and logging "
+            "need a key only this process holds; HTTP and metrics stay on 127.0.0.1. To keep it private, pass "
+            "--server-host with an address only the workers reach, or start `coffea-lorentz serve` with "
+            "--tls-cert/--tls-key/--token-file and pass --server")
+
+
 @contextlib.contextmanager
 def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], chosen_host: str | None,
                scheduler_address: str | None, weights: Mapping[str, str] | None = None,
-               brought: Sequence = ()) -> Iterator[str | None]:
+               brought: Sequence = (), report: Callable[[str], None] = lambda line: None) -> Iterator[RunServer]:
     """The server to use: ``server_url``, or a local server serving ``taggers`` (shipped weights) and
     the models of ``weights`` (model name → weights file: reweighters ``reweight_<name>``), started
     (and stopped) for the run, bound where the workers of ``scheduler_address`` can reach it, with
-    the models ``brought`` with their specs (:class:`~coffea_lorentz.user_model.SpecModel`); None
-    in-process."""
+    the models ``brought`` with their specs (:class:`~coffea_lorentz.user_model.SpecModel`); its
+    url is None in-process. A local server bound beyond loopback is restricted (module docstring)
+    and ``report`` gets :func:`exposure_line`."""
     if backend != "triton":
-        yield None
+        yield RunServer(None)
         return
     if server_url:
-        yield server_url
+        yield RunServer(server_url)
         return
+    from ..infer.security import BearerToken
     from ..models import pretrained
     from ..repository import build_repository
     from ..serve import ServerConfig, TritonServer
@@ -121,5 +152,13 @@ def triton_url(*, backend: str, server_url: str | None, taggers: Sequence[str], 
         models.update({name: pretrained(name, weights=path) for name, path in (weights or {}).items()})
         models.update({model.name: model for model in brought})
         repository = build_repository(Path(tmp) / "models", models, intra_op_threads=1)
-        with TritonServer(ServerConfig(repository=repository, host=host)) as server:
-            yield server.grpc_url
+        if _is_loopback(host):
+            config, admin_token = ServerConfig(repository=repository, host=host), None
+        else:
+            key = secrets.token_urlsafe(24)
+            config = ServerConfig(repository=repository, host="127.0.0.1", grpc_host=host, admin_token=key)
+            admin_token = BearerToken(key, source="the run's own server")
+        with TritonServer(config) as server:
+            if admin_token is not None:
+                report(exposure_line(server.grpc_url))
+            yield RunServer(server.grpc_url, admin_token)

@@ -265,13 +265,17 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             triton_url(backend=config.backend, server_url=config.server_url, taggers=config.taggers,
                        weights={info.model: info.weights for info in reweighters},
                        brought=[model for model, _ in brought] if model_kind == "triton" else (),
-                       chosen_host=config.server_host, scheduler_address=executor.scheduler_address) as url:
+                       chosen_host=config.server_host, scheduler_address=executor.scheduler_address,
+                       report=_notice) as server:
+        url = server.url
+        # the run's own server, when reachable from the network, keeps its statistics behind a key of the run
+        driver_security = security if server.admin_token is None else {**security, "token": server.admin_token}
         store.remove_temporary_files()
         if config.backend in ("torch", "onnx"):  # the same model, so the same identity, in-process
             hashes = torch_hashes(config.taggers) | {info.model: info.sha256 for info in reweighters}
         elif not config.server_url:
             hashes, brought = served_preflight(url, models, brought, model_kind, batch_config,
-                                              server_wait_s=config.server_wait_s, **security)
+                                              server_wait_s=config.server_wait_s, **driver_security)
         hashes = hashes | {model.name: model.identity for model, _ in brought}
         executor.check_workers(url, **security)
         settings = RunSettings(taggers=tuple(config.taggers), model_sha256=tuple(sorted(hashes.items())),
@@ -320,7 +324,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
         log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
         try:
-            with _server_window(url, served, security) as window, _progress(config.progress, len(chunks)) as advance:
+            with _server_window(url, served, driver_security) as window, _progress(config.progress, len(chunks)) as advance:
                 for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
                     summary.records.append(record)
                     advance(record)
@@ -368,6 +372,13 @@ def _first_chunks(chunks: list[Chunk], per_dataset: int) -> list[Chunk]:
             counts[chunk.dataset] = counts.get(chunk.dataset, 0) + 1
             kept.append(chunk)
     return kept
+
+
+def _notice(line: str) -> None:
+    """A line the run always prints (a port it opened to the network)."""
+    import sys
+
+    print(f"coffea-lorentz run: {line}", file=sys.stderr, flush=True)
 
 
 def _reporter(enabled: bool):

@@ -210,3 +210,24 @@ def test_run_over_tls_with_a_token_end_to_end(servers, pki, tmp_path):
         for path in (tmp_path / folder).rglob("*"):
             if path.is_file():
                 assert TOKEN.encode() not in path.read_bytes(), f"the token is written in {path}"
+
+
+@needs_servers
+def test_a_token_also_guards_http_while_health_stays_open(servers):
+    """Triton's token flag guards gRPC only: the server adds the same check to HTTP, so HTTP is no way around it."""
+    import urllib.error
+    import urllib.request
+
+    base = f"http://{servers['token'].http_url}"
+
+    def status(path: str, headers: dict | None = None) -> int:
+        try:
+            with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers or {}), timeout=5) as answer:
+                return answer.status
+        except urllib.error.HTTPError as err:
+            return err.code
+
+    assert status("/v2/health/ready") == 200
+    assert status(f"/v2/models/{TAGGER}") == 403 and status("/v2/models/stats") == 403
+    assert status(f"/v2/models/{TAGGER}", {"authorization": f"Bearer {TOKEN}"}) == 200
+    assert status(f"/v2/models/{TAGGER}", {"authorization": "Bearer wrong"}) == 403

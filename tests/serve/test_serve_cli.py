@@ -68,12 +68,12 @@ def _gone(pid: int, timeout_s: float) -> bool:
     return False
 
 
-def _start_cli(tmp_path) -> tuple[subprocess.Popen, int, list[int]]:
-    """Start ``serve --tagger identity`` on free ports; returns the CLI process, the server pid and
-    the pids of the server's children, once the CLI says the server is ready."""
+def _start_cli(tmp_path, *options: str) -> tuple[subprocess.Popen, int, list[int], str]:
+    """Start ``serve --tagger identity`` on free ports; returns the CLI process, the server pid,
+    the pids of the server's children and what it printed, once the CLI says the server is ready."""
     command = [
         sys.executable, "-c", _DRIVER, "serve", "--tagger", "identity", "--output", str(tmp_path / "repo"),
-        "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--threads", "1",
+        "--http-port", "0", "--grpc-port", "0", "--metrics-port", "0", "--threads", "1", *options,
     ]  # fmt: skip
     cli = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     lines: queue.Queue[str] = queue.Queue()
@@ -95,13 +95,16 @@ def _start_cli(tmp_path) -> tuple[subprocess.Popen, int, list[int]]:
     assert re.search(r"gRPC\s+grpc://127\.0\.0\.1:\d+ .*--server grpc://127\.0\.0\.1:\d+", text), text
     server_pid = int(match.group(1))
     children = [child.pid for child in psutil.Process(server_pid).children(recursive=True)]
-    return cli, server_pid, children
+    return cli, server_pid, children, text
 
 
 @needs_server
 @pytest.mark.slow
 def test_sigterm_stops_server_cleanly(tmp_path):
-    cli, server_pid, children = _start_cli(tmp_path)
+    cli, server_pid, children, text = _start_cli(tmp_path, "--host", "0.0.0.0")
+    warning = [line for line in text.splitlines() if "warning" in line]
+    assert len(warning) == 1 and warning[0].startswith(
+        "coffea-lorentz serve: warning: listening on 0.0.0.0, open to the network: gRPC takes calls from anyone"), text
     assert children, "the python backend runs its model in a stub process"
     cli.send_signal(signal.SIGTERM)
     assert cli.wait(timeout=60) == 0
@@ -112,7 +115,8 @@ def test_sigterm_stops_server_cleanly(tmp_path):
 @needs_server
 @pytest.mark.slow
 def test_killed_cli_leaves_no_orphan_server(tmp_path):
-    cli, server_pid, children = _start_cli(tmp_path)
+    cli, server_pid, children, _ = _start_cli(tmp_path)
+    assert "warning" not in _, "a server on loopback opens nothing to the network"
     os.kill(cli.pid, signal.SIGKILL)
     cli.wait(timeout=10)
     for pid in (server_pid, *children):
