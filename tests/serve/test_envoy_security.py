@@ -10,7 +10,6 @@ file the run leaves holds a token.
 from __future__ import annotations
 
 import contextlib
-import importlib.util
 import json
 import os
 import re
@@ -46,20 +45,9 @@ from coffea_lorentz.serve import ServerConfig, TritonServer
 from coffea_lorentz.testing import require_triton, server_unavailable_reason, write_pfnano_fileset
 
 pytest.importorskip("cryptography", reason="certificates and JWTs are made with the cryptography package (test extra)")
-from jwt_tokens import SigningKey  # noqa: E402 - after the skip above
+from envoy_files import make_certificates  # noqa: E402 - after the skip above
+from jwt_tokens import SigningKey  # noqa: E402
 
-
-def _load_certificates():
-    """``tests/infer/certificates.py`` (the test PKI shared with the client's TLS tests)."""
-    path = Path(__file__).resolve().parents[1] / "infer" / "certificates.py"
-    spec = importlib.util.spec_from_file_location("_test_certificates", path)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclasses look their module up
-    spec.loader.exec_module(module)
-    return module.make_certificates
-
-
-make_certificates = _load_certificates()
 
 ROOT = Path(__file__).resolve().parents[2]
 needs_envoy = pytest.mark.skipif(envoy_unavailable_reason() is not None,
