@@ -13,6 +13,10 @@ One gRPC address for the analysis clients, N Triton servers behind it. The confi
 - no route timeout: each request's own gRPC deadline (``grpc-timeout``, the client's
   ``timeout_s``) applies.
 
+The listener can also be the front door (:mod:`coffea_lorentz.envoy.security`): TLS with a given
+certificate (and client certificates for mutual TLS), JWT authentication against a local JWKS (or
+one static bearer token), and a token-bucket rate limit answered with ``RESOURCE_EXHAUSTED``.
+
 Upstreams are listed as addresses (``discovery="static"``, loopback tests, fixed hosts) or as DNS
 names resolved to every address they carry (``discovery="strict_dns"``: a Kubernetes headless
 Service, compose service names).
@@ -34,7 +38,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from ..errors import InvalidInputError
+from ..errors import ConfigurationError, InvalidInputError
 from .config import (
     _DISCOVERY,
     CLUSTER_NAME,
@@ -46,6 +50,7 @@ from .config import (
     render_envoy_config,
 )
 from .proxy import EnvoyProxy, envoy_binary, envoy_unavailable_reason
+from .security import JwtAuth, ListenerTls, RateLimit, StaticToken, write_private
 
 __all__ = [
     "CLUSTER_NAME",
@@ -53,12 +58,17 @@ __all__ = [
     "RETRY_ON",
     "EnvoyConfig",
     "EnvoyProxy",
+    "JwtAuth",
+    "ListenerTls",
+    "RateLimit",
+    "StaticToken",
     "Upstream",
     "envoy_binary",
     "envoy_config_dict",
     "envoy_unavailable_reason",
     "main",
     "render_envoy_config",
+    "write_private",
 ]
 
 
@@ -79,8 +89,43 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--health-check-interval-ms", type=int, default=2000)
     parser.add_argument("--num-retries", type=int, default=3)
     parser.add_argument("--output", type=Path, help="write here instead of standard output")
+    front = parser.add_argument_group("front door", "TLS on the listener, who may call, how often "
+                                      "(file paths as Envoy reads them)")
+    front.add_argument("--tls-cert", help="listener certificate chain (PEM); with --tls-key the listener speaks TLS")
+    front.add_argument("--tls-key", help="the certificate's private key (PEM)")
+    front.add_argument("--tls-client-ca", help="require client certificates signed by this CA (mutual TLS)")
+    front.add_argument("--jwt-issuer", help="require a JWT from this issuer ('iss') on every request")
+    front.add_argument("--jwt-audience", action="append", default=[],
+                       help="an accepted audience ('aud'); repeat for several")
+    front.add_argument("--jwks-file", help="the issuer's public keys (JWKS JSON file)")
+    front.add_argument("--token-file", help="instead of JWTs, one shared bearer token read from this file; "
+                                            "the configuration then holds it and needs --output (written 0600)")
+    front.add_argument("--rate-limit-max-tokens", type=int, help="token bucket size: the largest burst of requests")
+    front.add_argument("--rate-limit-tokens-per-fill", type=int, default=1, help="tokens added at each fill (default 1)")
+    front.add_argument("--rate-limit-fill-interval-ms", type=int, default=1000,
+                       help="time between fills in ms (default 1000)")
     args = parser.parse_args(argv)
+    if (args.tls_cert is None) != (args.tls_key is None):
+        parser.error("--tls-cert and --tls-key go together")
+    if args.tls_client_ca and not args.tls_cert:
+        parser.error("--tls-client-ca needs --tls-cert and --tls-key")
+    if (args.jwt_issuer is None) != (args.jwks_file is None) or (args.jwt_audience and args.jwt_issuer is None):
+        parser.error("JWT authentication needs --jwt-issuer, --jwt-audience and --jwks-file together")
+    if args.token_file and args.output is None:
+        parser.error("--token-file puts the token in the configuration: write it to a file with --output")
     try:
+        security = {}
+        if args.tls_cert:
+            security["tls"] = ListenerTls(cert=args.tls_cert, key=args.tls_key, client_ca=args.tls_client_ca)
+        if args.jwt_issuer:
+            security["jwt"] = JwtAuth(issuer=args.jwt_issuer, audiences=tuple(args.jwt_audience),
+                                      jwks_file=args.jwks_file)
+        if args.token_file:
+            security["static_token"] = StaticToken(token_file=args.token_file)
+        if args.rate_limit_max_tokens is not None:
+            security["rate_limit"] = RateLimit(max_tokens=args.rate_limit_max_tokens,
+                                               tokens_per_fill=args.rate_limit_tokens_per_fill,
+                                               fill_interval_ms=args.rate_limit_fill_interval_ms)
         config = EnvoyConfig(
             upstreams=tuple(Upstream.parse(text) for text in args.upstreams),
             discovery=args.discovery,
@@ -89,12 +134,15 @@ def main(argv: list[str] | None = None) -> int:
             admin_host=args.admin_host,
             health_check_interval_ms=args.health_check_interval_ms,
             num_retries=args.num_retries,
+            **security,
         )
-    except InvalidInputError as err:
+        text = render_envoy_config(config)
+    except (InvalidInputError, ConfigurationError) as err:
         parser.error(str(err))
-    text = render_envoy_config(config)
     if args.output is None:
         sys.stdout.write(text)
+    elif config.static_token is not None:
+        write_private(args.output, text)
     else:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 import yaml
 
 from ..errors import InvalidInputError
+from .security import AUTH_HEADERS, JwtAuth, ListenerTls, RateLimit, StaticToken, http_filters, transport_socket
 
 __all__ = ["CLUSTER_NAME", "READINESS_PATH", "RETRY_ON", "Upstream", "EnvoyConfig", "envoy_config_dict",
            "render_envoy_config"]
@@ -74,6 +75,11 @@ class EnvoyConfig:
         num_retries: resends of one request to other servers.
         retry_base_interval_ms: first wait before a resend (Envoy doubles it, with jitter, up to 10×).
         connect_timeout_ms: deadline of a TCP connection to a server.
+        tls: TLS termination on the listener (None: plaintext gRPC).
+        jwt: JWT authentication of every request (None: none); or
+        static_token: one shared bearer token checked on every request (then the rendered YAML
+            holds the token: keep it private, see :func:`~coffea_lorentz.envoy.security.write_private`).
+        rate_limit: a token bucket on all requests (None: no limit).
     """
 
     upstreams: tuple[Upstream, ...]
@@ -89,8 +95,19 @@ class EnvoyConfig:
     num_retries: int = 3
     retry_base_interval_ms: int = 25
     connect_timeout_ms: int = 1000
+    tls: ListenerTls | None = None
+    jwt: JwtAuth | None = None
+    static_token: StaticToken | None = None
+    rate_limit: RateLimit | None = None
+
+    @property
+    def authenticates(self) -> bool:
+        """Whether every request must carry a token (JWT or the static one)."""
+        return self.jwt is not None or self.static_token is not None
 
     def __post_init__(self) -> None:
+        if self.jwt is not None and self.static_token is not None:
+            raise InvalidInputError("EnvoyConfig: give jwt or static_token, not both")
         object.__setattr__(self, "upstreams", tuple(self.upstreams))
         if not self.upstreams:
             raise InvalidInputError("EnvoyConfig needs at least one upstream Triton server")
@@ -152,9 +169,12 @@ def envoy_config_dict(config: EnvoyConfig) -> dict:
             "name": CLUSTER_NAME,
             "virtual_hosts": [{"name": CLUSTER_NAME, "domains": ["*"], "routes": [{"match": {"prefix": "/"}, "route": route}]}],
         },
-        http_filters=[{"name": "envoy.filters.http.router",
+        http_filters=[*http_filters(jwt=config.jwt, static_token=config.static_token, rate_limit=config.rate_limit),
+                      {"name": "envoy.filters.http.router",
                        "typed_config": _typed("envoy.extensions.filters.http.router.v3.Router")}],
     )
+    if config.authenticates:  # the token stops here: the Triton servers never see it
+        connection_manager["route_config"]["request_headers_to_remove"] = list(AUTH_HEADERS)
     endpoints = [
         {"endpoint": {"address": _address(upstream.host, upstream.grpc_port),
                       "health_check_config": {"port_value": upstream.http_port}}}
@@ -193,14 +213,17 @@ def envoy_config_dict(config: EnvoyConfig) -> dict:
     }
     if config.discovery == "strict_dns":
         cluster["dns_lookup_family"] = "V4_ONLY"
+    filter_chain: dict = {"filters": [{"name": "envoy.filters.network.http_connection_manager",
+                                       "typed_config": connection_manager}]}
+    if config.tls is not None:
+        filter_chain["transport_socket"] = transport_socket(config.tls)
     return {
         "admin": {"address": _address(config.admin_host, config.admin_port)},
         "static_resources": {
             "listeners": [{
                 "name": "triton_grpc",
                 "address": _address(config.listen_host, config.listen_port),
-                "filter_chains": [{"filters": [{"name": "envoy.filters.network.http_connection_manager",
-                                                "typed_config": connection_manager}]}],
+                "filter_chains": [filter_chain],
             }],
             "clusters": [cluster],
         },
@@ -208,13 +231,33 @@ def envoy_config_dict(config: EnvoyConfig) -> dict:
 
 
 def render_envoy_config(config: EnvoyConfig) -> str:
-    """The Envoy configuration for ``config`` as YAML text (``envoy -c FILE`` reads it)."""
+    """The Envoy configuration for ``config`` as YAML text (``envoy -c FILE`` reads it).
+
+    With a :class:`StaticToken` the text holds the token: write it with
+    :func:`~coffea_lorentz.envoy.security.write_private` and show it nowhere.
+    """
     header = (
         "# Envoy in front of Triton servers, written by coffea_lorentz.envoy.render_envoy_config\n"
         f"# upstreams ({config.discovery}): "
         + ", ".join(f"{u.host} grpc {u.grpc_port} / ready {u.http_port}" for u in config.upstreams) + "\n"
+        + _front_door_line(config)
     )
     return header + yaml.safe_dump(envoy_config_dict(config), sort_keys=False, default_flow_style=False)
+
+
+def _front_door_line(config: EnvoyConfig) -> str:
+    """A comment line saying what the listener checks (empty for a plain one, so those stay as they were)."""
+    parts = []
+    if config.tls is not None:
+        parts.append("TLS" + (" with client certificates" if config.tls.client_ca else ""))
+    if config.jwt is not None:
+        parts.append(f"JWT from issuer {config.jwt.issuer} for audience {', '.join(config.jwt.audiences)}")
+    if config.static_token is not None:
+        parts.append("a static bearer token (this file holds it: keep it private)")
+    if config.rate_limit is not None:
+        limit = config.rate_limit
+        parts.append(f"rate limit {limit.requests_per_s:g} requests/s, bursts of {limit.max_tokens}")
+    return f"# listener: {'; '.join(parts)}\n" if parts else ""
 
 
 # -- the binary and the process -------------------------------------------------------------------

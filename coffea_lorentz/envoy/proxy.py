@@ -17,6 +17,7 @@ from pathlib import Path
 from ..errors import ServerStartError
 from ..serve import free_port
 from .config import CLUSTER_NAME, EnvoyConfig, render_envoy_config
+from .security import write_private
 
 __all__ = ["EnvoyProxy", "envoy_binary", "envoy_unavailable_reason"]
 
@@ -86,6 +87,11 @@ class EnvoyProxy:
         return f"{host}:{self.listen_port}"
 
     @property
+    def url(self) -> str:
+        """The URL a client gives ``--server``: ``grpcs://HOST:PORT`` when the listener speaks TLS, else ``grpc://``."""
+        return f"{'grpcs' if self.config.tls is not None else 'grpc'}://{self.grpc_url}"
+
+    @property
     def admin_url(self) -> str:
         if self.admin_port is None:
             raise ServerStartError("Envoy is not started")
@@ -108,7 +114,7 @@ class EnvoyProxy:
         effective = replace(self.config, listen_port=self.listen_port, admin_port=self.admin_port)
         self._workdir = Path(tempfile.mkdtemp(prefix="coffea-lorentz-envoy-"))  # removed by stop()
         config_path = self._workdir / "envoy.yaml"
-        config_path.write_text(render_envoy_config(effective))
+        write_private(config_path, render_envoy_config(effective))  # 0600: it may hold a static token
         if self.log_path is None:
             self.log_path = self._workdir / "envoy.log"
         command = []

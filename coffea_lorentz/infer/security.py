@@ -188,10 +188,11 @@ def security_failure(error: BaseException, address: str, *, tls: TlsConfig | Non
     lowered = text.lower()
     who = f"Triton server {address}"
     if status in _DENIED_STATUS or _TRITON_RESTRICTED in lowered:
+        why = f"{status}: {_denial_reason(text, token)}" if status in _DENIED_STATUS else status
         if token is None:
-            return (f"{who} refused the call without a token ({status}): give --token-file FILE or set "
+            return (f"{who} refused the call without a token ({why}): give --token-file FILE or set "
                     f"${TOKEN_ENV}")
-        return f"{who} rejected the token from {token.source} ({status}): check the token (not retried)"
+        return f"{who} rejected the token from {token.source} ({why}): check the token (not retried)"
     if status != "UNAVAILABLE":
         return None
     if tls is not None and "handshake failed" in lowered:
@@ -207,6 +208,15 @@ def security_failure(error: BaseException, address: str, *, tls: TlsConfig | Non
         if tls is not None and tls.cert is None and answer == "client certificate required":
             return f"{who} requires a client certificate (mutual TLS): give --tls-cert FILE and --tls-key FILE"
     return None
+
+
+def _denial_reason(text: str, token: BearerToken | None, max_chars: int = 100) -> str:
+    """The server's (or proxy's) own words for a refusal, such as Envoy's ``Jwt is expired`` or
+    ``Audiences in Jwt are not allowed``, without the gRPC status prefix and never holding the token."""
+    reason = text.split("] ", 1)[-1] if text.startswith("[") else text
+    if token is not None:
+        reason = reason.replace(token.value, "<token>")
+    return reason[:max_chars].rstrip() or "no reason given"
 
 
 def _tls_answer(address: str, timeout_s: float = 3.0) -> str:

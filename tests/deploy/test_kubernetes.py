@@ -14,17 +14,42 @@ from pathlib import Path
 import pytest
 import yaml
 
-from coffea_lorentz.envoy import EnvoyConfig, Upstream, envoy_binary, envoy_unavailable_reason, render_envoy_config
+from coffea_lorentz.envoy import (
+    EnvoyConfig,
+    JwtAuth,
+    ListenerTls,
+    RateLimit,
+    Upstream,
+    envoy_binary,
+    envoy_unavailable_reason,
+    main,
+    render_envoy_config,
+)
 
 kubernetes_validate = pytest.importorskip(
     "kubernetes_validate", reason="kubernetes-validate (test extra) validates the manifests offline")
+pytest.importorskip("cryptography", reason="the front door's certificates and JWKS are made with the cryptography "
+                                           "package (test extra)")
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the Envoy test helpers live there
+from envoy_files import with_local_files  # noqa: E402 - after the skips above
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
 #: Kubernetes version the objects are validated against (the newest kubernetes-validate ships).
 KUBERNETES_VERSION = "1.37"
-#: What deploy/kubernetes/base/envoy-config.yaml is rendered from: the headless Service of the Triton pods.
-KUBERNETES_ENVOY = EnvoyConfig(upstreams=(Upstream(host="triton-headless"),), discovery="strict_dns")
+#: What deploy/kubernetes/base/envoy-config.yaml is rendered from: the headless Service of the Triton pods,
+#: behind a TLS listener (Secret envoy-tls) checking JWTs (Secret envoy-jwks), rate-limited.
+KUBERNETES_ENVOY = EnvoyConfig(
+    upstreams=(Upstream(host="triton-headless"),), discovery="strict_dns",
+    tls=ListenerTls(cert="/etc/envoy/tls/tls.crt", key="/etc/envoy/tls/tls.key"),
+    jwt=JwtAuth(issuer="https://issuer.example", audiences=("triton",), jwks_file="/etc/envoy/jwks/jwks.json"),
+    rate_limit=RateLimit(max_tokens=2000, tokens_per_fill=100, fill_interval_ms=100),
+)
+KUBERNETES_ENVOY_COMMAND = (
+    "python -m coffea_lorentz.envoy --discovery strict_dns triton-headless:8001 --tls-cert /etc/envoy/tls/tls.crt "
+    "--tls-key /etc/envoy/tls/tls.key --jwt-issuer https://issuer.example --jwt-audience triton "
+    "--jwks-file /etc/envoy/jwks/jwks.json --rate-limit-max-tokens 2000 --rate-limit-tokens-per-fill 100 "
+    "--rate-limit-fill-interval-ms 100 --output deploy/kubernetes/base/envoy-config.yaml")
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
 LAYOUTS = ("base", "overlays/gpu")
 
@@ -65,8 +90,8 @@ def rendered(request) -> tuple[str, list[dict]]:
 def test_every_object_validates_strictly(rendered):
     layout, objects = rendered
     kinds = sorted(o["kind"] for o in objects)
-    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "PersistentVolumeClaim",
-                     "Service", "Service", "Service"], layout
+    assert kinds == ["ConfigMap", "Deployment", "Deployment", "HorizontalPodAutoscaler", "NetworkPolicy",
+                     "NetworkPolicy", "PersistentVolumeClaim", "Service", "Service", "Service"], layout
     for item in objects:
         # SchemaNotFoundError (an unknown kind) and ValidationError both fail the test.
         kubernetes_validate.validate(item, KUBERNETES_VERSION, strict=True)
@@ -113,20 +138,70 @@ def test_envoy_in_front_of_the_triton_pods(rendered, tmp_path):
     config_map = by_kind(objects, "ConfigMap", "envoy-config")
     text = config_map["data"]["envoy.yaml"]
     assert text == render_envoy_config(KUBERNETES_ENVOY), (
-        "deploy/kubernetes/base/envoy-config.yaml is stale; run: python -m coffea_lorentz.envoy --discovery strict_dns "
-        "triton-headless:8001 --output deploy/kubernetes/base/envoy-config.yaml")
+        f"deploy/kubernetes/base/envoy-config.yaml is stale; run: {KUBERNETES_ENVOY_COMMAND}")
     envoy = by_kind(objects, "Deployment", "envoy")
     volumes = {v["name"]: v for v in envoy["spec"]["template"]["spec"]["volumes"]}
     assert volumes["config"]["configMap"]["name"] == config_map["metadata"]["name"]  # kustomize's hashed name
-    assert container(envoy, "envoy")["args"][:2] == ["-c", "/etc/envoy/envoy.yaml"]
+    mounts = {m["name"]: m["mountPath"] for m in container(envoy, "envoy")["volumeMounts"]}
+    assert container(envoy, "envoy")["args"][:2] == ["-c", f"{mounts['config']}/envoy.yaml"]
+    # The files the configuration names are the ones the Secrets put there.
+    assert volumes["tls"]["secret"]["secretName"] == "envoy-tls"
+    assert volumes["jwks"]["secret"]["secretName"] == "envoy-jwks"
+    assert KUBERNETES_ENVOY.tls.cert == f"{mounts['tls']}/tls.crt" and KUBERNETES_ENVOY.tls.key == f"{mounts['tls']}/tls.key"
+    assert KUBERNETES_ENVOY.jwt.jwks_file == f"{mounts['jwks']}/jwks.json"
+    assert not any(o["kind"] == "Secret" for o in objects), "keys are created in the cluster, never shipped"
     service = by_kind(objects, "Service", "envoy")
     assert [p["port"] for p in service["spec"]["ports"]] == [8001]
     if envoy_unavailable_reason() is None:
         path = tmp_path / "envoy.yaml"
-        path.write_text(text)
+        path.write_text(with_local_files(text, tmp_path))
         result = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
                                 capture_output=True, text=True, timeout=60)
         assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_rendering_command_writes_the_config_map(tmp_path, monkeypatch):
+    """The command in the error message above (and in kustomization.yaml) writes exactly the shipped file."""
+    arguments = KUBERNETES_ENVOY_COMMAND.split()[3:]
+    arguments[arguments.index("--output") + 1] = str(tmp_path / "envoy-config.yaml")
+    assert main(arguments) == 0
+    assert (tmp_path / "envoy-config.yaml").read_text() == (KUBERNETES / "base" / "envoy-config.yaml").read_text()
+
+
+def _selects(selector: dict, labels: dict) -> bool:
+    return all(labels.get(key) == value for key, value in selector["matchLabels"].items())
+
+
+def test_only_envoy_reaches_triton(rendered):
+    """NetworkPolicy: Triton's gRPC and HTTP ports only from the Envoy pods, its metrics port only from
+    the monitoring namespace, nothing else; Envoy's pods only on their listener."""
+    _, objects = rendered
+    policies = [o for o in objects if o["kind"] == "NetworkPolicy"]
+    triton, envoy = by_kind(objects, "Deployment", "triton"), by_kind(objects, "Deployment", "envoy")
+    triton_labels = triton["spec"]["template"]["metadata"]["labels"]
+    envoy_labels = envoy["spec"]["template"]["metadata"]["labels"]
+    (guard,) = [p for p in policies if _selects(p["spec"]["podSelector"], triton_labels)]
+    assert guard["spec"]["policyTypes"] == ["Ingress"]
+    allowed = {}
+    for rule in guard["spec"]["ingress"]:
+        assert rule.get("from"), "a rule without 'from' opens its ports to everyone"
+        for peer in rule["from"]:
+            assert set(peer) in ({"podSelector"}, {"namespaceSelector"}), peer  # no ipBlock
+            if "podSelector" in peer:
+                assert _selects(peer["podSelector"], envoy_labels) and peer["podSelector"]["matchLabels"]
+                who = "envoy"
+            else:
+                assert peer["namespaceSelector"]["matchLabels"] == {"kubernetes.io/metadata.name": "monitoring"}
+                who = "monitoring"
+            for port in rule["ports"]:
+                allowed.setdefault(port["port"], set()).add(who)
+    triton_ports = {p["name"] for p in container(triton, "triton")["ports"]}
+    assert allowed == {"grpc": {"envoy"}, "http": {"envoy"}, "metrics": {"monitoring"}}
+    assert set(allowed) == triton_ports  # every port of the container is named in the policy
+    (front,) = [p for p in policies if _selects(p["spec"]["podSelector"], envoy_labels)]
+    (rule,) = front["spec"]["ingress"]
+    assert [p["port"] for p in rule["ports"]] == ["grpc"]
+    assert {p["name"] for p in container(envoy, "envoy")["ports"]} == {"grpc"}
 
 
 def test_autoscaling_on_triton_queue_time(rendered):
@@ -151,10 +226,14 @@ def test_compose_file_for_one_gpu_node():
     assert "/v2/health/ready" in " ".join(triton["healthcheck"]["test"])
     assert envoy["depends_on"]["triton"]["condition"] == "service_healthy"
     assert envoy["ports"] == ["8001:8001"]
+    assert "ports" not in triton or all(not str(p).startswith(("8000", "8001")) for p in triton["ports"])
     (mount,) = envoy["volumes"]
-    source, target, _ = mount.split(":")
-    assert target == envoy["command"][1]
-    config = yaml.safe_load((ROOT / "deploy" / source).read_text())
+    source, target, mode = mount.split("#")[0].strip().split(":")
+    assert mode == "ro" and envoy["command"][1] == f"{target}/envoy.yaml"
+    text = (ROOT / "deploy" / source / "envoy.yaml").read_text()
+    config = yaml.safe_load(text)
+    # TLS and JWT files as mounted: the folder's tls/ and jwks/ (ignored by git)
+    assert f"{target}/tls/tls.crt" in text and f"{target}/jwks/jwks.json" in text
     (cluster,) = config["static_resources"]["clusters"]
     endpoint = cluster["load_assignment"]["endpoints"][0]["lb_endpoints"][0]["endpoint"]
     assert endpoint["address"]["socket_address"]["address"] == "triton"  # the compose service name

@@ -21,6 +21,9 @@ from coffea_lorentz.envoy import (
     READINESS_PATH,
     EnvoyConfig,
     EnvoyProxy,
+    JwtAuth,
+    ListenerTls,
+    RateLimit,
     Upstream,
     envoy_binary,
     envoy_unavailable_reason,
@@ -35,9 +38,24 @@ from coffea_lorentz.run import RunConfig, run_tagging
 from coffea_lorentz.serve import ServerConfig, TritonServer
 from coffea_lorentz.testing import require_triton, server_unavailable_reason, write_pfnano_fileset
 
+pytest.importorskip("cryptography", reason="the front door's certificates and JWKS are made with the cryptography "
+                                           "package (test extra)")
+from envoy_files import with_local_files  # noqa: E402 - after the skip above
+
 ROOT = Path(__file__).resolve().parents[2]
-#: What deploy/envoy/envoy.yaml is rendered from (compose: the service ``triton``, scaled to N replicas).
-SHIPPED_COMPOSE_CONFIG = EnvoyConfig(upstreams=(Upstream(host="triton"),), discovery="strict_dns")
+#: What deploy/envoy/envoy.yaml is rendered from (compose: the service ``triton``, scaled to N replicas,
+#: behind a TLS listener checking JWTs, rate-limited; the files as mounted under /etc/envoy).
+SHIPPED_COMPOSE_CONFIG = EnvoyConfig(
+    upstreams=(Upstream(host="triton"),), discovery="strict_dns",
+    tls=ListenerTls(cert="/etc/envoy/tls/tls.crt", key="/etc/envoy/tls/tls.key"),
+    jwt=JwtAuth(issuer="https://issuer.example", audiences=("triton",), jwks_file="/etc/envoy/jwks/jwks.json"),
+    rate_limit=RateLimit(max_tokens=2000, tokens_per_fill=100, fill_interval_ms=100),
+)
+#: The command that writes deploy/envoy/envoy.yaml.
+SHIPPED_COMPOSE_COMMAND = (
+    "--discovery strict_dns triton:8001 --tls-cert /etc/envoy/tls/tls.crt --tls-key /etc/envoy/tls/tls.key "
+    "--jwt-issuer https://issuer.example --jwt-audience triton --jwks-file /etc/envoy/jwks/jwks.json "
+    "--rate-limit-max-tokens 2000 --rate-limit-tokens-per-fill 100 --rate-limit-fill-interval-ms 100").split()
 
 needs_envoy = pytest.mark.skipif(envoy_unavailable_reason() is not None,
                                  reason=f"no envoy binary: {envoy_unavailable_reason()}")
@@ -53,7 +71,7 @@ EVENTS_PER_FILE = 5  # what write_pfnano_fileset writes per file
 def _validate_with_envoy(text: str, tmp_path: Path) -> str:
     """Run ``envoy --mode validate`` on ``text``; its output (fails the test on a rejected config)."""
     path = tmp_path / "envoy.yaml"
-    path.write_text(text)
+    path.write_text(with_local_files(text, tmp_path))
     result = subprocess.run([str(envoy_binary()), "--mode", "validate", "-c", str(path), "--disable-hot-restart"],
                             capture_output=True, text=True, timeout=60)
     output = result.stdout + result.stderr
@@ -122,7 +140,7 @@ def test_shipped_config_is_the_rendered_one():
     """deploy/envoy/envoy.yaml is what the renderer writes (rerender it after changing the renderer)."""
     shipped = (ROOT / "deploy" / "envoy" / "envoy.yaml").read_text()
     assert shipped == render_envoy_config(SHIPPED_COMPOSE_CONFIG), (
-        "deploy/envoy/envoy.yaml is stale; run: python -m coffea_lorentz.envoy --discovery strict_dns triton:8001 "
+        f"deploy/envoy/envoy.yaml is stale; run: python -m coffea_lorentz.envoy {' '.join(SHIPPED_COMPOSE_COMMAND)} "
         "--output deploy/envoy/envoy.yaml")
 
 
@@ -130,7 +148,7 @@ def test_command_line_writes_the_config(tmp_path, capsys):
     assert main(["127.0.0.1:9001:9000", "127.0.0.2:9001", "--listen-port", "7001"]) == 0
     config = yaml.safe_load(capsys.readouterr().out)
     assert config["static_resources"]["listeners"][0]["address"]["socket_address"]["port_value"] == 7001
-    assert main(["--discovery", "strict_dns", "triton:8001", "--output", str(tmp_path / "e.yaml")]) == 0
+    assert main([*SHIPPED_COMPOSE_COMMAND, "--output", str(tmp_path / "e.yaml")]) == 0
     assert (tmp_path / "e.yaml").read_text() == render_envoy_config(SHIPPED_COMPOSE_CONFIG)
     with pytest.raises(SystemExit):
         main(["triton:8001"])  # a host name needs strict_dns
