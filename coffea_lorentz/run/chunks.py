@@ -41,7 +41,7 @@ class ChunkRecord:
         sha256, n_bytes: SHA-256 and size of the chunk file's bytes as the worker read them back
             ("" and 0 when failed); the manifest lists them.
         retries, retry_wait_s: tries the Triton client retried during the chunk, and seconds it
-            waited on an unavailable server.
+            waited on an unavailable or busy (rate-limited, RESOURCE_EXHAUSTED) server.
         outside_domain: reweighter → jets outside its training domain
             (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`; empty when skipped).
     """

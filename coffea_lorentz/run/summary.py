@@ -124,7 +124,7 @@ class RunSummary:
         if not self.retries and self.retry_wait_s < 0.05:
             return "none"
         noun = "retry" if self.retries == 1 else "retries"
-        return f"{self.retries} {noun}, {self.retry_wait_s:.1f} s waited on an unavailable server (summed over chunks)"
+        return f"{self.retries} {noun}, {self.retry_wait_s:.1f} s waited on an unavailable or busy server (summed over chunks)"
 
     @property
     def events_per_s(self) -> float:
