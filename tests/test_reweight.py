@@ -359,13 +359,20 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
         "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
         str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
         "--epochs", "1", "--option", "hidden=4", "--option", "n_hidden_layers=1", "--bins", "4", "--threads", "1",
+        "--closure-observable", "phi",
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "nominal: 300 jets" in printed
     assert "chi2/ndf before" in printed and "combined" in printed
     info = json.loads((tmp_path / "out" / "reweight_t.json").read_text())
-    assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
+    assert {"mass", "msoftdrop", "n_constituents", "tau32", "tau21", "pt", "eta", "phi"} == set(info["closure"]["observables"])
+    assert all(o["ndf_after"] >= 1 for o in info["closure"]["observables"].values())
+    weights = info["closure"]["weights"]  # effective sample size and clipping of the held-out weights
+    assert weights["n"] == 90 and 0 < weights["effective_n"] <= 90 and 0 <= weights["clipped_fraction"] <= 1
+    assert sum(info["closure"]["reliability"]["count"]) == 180  # held-out jets of both samples
+    assert "effective N" in printed and "calibration (held-out" in printed
+    assert (tmp_path / "out" / "calibration_reweight_t.png").is_file()
     assert info["architecture"] == "lorentz_efn" and info["config"]["hidden"] == 4
     assert info["training"]["calibration"]["slope"] != 1.0
     assert info["train_command"] == "coffea-lorentz " + " ".join(argv)  # what made it
