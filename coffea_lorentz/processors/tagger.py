@@ -109,7 +109,7 @@ class TaggerProcessor(processor.ProcessorABC):
             taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
             max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
             chunksize=0, backend=self.backends[0].kind if self.backends else "",
-            reweighters=tuple(spec.name for spec in self.reweighters), collection=self.collection)
+            reweighters=tuple(spec.name for spec in self.reweighters if spec.level == "jet"), collection=self.collection)
         self.copy_branches = tuple(copy_branches if copy_branches is not None else self.settings.copy_branches)
 
     def scored_models(self) -> list[ScoredModel]:

@@ -35,8 +35,9 @@ __all__ = ["CLOSURE_OBSERVABLES", "EVENT_OBSERVABLES", "ObservableClosure", "Clo
 CLOSURE_OBSERVABLES: tuple[str, ...] = ("mass", "msoftdrop", "pt", "eta", "n_constituents", "tau21", "tau32")
 
 #: Event observables compared in the closure test, when the samples have them: HT (scalar sum of
-#: the AK4 jets' pT, GeV), the number of AK4 jets and the leading jet's pT (GeV).
-EVENT_OBSERVABLES: tuple[str, ...] = ("ht", "n_jets", "leading_jet_pt")
+#: the AK4 jets' pT, GeV), the number of AK4 jets, the leading jet's pT (GeV) and, for an event-level
+#: reweighter, the number of objects its classifier chose from (before truncation).
+EVENT_OBSERVABLES: tuple[str, ...] = ("ht", "n_jets", "leading_jet_pt", "n_objects")
 
 #: Axis labels of the closure plot.
 _LABELS: dict[str, str] = {
