@@ -135,3 +135,19 @@ def test_closure_result_carries_the_diagnostics_into_its_record_and_table(tmp_pa
     assert "held-out events" in text and "effective N" in text and "calibration" in text
     assert result.worst.name in ("mass", "eta")
     assert plot_closure(result, tmp_path / "c.png").stat().st_size > 10_000
+
+
+def test_run_weight_lines_add_chunks_up():
+    from types import SimpleNamespace
+
+    from coffea_lorentz.reweight.diagnostics import event_weight_counts, weight_lines
+
+    spec = SimpleNamespace(name="x", epsilon=0.01, max_weight=4.0, prior_ratio=1.0)
+    first = event_weight_counts({"weight_x": np.array([1.0, 4.0, 1.0 / 99])}, [spec])
+    second = event_weight_counts({"weight_x": np.array([2.0]), "weight_other": np.ones(3)}, [spec])
+    assert first == {"x": {"events": 3, "sum_w": pytest.approx(5.0101, abs=1e-4), "sum_w2": pytest.approx(17.0001, abs=1e-4),
+                           "clipped": 2}}
+    (line,) = weight_lines([("qcd", first), ("qcd", second)])
+    w = np.array([1.0, 4.0, 1.0 / 99, 2.0])
+    assert line.startswith("weight_x of dataset 'qcd': 4 events, mean 1.753")
+    assert f"= {w.sum() ** 2 / (w**2).sum():.0f} (" in line and "clipped 2 (50.00 %)" in line

@@ -138,6 +138,10 @@ def test_train_event_reweighter_then_run_it(shower_files, tmp_path, capsys, obje
     run_out = tmp_path / "run"
     assert main(["run", str(shower_files["run"]), "--tagger", "identity", "--reweighter", str(out / "reweight_ev.pt"),
                  "--backend", "torch", "--workers", "0", "--output", str(run_out)]) == 0
+    printed = capsys.readouterr().out  # the run's summary: the weights' effective sample size and clipping
+    assert f"weight_ev of dataset 'run': {N_RUN_EVENTS} events, mean" in printed and "effective N" in printed
+    log = next((run_out / "_logs").glob("*.log")).read_text()
+    assert f"WEIGHTS weight_ev of dataset 'run': {N_RUN_EVENTS} events" in log
     rows = load_scores(run_out, "run")  # a file given directly is the dataset of its stem
     assert len(rows) == N_RUN_EVENTS and "weight_ev" in rows.fields and "FatJet_weight_ev" not in rows.fields
     weights = ak.to_numpy(rows.weight_ev)

@@ -44,6 +44,7 @@ from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import (ChunkInputs, ClassHead, ScoredModel, ScoreHead, SpecInput, TaggedChunk, ZooInput,
                         resolved_batch_config, score_events)
+from ..reweight.diagnostics import event_weight_counts
 from ..reweight.domain import outside_domain_counts
 from ..reweighter import ReweighterSpec, reweighter_models
 from ..store import OutputStore
@@ -134,6 +135,7 @@ class TaggerProcessor(processor.ProcessorABC):
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
         summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection)
+        summary["weights"] = event_weight_counts(scored.event_branches, self.reweighters)
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

@@ -23,8 +23,8 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["effective_sample_size", "WeightSummary", "weight_summary", "ReliabilityCurve", "reliability_curve",
-           "plot_reliability"]
+__all__ = ["effective_sample_size", "WeightSummary", "weight_summary", "event_weight_counts", "weight_lines",
+           "ReliabilityCurve", "reliability_curve", "plot_reliability"]
 
 
 def effective_sample_size(weights: np.ndarray) -> float:
@@ -109,6 +109,44 @@ def weight_summary(probability: np.ndarray, *, epsilon: float, max_weight: float
         clipped_any=int((low_f | at_max).sum()),
         mean=float(w.mean()) if w.size else 0.0, max=float(w.max()) if w.size else 0.0,
     )
+
+
+def event_weight_counts(event_branches, reweighters) -> dict:
+    """What a processor records per chunk: reweighter name → ``{"events", "sum_w", "sum_w2", "clipped"}``
+    of its per-event weights ``event_branches["weight_<name>"]`` (float [n_events]); ``clipped`` counts
+    weights at a clipping limit (w_max, or prior_ratio · ε/(1 − ε)). ``reweighters``: objects with
+    ``name``, ``epsilon``, ``max_weight``, ``prior_ratio``. Numbers only, so chunks add up."""
+    counts = {}
+    for spec in reweighters:
+        branch = f"weight_{spec.name}"
+        if branch not in event_branches:
+            continue
+        w = np.asarray(event_branches[branch], dtype=np.float64)
+        low = spec.prior_ratio * spec.epsilon / (1.0 - spec.epsilon)
+        clipped = (w >= spec.max_weight * (1 - 1e-6)) | (w <= low * (1 + 1e-6))
+        counts[spec.name] = {"events": int(w.size), "sum_w": float(w.sum()), "sum_w2": float((w * w).sum()),
+                             "clipped": int(clipped.sum())}
+    return counts
+
+
+def weight_lines(per_chunk) -> list[str]:
+    """One line per (dataset, reweighter) from (dataset, :func:`event_weight_counts` result) pairs:
+    events, mean weight, effective sample size (Σw)²/Σw² and the clipped fraction of the per-event weights."""
+    totals: dict[tuple[str, str], list[float]] = {}
+    for dataset, counts in per_chunk:
+        for name, c in counts.items():
+            total = totals.setdefault((dataset, name), [0, 0.0, 0.0, 0])
+            for k, key in enumerate(("events", "sum_w", "sum_w2", "clipped")):
+                total[k] += c[key]
+    lines = []
+    for (dataset, name), (n, sum_w, sum_w2, clipped) in sorted(totals.items()):
+        if not n:
+            continue
+        effective = sum_w**2 / sum_w2 if sum_w2 > 0 else 0.0
+        lines.append(f"weight_{name} of dataset {dataset!r}: {int(n)} events, mean {sum_w / n:.3f}, effective N "
+                     f"(sum w)^2/sum w^2 = {effective:.0f} ({100 * effective / n:.1f} %), clipped {int(clipped)} "
+                     f"({100 * clipped / n:.2f} %)")
+    return lines
 
 
 @dataclass(frozen=True)
