@@ -14,6 +14,10 @@ constituents gets weight 1. :meth:`Reweighter.event_weight` turns them into one 
 eager, virtual and dask-awkward events, pickles to Dask workers and keeps the constituents its
 classifier was trained on (its record's ``max_constituents``).
 
+An event-level reweighter (``reweight-train --level event``; :mod:`coffea_lorentz.reweight.events`)
+sees each whole event as one set of four-momenta: ``reweighter(events)`` then gives one float32
+weight per event, and a run writes ``weight_<name>`` only (:class:`EventWeightHead`).
+
 :class:`ReweighterSpec` is the same as plain picklable data for processors, and
 :func:`reweight_events` what a processor calls per chunk.
 """
@@ -37,10 +41,10 @@ from .reweight.domain import TrainingDomain, outside_mask
 from .reweight.events import EVENT_OBJECTS, EventInput
 from .reweight.lookup import ReweighterInfo, find_reweighter
 from .reweight.weights import event_weights, weights_from_probability
-from .tagger import Tagger
+from .tagger import Tagger, _is_dask
 
-__all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "EventWeightHead", "reweight_events", "reweighter_models", "jet_weight_branch",
-           "event_weight_branch"]
+__all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "EventWeightHead", "reweight_events", "reweighter_models",
+           "jet_weight_branch", "event_weight_branch"]
 
 
 def jet_weight_branch(name: str) -> str:
@@ -273,8 +277,6 @@ class Reweighter(Tagger):
         ``coffea-lorentz run`` or the processor)."""
         if self.info.level != "event":
             return super().__call__(events)
-        from .tagger import _is_dask
-
         if _is_dask(events):
             raise InvalidInputError(f"reweighter {self.name!r} is event-level: call it on eager or virtual events, "
                                     "or apply it with coffea-lorentz run --reweighter / ReweightProcessor")
