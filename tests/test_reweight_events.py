@@ -156,3 +156,19 @@ def test_train_event_reweighter_then_run_it(shower_files, tmp_path, capsys, obje
     direct = Reweighter(str(out / "reweight_ev.pt"), backend="torch")
     assert direct.level == "event"
     np.testing.assert_allclose(direct(_events(shower_files["run"])), weights, rtol=1e-5)
+
+
+def test_an_event_level_record_without_its_objects_is_refused(tmp_path):
+    from coffea_lorentz.errors import ConfigurationError
+    from coffea_lorentz.reweight.lookup import find_reweighter
+
+    record = {"name": "reweight_ev", "architecture": "lorentz_efn", "epsilon": 1e-3, "max_weight": 10.0,
+              "level": "event", "reweight_config": {"max_constituents": 32}}
+    (tmp_path / "reweight_ev.pt").write_bytes(b"")
+    (tmp_path / "reweight_ev.json").write_text(json.dumps(record))
+    with pytest.raises(ConfigurationError, match="event_objects"):
+        find_reweighter(tmp_path / "reweight_ev.pt")
+    (tmp_path / "reweight_ev.json").write_text(json.dumps(record | {"event_objects": "jets"}))
+    info = find_reweighter(tmp_path / "reweight_ev.pt")
+    assert (info.level, info.objects, info.max_constituents, info.domain) == ("event", "jets", 32, None)
+    assert find_reweighter("fsr").level == "jet"  # a record without 'level' is per jet
