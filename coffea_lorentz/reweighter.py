@@ -14,12 +14,17 @@ constituents gets weight 1. :meth:`Reweighter.event_weight` turns them into one 
 eager, virtual and dask-awkward events, pickles to Dask workers and keeps the constituents its
 classifier was trained on (its record's ``max_constituents``).
 
+An event-level reweighter (``reweight-train --level event``; :mod:`coffea_lorentz.reweight.events`)
+sees each whole event as one set of four-momenta: ``reweighter(events)`` then gives one float32
+weight per event, and a run writes ``weight_<name>`` only (:class:`EventWeightHead`).
+
 :class:`ReweighterSpec` is the same as plain picklable data for processors, and
 :func:`reweight_events` what a processor calls per chunk.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,12 +38,13 @@ from .infer import BackendSpec
 from .pipeline import ScoredModel, TaggedChunk, ZooInput, resolved_batch_config, score_branch, score_events
 from .read import JetConstituents
 from .reweight.domain import TrainingDomain, outside_mask
+from .reweight.events import EVENT_OBJECTS, EventInput
 from .reweight.lookup import ReweighterInfo, find_reweighter
 from .reweight.weights import event_weights, weights_from_probability
-from .tagger import Tagger
+from .tagger import Tagger, _is_dask
 
-__all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "reweight_events", "reweighter_models", "jet_weight_branch",
-           "event_weight_branch"]
+__all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "EventWeightHead", "reweight_events", "reweighter_models",
+           "jet_weight_branch", "event_weight_branch"]
 
 
 def jet_weight_branch(name: str) -> str:
@@ -67,6 +73,9 @@ class ReweighterSpec:
             processor's batching).
         domain: the jets it was trained on; a run counts the jets outside it
             (:mod:`coffea_lorentz.reweight.domain`).
+        level: ``"jet"`` (per-jet weights) or ``"event"`` (the classifier sees each whole event:
+            ``weight_<name>`` per event only; :mod:`coffea_lorentz.reweight.events`).
+        objects: an event-level reweighter's objects (``"pfcands"``, ``"jets"``).
     """
 
     name: str
@@ -76,10 +85,17 @@ class ReweighterSpec:
     prior_ratio: float = 1.0
     max_constituents: int | None = None
     domain: TrainingDomain | None = None
+    level: str = "jet"
+    objects: str | None = None
 
     def __post_init__(self) -> None:
         if not self.name or not self.name.replace("_", "").isalnum():
             raise InvalidInputError(f"ReweighterSpec.name: expected letters, digits and '_', got {self.name!r}")
+        if self.level not in ("jet", "event"):
+            raise InvalidInputError(f"ReweighterSpec.level: expected 'jet' or 'event', got {self.level!r}")
+        if self.level == "event" and self.objects not in EVENT_OBJECTS:
+            raise InvalidInputError(f"ReweighterSpec.objects: an event-level reweighter needs one of "
+                                    f"{list(EVENT_OBJECTS)}, got {self.objects!r}")
 
     @classmethod
     def from_info(cls, info: ReweighterInfo, *, kind: str = "torch", url: str | None = None,
@@ -91,7 +107,7 @@ class ReweighterSpec:
         backend = BackendSpec.make(info.model, kind=kind, url=url, weights=weights, **options)
         return cls(name=info.name, backend=backend, epsilon=info.epsilon, max_weight=info.max_weight,
                    prior_ratio=info.prior_ratio, max_constituents=info.max_constituents,
-                   domain=info.domain)
+                   domain=info.domain, level=info.level, objects=info.objects)
 
     @classmethod
     def from_file(cls, path: str | Path, *, kind: str = "torch", url: str | None = None, name: str | None = None,
@@ -100,9 +116,7 @@ class ReweighterSpec:
         short name (``"fsr"``); ``name`` renames its branches."""
         spec = cls.from_info(find_reweighter(path), kind=kind, url=url, **options)
         if name is not None:
-            spec = cls(name=name, backend=spec.backend, epsilon=spec.epsilon, max_weight=spec.max_weight,
-                       prior_ratio=spec.prior_ratio, max_constituents=spec.max_constituents,
-                       domain=spec.domain)
+            spec = dataclasses.replace(spec, name=name)
         return spec
 
     def weights(self, probability: ak.Array) -> ak.Array:
@@ -127,6 +141,21 @@ class WeightHead:
         return {jet_weight_branch(self.spec.name): per_jet}, {event_weight_branch(self.spec.name): event_weights(per_jet)}
 
 
+@dataclass(frozen=True)
+class EventWeightHead:
+    """An event-level reweighter's head: the classifier's probability f of every event →
+    ``weight_<name>`` per event (w = f/(1 − f), clipped; NaN, an event without objects, → 1); no
+    per-jet branch."""
+
+    spec: ReweighterSpec
+
+    def branches(self, name: str, values: np.ndarray, n_jets: np.ndarray
+                 ) -> tuple[dict[str, ak.Array], dict[str, np.ndarray]]:
+        weights = weights_from_probability(values, epsilon=self.spec.epsilon, max_weight=self.spec.max_weight,
+                                           prior_ratio=self.spec.prior_ratio).astype(np.float32)
+        return {}, {event_weight_branch(self.spec.name): weights}
+
+
 def reweighter_models(reweighters: Sequence[ReweighterSpec], *, batch_config: BatchConfig) -> list[ScoredModel]:
     """The reweighters as models of one scoring pass (:func:`coffea_lorentz.pipeline.score_events`),
     each named after its classifier (``reweight_<name>``).
@@ -138,9 +167,16 @@ def reweighter_models(reweighters: Sequence[ReweighterSpec], *, batch_config: Ba
     from .infer import process_backend
 
     groups: dict[int, list[ReweighterSpec]] = {}
-    for spec in reweighters:
-        groups.setdefault(spec.max_constituents or batch_config.max_constituents, []).append(spec)
     models = []
+    for spec in reweighters:
+        if spec.level == "event":  # each event-level reweighter batches the objects of whole events
+            backend = process_backend(spec.backend)
+            config = BatchConfig(max_constituents=spec.max_constituents or batch_config.max_constituents,
+                                 buckets=batch_config.buckets, max_batch_size=batch_config.max_batch_size)
+            models.append(ScoredModel(spec.backend.tagger, EventInput(resolved_batch_config(config, [backend]),
+                                                                      spec.objects), backend, EventWeightHead(spec)))
+            continue
+        groups.setdefault(spec.max_constituents or batch_config.max_constituents, []).append(spec)
     for max_constituents, specs in groups.items():
         config = BatchConfig(max_constituents=max_constituents, buckets=batch_config.buckets,
                              max_batch_size=batch_config.max_batch_size)
@@ -170,6 +206,8 @@ def reweight_events(events: ak.Array, reweighters: Sequence[ReweighterSpec], *, 
     jets = scored.inputs.jets
     groups: dict[int, dict[str, ak.Array]] = {}
     for model in models:
+        if isinstance(model.input, EventInput):
+            continue  # one value per event, no jets
         groups.setdefault(id(model.input), {})[score_branch(model.name)] = unflatten(scored.values[model.name],
                                                                                      jets.n_jets)
     return (dict(scored.jet_branches), dict(scored.event_branches),
@@ -227,6 +265,30 @@ class Reweighter(Tagger):
 
     def _key(self) -> tuple:
         return ("reweighter", self.info, *super()._key())
+
+    @property
+    def level(self) -> str:
+        """``"jet"`` (weights per fat jet) or ``"event"`` (the classifier sees whole events: one weight per event)."""
+        return self.info.level
+
+    def __call__(self, events):
+        """Per-jet weights, jagged float32 [events][FatJet]; an event-level reweighter gives one
+        weight per event, float32 [events] (eager or virtual events; a dask-awkward run goes through
+        ``coffea-lorentz run`` or the processor)."""
+        if self.info.level != "event":
+            return super().__call__(events)
+        if _is_dask(events):
+            raise InvalidInputError(f"reweighter {self.name!r} is event-level: call it on eager or virtual events, "
+                                    "or apply it with coffea-lorentz run --reweighter / ReweightProcessor")
+        from .infer import process_backend
+
+        backend = process_backend(self.spec.backend)
+        source = str((getattr(events, "metadata", None) or {}).get("filename", "<events>"))
+        model = ScoredModel(self.spec.backend.tagger,
+                            EventInput(resolved_batch_config(self.batch_config, [backend]), self.info.objects),
+                            backend, EventWeightHead(self.spec))
+        scored = score_events(events, [model], source=source)
+        return scored.event_branches[event_weight_branch(self.name)]
 
     def _transform(self, name: str, probability: ak.Array) -> ak.Array:
         return self.spec.weights(probability)

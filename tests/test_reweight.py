@@ -188,7 +188,8 @@ def test_closure_on_generated_shower_variation(generated, tmp_path):
     quarter of them for early stopping and calibration), checked on ≈ 2 000 held-out jets a sample.
 
     Measured with these seeds (compact ``lorentz_efn``, 6 epochs), χ²/ndf before → after:
-    jet mass 5.27 → 0.91, soft-drop mass 4.55 → 0.76, multiplicity 12.6 → 3.2, all six 4.36 → 1.35.
+    jet mass 5.27 → 0.91, soft-drop mass 4.55 → 0.76, multiplicity 12.6 → 3.2, η 1.16 → 1.42, all seven
+    3.90 → 1.36 (effective N 1906 of 1976 held-out jets, none clipped).
     Mass, soft-drop mass and the six together close to ≤ 1.5 from clearly larger; multiplicity,
     the strongest effect, falls to a quarter but keeps an under-corrected high-multiplicity tail
     at this training size. τ32, τ21 and jet pT, compatible before, must stay so.
@@ -359,13 +360,20 @@ def test_cli_trains_and_prints_closure(generated_paths, tmp_path, capsys):
         "reweight-train", "--nominal", str(generated_paths["nominal"]), "--alternative",
         str(generated_paths["alternative"]), "--output", str(tmp_path / "out"), "--name", "t", "--max-jets", "300",
         "--epochs", "1", "--option", "hidden=4", "--option", "n_hidden_layers=1", "--bins", "4", "--threads", "1",
+        "--closure-observable", "phi",
     ]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "nominal: 300 jets" in printed
     assert "chi2/ndf before" in printed and "combined" in printed
     info = json.loads((tmp_path / "out" / "reweight_t.json").read_text())
-    assert {"mass", "msoftdrop", "n_constituents", "tau32", "pt"} <= set(info["closure"]["observables"])
+    assert {"mass", "msoftdrop", "n_constituents", "tau32", "tau21", "pt", "eta", "phi"} == set(info["closure"]["observables"])
+    assert all(o["ndf_after"] >= 1 for o in info["closure"]["observables"].values())
+    weights = info["closure"]["weights"]  # effective sample size and clipping of the held-out weights
+    assert weights["n"] == 90 and 0 < weights["effective_n"] <= 90 and 0 <= weights["clipped_fraction"] <= 1
+    assert sum(info["closure"]["reliability"]["count"]) == 180  # held-out jets of both samples
+    assert "effective N" in printed and "calibration (held-out" in printed
+    assert (tmp_path / "out" / "calibration_reweight_t.png").is_file()
     assert info["architecture"] == "lorentz_efn" and info["config"]["hidden"] == 4
     assert info["training"]["calibration"]["slope"] != 1.0
     assert info["train_command"] == "coffea-lorentz " + " ".join(argv)  # what made it

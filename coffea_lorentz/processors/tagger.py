@@ -44,6 +44,7 @@ from ..errors import InvalidInputError
 from ..infer import BackendSpec, process_backend
 from ..pipeline import (ChunkInputs, ClassHead, ScoredModel, ScoreHead, SpecInput, TaggedChunk, ZooInput,
                         resolved_batch_config, score_events)
+from ..reweight.diagnostics import event_weight_counts
 from ..reweight.domain import outside_domain_counts
 from ..reweighter import ReweighterSpec, reweighter_models
 from ..store import OutputStore
@@ -109,7 +110,7 @@ class TaggerProcessor(processor.ProcessorABC):
             taggers=tuple(spec.tagger for spec in self.backends), model_sha256=(),
             max_constituents=batch_config.max_constituents, buckets=tuple(int(n) for n in batch_config.lengths),
             chunksize=0, backend=self.backends[0].kind if self.backends else "",
-            reweighters=tuple(spec.name for spec in self.reweighters), collection=self.collection)
+            reweighters=tuple(spec.name for spec in self.reweighters if spec.level == "jet"), collection=self.collection)
         self.copy_branches = tuple(copy_branches if copy_branches is not None else self.settings.copy_branches)
 
     def scored_models(self) -> list[ScoredModel]:
@@ -134,6 +135,7 @@ class TaggerProcessor(processor.ProcessorABC):
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
         summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection)
+        summary["weights"] = event_weight_counts(scored.event_branches, self.reweighters)
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

@@ -28,9 +28,15 @@ One module per concept:
   generator's HDF5 datasets, splitting and pooling samples (no torch).
 - :mod:`.classifier` — :class:`ReweightConfig`, :func:`train_classifier` with early stopping and a
   logistic calibration of the log-odds folded into the output layer, :func:`predict_probability`.
-- :mod:`.closure_check` — :func:`closure` (χ²/ndf of jet observables before and after) and
+- :mod:`.closure_check` — :func:`closure` (χ²/ndf per observable, with its ndf and the errors of
+  both samples, before and after; jet and event observables) and
   :func:`plot_closure` (drawn in a style context; no torch). Not named ``closure``: that is the
   function's name, and a submodule of the same name would shadow it on this package.
+- :mod:`.diagnostics` — :func:`effective_sample_size`, :func:`weight_summary` (clipped weights),
+  :func:`reliability_curve` and :func:`plot_reliability`: what to check before trusting weights (no torch).
+- :mod:`.events` — event-level reweighting: :func:`event_objects` (each event as one set of
+  four-momenta: PF candidates, or AK4 jets + leptons + MET), :func:`read_event_sample` (training
+  events from PFNano files, read as a run reads them) and the pass's ``EventInput`` (no torch).
 - :mod:`.saving` — :func:`save_reweighter`, :func:`load_reweighter`: ``reweight_<name>.pt`` + ``.json``.
 - :mod:`.workflow` — :func:`run_reweighting`: split, train, closure, save and plot in one call.
 
@@ -68,8 +74,19 @@ _HOMES: dict[str, str] = {
     "CLOSURE_OBSERVABLES": "closure_check",
     "ObservableClosure": "closure_check",
     "ClosureResult": "closure_check",
+    "EVENT_OBSERVABLES": "closure_check",
+    "effective_sample_size": "diagnostics",
+    "WeightSummary": "diagnostics",
+    "weight_summary": "diagnostics",
+    "ReliabilityCurve": "diagnostics",
+    "reliability_curve": "diagnostics",
+    "plot_reliability": "diagnostics",
     "closure": "closure_check",
     "plot_closure": "closure_check",
+    "EVENT_OBJECTS": "events",
+    "event_objects": "events",
+    "event_observables": "events",
+    "read_event_sample": "events",
     "save_reweighter": "saving",
     "load_reweighter": "saving",
     "ReweightResult": "workflow",

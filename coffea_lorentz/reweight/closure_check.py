@@ -1,7 +1,18 @@
-"""The closure test: nominal, reweighted nominal and alternative jets in histograms of jet
+"""The closure test: nominal, reweighted nominal and alternative jets (or events) in histograms of
 observables, with χ²/ndf before and after reweighting, and the plot of them.
 
-numpy only; :func:`plot_closure` imports matplotlib and mplhep when called and draws inside a
+Each observable is binned in quantiles of the pooled nominal and alternative values; the
+histograms (``hist``, weighted storage) are normalised to unit sum and compared bin by bin with the
+statistical errors of *both* samples:
+
+    χ² = Σ_bins (h_rw − h_alt)² / (σ_rw² + σ_alt²),   σ = sqrt(Σw²) / Σw,   ndf = bins − 1,
+
+so two independent samples of one distribution give χ²/ndf ≈ 1 (the unit-sum normalisation takes
+one degree of freedom). The result also carries the effective sample size and clipping of the
+weights (:class:`~coffea_lorentz.reweight.diagnostics.WeightSummary`) and the classifier's
+reliability curve when the caller gives them.
+
+numpy and hist; :func:`plot_closure` imports matplotlib and mplhep when called and draws inside a
 style context on its own figure, so the caller's pyplot state, style and backend stay as they were.
 """
 
@@ -15,11 +26,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import InvalidInputError
+from .diagnostics import ReliabilityCurve, WeightSummary
 
-__all__ = ["CLOSURE_OBSERVABLES", "ObservableClosure", "ClosureResult", "closure", "plot_closure"]
+__all__ = ["CLOSURE_OBSERVABLES", "EVENT_OBSERVABLES", "ObservableClosure", "ClosureResult", "closure",
+           "plot_closure"]
 
 #: Jet observables compared in the closure test, when the samples have them.
-CLOSURE_OBSERVABLES: tuple[str, ...] = ("mass", "msoftdrop", "n_constituents", "tau32", "tau21", "pt")
+CLOSURE_OBSERVABLES: tuple[str, ...] = ("mass", "msoftdrop", "pt", "eta", "n_constituents", "tau21", "tau32")
+
+#: Event observables compared in the closure test, when the samples have them: HT (scalar sum of
+#: the AK4 jets' pT, GeV), the number of AK4 jets, the leading jet's pT (GeV) and, for an event-level
+#: reweighter, the number of objects its classifier chose from (before truncation).
+EVENT_OBSERVABLES: tuple[str, ...] = ("ht", "n_jets", "leading_jet_pt", "n_objects")
 
 #: Axis labels of the closure plot.
 _LABELS: dict[str, str] = {
@@ -29,6 +47,11 @@ _LABELS: dict[str, str] = {
     "tau32": r"$\tau_{32}$",
     "tau21": r"$\tau_{21}$",
     "pt": r"jet $p_T$ [GeV]",
+    "eta": r"jet $\eta$",
+    "ht": r"$H_T$ [GeV]",
+    "n_jets": "number of jets",
+    "leading_jet_pt": r"leading jet $p_T$ [GeV]",
+    "n_objects": "objects per event",
 }
 
 
@@ -71,12 +94,25 @@ class ObservableClosure:
 
 @dataclass(frozen=True)
 class ClosureResult:
-    """Closure of every observable plus the combined χ²/ndf (χ² and ndf summed over observables)."""
+    """Closure of every observable plus the combined χ²/ndf (χ² and ndf summed over observables).
+
+    ``weights``: the held-out weights' effective sample size and clipping; ``reliability``: the
+    classifier's reliability curve on the held-out entries (None when not computed).
+    ``level``: ``"jet"`` or ``"event"`` (what one entry is).
+    """
 
     observables: dict[str, ObservableClosure]
     n_nominal: int
     n_alternative: int
     effective_n_reweighted: float
+    weights: WeightSummary | None = None
+    reliability: ReliabilityCurve | None = None
+    level: str = "jet"
+
+    @property
+    def worst(self) -> ObservableClosure:
+        """The observable with the largest χ²/ndf after reweighting."""
+        return max(self.observables.values(), key=lambda o: o.chi2_ndf_after)
 
     @property
     def chi2_ndf_before(self) -> float:
@@ -96,14 +132,19 @@ class ClosureResult:
             )
         lines.append(f"{'combined':<16}{self.chi2_ndf_before:>18.2f}{self.chi2_ndf_after:>18.2f}")
         lines.append(
-            f"held-out jets: {self.n_nominal} nominal (effective {self.effective_n_reweighted:.0f} after reweighting), "
-            f"{self.n_alternative} alternative"
+            f"held-out {self.level}s: {self.n_nominal} nominal (effective {self.effective_n_reweighted:.0f} after "
+            f"reweighting), {self.n_alternative} alternative"
         )
+        if self.weights is not None:
+            lines.append(self.weights.line())
+        if self.reliability is not None:
+            lines.append(self.reliability.line())
         return lines
 
     def as_dict(self) -> dict:
         """Plain numbers for JSON."""
-        return {
+        record = {
+            "level": self.level,
             "chi2_ndf_before": self.chi2_ndf_before,
             "chi2_ndf_after": self.chi2_ndf_after,
             "n_nominal": self.n_nominal,
@@ -113,12 +154,19 @@ class ClosureResult:
                 o.name: {
                     "chi2_before": o.chi2_before,
                     "ndf_before": o.ndf_before,
+                    "chi2_ndf_before": o.chi2_ndf_before,
                     "chi2_after": o.chi2_after,
                     "ndf_after": o.ndf_after,
+                    "chi2_ndf_after": o.chi2_ndf_after,
                 }
                 for o in self.observables.values()
             },
         }
+        if self.weights is not None:
+            record["weights"] = self.weights.as_dict()
+        if self.reliability is not None:
+            record["reliability"] = self.reliability.as_dict()
+        return record
 
 
 def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
@@ -138,11 +186,19 @@ def _bin_edges(values: np.ndarray, n_bins: int) -> np.ndarray:
 
 
 def _histogram(values: np.ndarray, weights: np.ndarray, edges: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Unit-sum bin contents and errors sqrt(Σw²)/Σw; values outside the edges go to the end bins."""
-    clipped = np.clip(values, edges[0], np.nextafter(edges[-1], -np.inf))
-    sum_w, _ = np.histogram(clipped, bins=edges, weights=weights)
-    sum_w2, _ = np.histogram(clipped, bins=edges, weights=weights**2)
-    total = weights.sum()
+    """Unit-sum bin contents and errors sqrt(Σw²)/Σw (a ``hist`` with weighted storage); values
+    beyond the edges are counted in the end bins."""
+    import hist
+
+    histogram = hist.Hist(hist.axis.Variable(edges, flow=True), storage=hist.storage.Weight())
+    histogram.fill(values, weight=weights)
+    view = histogram.view(flow=True)
+    sum_w, sum_w2 = view.value.copy(), view.variance.copy()
+    for column in (sum_w, sum_w2):  # underflow and overflow into the end bins
+        column[1] += column[0]
+        column[-2] += column[-1]
+    sum_w, sum_w2 = sum_w[1:-1], sum_w2[1:-1]
+    total = float(np.sum(weights))
     if total <= 0:
         raise InvalidInputError(f"closure: the sum of weights must be > 0, got {total}")
     return sum_w / total, np.sqrt(sum_w2) / total
@@ -161,7 +217,11 @@ def closure(
     weights: np.ndarray,
     *,
     observables: Sequence[str] | None = None,
+    extra_observables: Sequence[str] = (),
     n_bins: int = 12,
+    weight_summary: WeightSummary | None = None,
+    reliability: ReliabilityCurve | None = None,
+    level: str = "jet",
 ) -> ClosureResult:
     """Compare nominal, reweighted nominal and alternative jets in histograms of jet observables.
 
@@ -173,10 +233,19 @@ def closure(
 
         χ² = Σ_bins (h_a − h_b)² / (σ_a² + σ_b²),   ndf = (bins used) − 1.
 
-    ``observables`` defaults to those of :data:`CLOSURE_OBSERVABLES` present in both samples.
+    ``observables`` defaults to those of :data:`CLOSURE_OBSERVABLES` and :data:`EVENT_OBSERVABLES`
+    present in both samples; ``extra_observables`` are compared too and must be in both samples
+    (:class:`~coffea_lorentz.errors.InvalidInputError` naming the ones there otherwise).
+    ``weight_summary``, ``reliability`` and ``level`` are carried into the result.
     """
     weights = np.asarray(weights, dtype=np.float64)
-    names = [n for n in (observables or CLOSURE_OBSERVABLES) if n in nominal and n in alternative]
+    for name in extra_observables:
+        if name not in nominal or name not in alternative:
+            common = sorted(set(nominal) & set(alternative))
+            raise InvalidInputError(f"closure: observable {name!r} is not in both samples; they have {common}")
+    candidates = observables or (*CLOSURE_OBSERVABLES, *EVENT_OBSERVABLES)
+    names = list(dict.fromkeys(n for n in candidates if n in nominal and n in alternative))
+    names += [n for n in extra_observables if n not in names]
     if not names:
         raise InvalidInputError(
             f"closure: no observable in common; nominal has {sorted(nominal)}, alternative has {sorted(alternative)}"
@@ -206,7 +275,8 @@ def closure(
         )
     effective_n = float(weights.sum() ** 2 / max(float((weights**2).sum()), 1e-300))
     n_alternative = len(np.asarray(alternative[names[0]]))
-    return ClosureResult(results, n_nominal=n_nominal, n_alternative=n_alternative, effective_n_reweighted=effective_n)
+    return ClosureResult(results, n_nominal=n_nominal, n_alternative=n_alternative, effective_n_reweighted=effective_n,
+                         weights=weight_summary, reliability=reliability, level=level)
 
 
 def plot_closure(result: ClosureResult, path: str | Path, *, title: str = "") -> Path:
@@ -242,8 +312,8 @@ def _plot_observable(figure, cell, o: ObservableClosure, mplhep) -> None:
     bottom = figure.add_subplot(panels[1], sharex=top)
     widths = np.diff(o.edges)
     for values, errors, label, style in (
-        (o.nominal, o.nominal_error, f"nominal ($\\chi^2$/ndf {o.chi2_ndf_before:.2f})", {"color": "tab:blue"}),
-        (o.reweighted, o.reweighted_error, f"nominal reweighted ($\\chi^2$/ndf {o.chi2_ndf_after:.2f})",
+        (o.nominal, o.nominal_error, f"nominal ($\\chi^2$/ndf {o.chi2_before:.1f}/{o.ndf_before} = {o.chi2_ndf_before:.2f})", {"color": "tab:blue"}),
+        (o.reweighted, o.reweighted_error, f"reweighted ($\\chi^2$/ndf {o.chi2_after:.1f}/{o.ndf_after} = {o.chi2_ndf_after:.2f})",
          {"color": "tab:orange", "linestyle": "--"}),
         (o.alternative, o.alternative_error, "alternative", {"color": "black", "histtype": "errorbar"}),
     ):

@@ -44,6 +44,9 @@ class ReweighterInfo:
         shipped: whether it ships with the package (then every worker finds it in its own install,
             so in-process workers need no shared disk).
         domain: the jets it was trained on (its record's ``domain``; None for a record without one).
+        level: ``"jet"`` (a weight per fat jet, the event's = its leading jet's) or ``"event"`` (the
+            classifier sees the whole event; one weight per event; :mod:`coffea_lorentz.reweight.events`).
+        objects: an event-level reweighter's objects (``"pfcands"`` or ``"jets"``); None per jet.
     """
 
     name: str
@@ -56,6 +59,8 @@ class ReweighterInfo:
     max_constituents: int
     shipped: bool = False
     domain: TrainingDomain | None = None
+    level: str = "jet"
+    objects: str | None = None
 
     @property
     def sha256(self) -> str:
@@ -108,10 +113,20 @@ def find_reweighter(reweighter: str | Path) -> ReweighterInfo:
             max_constituents=int(train.get("max_constituents", 128)),
             shipped=weights.parent == SHIPPED_DIR and weights.stem == model,
             domain=TrainingDomain.from_record(record.get("domain")),
+            level=_level(record), objects=record.get("event_objects"),
         )
     except (ValueError, KeyError, TypeError, InvalidInputError) as err:
         raise ConfigurationError(f"reweighter {text!r}: {weights.with_suffix('.json')} is not a reweighter record "
                                  f"({type(err).__name__}: {err})") from None
+
+
+def _level(record: dict) -> str:
+    level = str(record.get("level", "jet"))
+    if level not in ("jet", "event"):
+        raise ValueError(f"'level' must be 'jet' or 'event', got {level!r}")
+    if level == "event" and record.get("event_objects") not in ("pfcands", "jets"):
+        raise ValueError(f"an event-level record needs 'event_objects' 'pfcands' or 'jets', got {record.get('event_objects')!r}")
+    return level
 
 
 def find_reweighters(reweighters) -> list[ReweighterInfo]:

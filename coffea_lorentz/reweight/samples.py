@@ -30,6 +30,9 @@ _ALIASES: dict[str, str] = {
 class JetSample:
     """Jets of one sample: padded constituents plus jet observables.
 
+    An event-level sample (:func:`~coffea_lorentz.reweight.events.read_event_sample`) holds one
+    entry per event instead: the event's objects as "constituents" and event observables.
+
     Attributes:
         p4: float32 [n_jets, N, 4] constituent four-vectors (E, px, py, pz) in GeV, pT-descending
             within each jet, padded with zeros.

@@ -1,5 +1,6 @@
 """Reweighting in one call: hold out jets, train the classifier, weight the held-out nominal jets,
-run the closure test, and save the reweighter and the closure plot."""
+run the closure test (χ²/ndf per observable, effective sample size and clipping of the weights, the
+classifier's reliability curve), and save the reweighter, the closure plot and the reliability plot."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from torch import nn
 from ..errors import InvalidInputError
 from .classifier import ReweightConfig, TrainHistory, predict_probability, train_classifier
 from .closure_check import ClosureResult, closure, plot_closure
+from .diagnostics import plot_reliability, reliability_curve, weight_summary
 from .domain import domain_of_samples
 from .samples import JetSample, split_sample
 from .saving import save_reweighter
 from .weights import reweighter_name, weights_from_probability
 
-__all__ = ["ReweightResult", "run_reweighting"]
+__all__ = ["ReweightResult", "run_reweighting", "held_out_closure"]
 
 
 @dataclass(frozen=True)
@@ -30,6 +32,7 @@ class ReweightResult:
     weights_path: Path | None
     plot_path: Path | None
     test_weights: np.ndarray
+    reliability_path: Path | None = None
 
 
 def run_reweighting(
@@ -43,13 +46,21 @@ def run_reweighting(
     n_bins: int = 12,
     log=None,
     record: dict | None = None,
+    closure_observables: tuple[str, ...] = (),
+    event_objects: str | None = None,
 ) -> ReweightResult:
     """Hold out ``test_fraction`` of each sample, train on the rest, and run the closure on the held-out jets.
 
     With ``output_dir``, the reweighter (:func:`save_reweighter`, closure numbers included, the
     training ``domain`` (:func:`~coffea_lorentz.reweight.domain.domain_of_samples` of the jets of
     both samples), plus ``record``: how it was made, e.g. the command and the samples) and the
-    closure plot ``closure_<name>.png`` are written there.
+    closure plot ``closure_<name>.png`` and the reliability plot ``calibration_<name>.png`` are
+    written there. ``closure_observables``: observables compared besides the standard ones (each
+    must be in both samples).
+
+    ``event_objects`` (``"pfcands"`` or ``"jets"``): the samples hold events, not jets
+    (:func:`~coffea_lorentz.reweight.events.read_event_sample`); the record then says
+    ``level: "event"`` and names the objects, and holds no jet ``domain``.
     """
     if not 0 < test_fraction < 1:
         raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
@@ -57,16 +68,23 @@ def run_reweighting(
     alt_train, alt_test = split_sample(alternative, (1 - test_fraction, test_fraction), seed=config.seed + 11)
     model, history = train_classifier(nom_train, alt_train, config, log=log)
     f = predict_probability(model, nom_test, max_constituents=config.max_constituents)
+    f_alternative = predict_probability(model, alt_test, max_constituents=config.max_constituents)
+    result = held_out_closure(f, f_alternative, nom_test.observables, alt_test.observables, config,
+                              prior_ratio=history.prior_ratio, n_bins=n_bins, extra_observables=closure_observables,
+                              level="jet" if event_objects is None else "event")
     weights = weights_from_probability(
         f, epsilon=config.epsilon, max_weight=config.max_weight, prior_ratio=history.prior_ratio
     )
-    result = closure(nom_test.observables, alt_test.observables, weights, n_bins=n_bins)
     weights_path = plot_path = None
     if output_dir is not None:
-        domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
-                                   sample=_sample_text(record or {}, len(nominal), len(alternative)))
+        if event_objects is None:
+            domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
+                                       sample=_sample_text(record or {}, len(nominal), len(alternative)))
+            level = {"level": "jet", "domain": domain.as_record()}
+        else:
+            level = {"level": "event", "event_objects": event_objects}
         extra = {
-            "domain": domain.as_record(),
+            **level,
             **(record or {}),
             "closure": result.as_dict(),
             "training": {
@@ -83,8 +101,26 @@ def run_reweighting(
         weights_path = save_reweighter(output_dir, name, model, config, prior_ratio=history.prior_ratio, extra=extra)
         plot_path = plot_closure(result, Path(output_dir) / f"closure_{reweighter_name(name)}.png",
                                  title=f"{reweighter_name(name)}: nominal → alternative")
+        reliability_path = plot_reliability(result.reliability, Path(output_dir) / f"calibration_{reweighter_name(name)}.png",
+                                            title=f"{reweighter_name(name)}: held-out calibration")
     return ReweightResult(model=model, history=history, closure=result, weights_path=weights_path,
-                          plot_path=plot_path, test_weights=weights)
+                          plot_path=plot_path, test_weights=weights,
+                          reliability_path=reliability_path if output_dir is not None else None)
+
+
+def held_out_closure(f_nominal: np.ndarray, f_alternative: np.ndarray, nominal: dict, alternative: dict,
+                     config: ReweightConfig, *, prior_ratio: float, n_bins: int = 12,
+                     extra_observables: tuple[str, ...] = (), level: str = "jet") -> ClosureResult:
+    """The closure of held-out entries from the classifier's probabilities ``f_nominal`` [n_nominal] and
+    ``f_alternative`` [n_alternative] (NaN: not scored, weight 1) and the observables of each sample:
+    χ²/ndf per observable, the weights' summary (effective N, clipping) and the reliability curve."""
+    weights = weights_from_probability(f_nominal, epsilon=config.epsilon, max_weight=config.max_weight,
+                                       prior_ratio=prior_ratio)
+    summary = weight_summary(f_nominal, epsilon=config.epsilon, max_weight=config.max_weight,
+                             prior_ratio=prior_ratio)
+    curve = reliability_curve(f_nominal, f_alternative)
+    return closure(nominal, alternative, weights, n_bins=n_bins, extra_observables=extra_observables,
+                   weight_summary=summary, reliability=curve, level=level)
 
 
 def _sample_text(record: dict, n_nominal: int, n_alternative: int) -> str:

@@ -44,6 +44,8 @@ class ChunkRecord:
             waited on an unavailable or busy (rate-limited, RESOURCE_EXHAUSTED) server.
         outside_domain: reweighter → jets outside its training domain
             (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`; empty when skipped).
+        weights: reweighter → sums of its per-event weights (events, Σw, Σw², clipped;
+            :func:`coffea_lorentz.reweight.diagnostics.event_weight_counts`; empty when skipped).
     """
 
     chunk: Chunk
@@ -62,6 +64,7 @@ class ChunkRecord:
     retries: int = 0
     retry_wait_s: float = 0.0
     outside_domain: dict = field(default_factory=dict)
+    weights: dict = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:

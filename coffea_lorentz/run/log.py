@@ -35,6 +35,7 @@ def log_text(summary: RunSummary, settings: RunSettings) -> str:
         lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
                      f"first entries {entries}")
     lines.extend(f"OUTSIDE TRAINING DOMAIN {line}" for line in summary.outside_domain)
+    lines.extend(f"WEIGHTS {line}" for line in summary.weights)
     lines.extend(f"NOT WRITTEN {line}" for line in summary.not_written)
     for record in summary.failed:
         lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")

@@ -282,7 +282,8 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                max_constituents=batch_config.max_constituents,
                                buckets=tuple(int(n) for n in batch_config.lengths), chunksize=config.chunksize,
                                copy_branches=tuple(config.copy_branches),
-                               reweighters=tuple(info.name for info in reweighters),
+                               # per-jet weights every chunk holds; an event-level one is in model_sha256
+                               reweighters=tuple(info.name for info in reweighters if info.level == "jet"),
                                models=tuple((model.name, classes) for model, classes in brought),
                                collection=config.collection,
                                backend=config.backend,

@@ -103,6 +103,14 @@ class RunSummary:
                 if (line := outside_line(dataset, name, count))]
 
     @property
+    def weights(self) -> list[str]:
+        """One line per dataset and reweighter: its per-event weights' mean, effective sample size
+        (Σw)²/Σw² and clipped fraction, over the chunks processed now (chunks found done hold none)."""
+        from ..reweight.diagnostics import weight_lines
+
+        return weight_lines((r.chunk.dataset, r.weights) for r in self.records if r.ok)
+
+    @property
     def outputs(self) -> list[str]:
         """Paths or URLs of every verified chunk file, in dataset / input / entry order."""
         done = sorted((r for r in self.records if r.ok), key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))

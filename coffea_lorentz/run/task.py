@@ -154,4 +154,5 @@ class ChunkJob:
             constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
             nonfinite_entries=first, wall_s=time.perf_counter() - started,
             outside_domain=dict(result.get("outside_domain", {})),
+            weights=dict(result.get("weights", {})),
         )
