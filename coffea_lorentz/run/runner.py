@@ -244,6 +244,9 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     from ..reweighter import ReweighterSpec
 
     started = time.perf_counter()
+    stage_s: dict[str, float] = {}
+    stage = _Stages(stage_s)
+    stage.start("start")
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
     reweighters = find_reweighters(config.reweighters)
@@ -255,7 +258,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
     sources = sorted({source for spec in fileset.values() for source in spec["files"]})
-    summary = RunSummary(output=store.url, files=sources)
+    summary = RunSummary(output=store.url, files=sources, stage_s=stage_s)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     security = {key: value for key, value in config.client_options if key in ("tls", "token")}
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
@@ -297,6 +300,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
                        served=_served_specs(specs, weighting))
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
+        stage.start("inspect")
         files = [info for _, info in executor.map(functools.partial(_inspect, collection=config.collection), targets,
                                                    key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
@@ -307,6 +311,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         if summary.bad_files and config.fail_fast:
             bad = summary.bad_files[0]
             raise InputFileError(bad.source, bad.error or "unusable")
+        stage.start("plan")
         chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
         summary.stale_files = set_aside_stale(store, chunks, files)  # the full plan, before --maxchunks
         planned = {chunk.path for chunk in chunks}
@@ -319,6 +324,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
         log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
+        stage.start("chunks")
         try:
             with _server_window(url, served, security) as window, _progress(config.progress, len(chunks)) as advance:
                 for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
@@ -328,8 +334,11 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
             raise
         summary.server = window.lines() if window is not None else []
+        stage.start("verify")
         _verify_all(store, summary.records, settings)
+        stage.start("histograms")
         unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
+        stage.start("manifest")
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
                                and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
@@ -338,8 +347,28 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                       skipped_files={info.source: info.error or "" for info in summary.bad_files})
             if unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
                 summary.manifest = store.url_of(MANIFEST_NAME)
+        stage.start("log")
         write_log(store, log_name, log_text(summary, settings), summary)
+        stage.stop()
     return summary
+
+
+class _Stages:
+    """Adds the seconds of each stage of a run to ``seconds`` (stage → s): :meth:`start` ends the one before."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+        self.current: str | None = None
+        self.since = 0.0
+
+    def start(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.since
+        self.current, self.since = name, now
+
+    def stop(self) -> None:
+        self.start(None)
 
 
 def _served_specs(specs: list, weighting: list) -> tuple:
