@@ -34,7 +34,7 @@ from ..batch import BatchConfig, default_max_constituents
 from ..errors import ConfigurationError, InputFileError, one_line
 from ..infer import BackendSpec
 from ..store import OutputStore
-from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
+from .chunks import Chunk, ChunkRecord, RunSettings, check_chunk_file, plan_chunks
 from .summary import RunSummary
 from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
@@ -203,11 +203,13 @@ def _claim_output(store: OutputStore, settings: RunSettings, overwrite: bool) ->
 def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSettings) -> None:
     """Check every done or skipped chunk's file on the destination; a file that does not verify fails its chunk."""
     done = [record for record in records if record.ok]
+    # Threads: each check waits on the store (a stat and a few reads, round trips on XRootD or S3).
     with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
-        results = list(pool.map(lambda record: verify_chunk(store, record.chunk, settings), done))
-    for record, (ok, why_not) in zip(done, results):
-        if ok and record.n_bytes and store.size(record.chunk.path) != record.n_bytes:
-            ok, why_not = False, f"{store.size(record.chunk.path)} bytes, the worker read {record.n_bytes}"
+        checks = list(pool.map(lambda record: check_chunk_file(store, record.chunk, settings), done))
+    for record, check in zip(done, checks):
+        ok, why_not = check.done, check.why_not
+        if ok and record.n_bytes and check.n_bytes != record.n_bytes:
+            ok, why_not = False, f"{check.n_bytes} bytes, the worker read {record.n_bytes}"
         if not ok:
             record.status = "failed"
             record.reason = f"output file {record.chunk.path} did not verify: {why_not}"
