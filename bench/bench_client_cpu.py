@@ -14,7 +14,8 @@ bool [n, N]) go to it through:
 - ``project shm``: the same with ``shared_memory=True`` (only possible with the server on this
   host, as for the local server ``run`` starts);
 - ``project +batching``: the gRPC client plus the padding from the jagged constituents
-  (:func:`coffea_lorentz.batch.make_batches` with one bucket N), the full path of a run;
+  (:func:`coffea_lorentz.batch.make_batches` with one bucket N, batches of the served
+  ``max_batch_size``), the full path of a run (coffea's row has no padding in it);
 - ``coffea``: ``coffea.ml_tools.triton_wrapper`` at its defaults (batch size from the server's
   config, synchronous requests), subclassed with ``prepare_awkward`` as its documentation says,
   one ``numpy_call`` on the padded arrays (its cheapest path; ``client_args={"ssl": False}``
@@ -89,12 +90,13 @@ def run(*, n_jets: int, length: int, repetitions: int, tagger: str = "identity")
         with TritonServer(ServerConfig(repository=repository)) as server:
             url = server.grpc_url
             plain = TritonBackend(url, tagger)
+            size = plain.request_size()  # a run pads batches of the served max_batch_size
             shared = TritonBackend(url, tagger, shared_memory=True)
             coffea = coffea_wrapper(url, tagger)
             clients = {
                 "project gRPC": lambda: plain.infer_batches([batch])[0],
                 "project shm": lambda: shared.infer_batches([batch])[0],
-                "project +batching": lambda: np.concatenate(plain.infer_batches(padded_batches(jets, length))),
+                "project +batching": lambda: np.concatenate(plain.infer_batches(padded_batches(jets, length, size))),
                 "coffea": lambda: coffea.numpy_call(["score"], {"p4": batch.p4, "mask": batch.mask})["score"],
             }
             reference = clients["coffea"]()
@@ -112,9 +114,10 @@ def run(*, n_jets: int, length: int, repetitions: int, tagger: str = "identity")
             "ratio": {name: m["cpu_s"] / medians["coffea"]["cpu_s"] for name, m in medians.items()}}
 
 
-def padded_batches(jets, length: int) -> list[Batch]:
-    """The batches a run makes with one bucket of ``length`` (cut at the served size when sent)."""
-    return make_batches(jets, BatchConfig(max_constituents=length, buckets=(length,), max_batch_size=len(jets.n_constituents)))
+def padded_batches(jets, length: int, size: int | None = None) -> list[Batch]:
+    """The batches a run makes with one bucket of ``length``, ``size`` jets each (None: all in one)."""
+    size = size or len(jets.n_constituents)
+    return make_batches(jets, BatchConfig(max_constituents=length, buckets=(length,), max_batch_size=size))
 
 
 def table(figures: dict) -> str:
