@@ -228,11 +228,15 @@ def _pad(p4: np.ndarray, offsets: np.ndarray, kept: np.ndarray, jet_index: np.nd
     """The jets ``jet_index`` (int64 [B]) padded to ``length``: ``p4`` float32 [n_constituents_total, 4]
     GeV grouped jet after jet, ``offsets`` int64 [n_jets + 1] where each jet starts, ``kept`` int64
     [n_jets] the constituents to keep per jet (≤ ``length``)."""
-    position = np.arange(length)
-    mask = position[None, :] < kept[jet_index, None]
-    gather = np.where(mask, offsets[jet_index, None] + position[None, :], 0)
-    padded = p4[gather]
-    padded[~mask] = 0.0
+    counts = kept[jet_index]  # [B] real constituents of each jet of the batch
+    mask = np.arange(length)[None, :] < counts[:, None]
+    # Work in proportion to the real constituents, not to the padded slots: each kept constituent
+    # is copied once to its row and place; the zeros of the padding come from np.zeros.
+    within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+    source = np.repeat(offsets[jet_index], counts) + within
+    destination = np.repeat(np.arange(len(jet_index)) * length, counts) + within
+    padded = np.zeros((len(jet_index), length, 4), dtype=np.float32)
+    padded.reshape(-1, 4)[destination] = p4[source]
     return Batch(p4=padded, mask=mask, jet_index=jet_index)
 
 

@@ -87,8 +87,8 @@ def plan_chunks(files: list[InputFile], chunksize: int) -> list[Chunk]:
 
 @dataclass(frozen=True, kw_only=True)
 class ChunkFileCheck:
-    """What :func:`check_chunk_file` found: ``done``, else ``why_not``; with the file's bytes read,
-    their ``sha256`` and ``n_bytes``."""
+    """What :func:`check_chunk_file` found: ``done``, else ``why_not``; ``n_bytes``, the file's size
+    (0 when there is none); with the file's bytes read, their ``sha256``."""
 
     done: bool
     why_not: str = ""
@@ -117,12 +117,17 @@ def check_chunk_file(store, chunk: Chunk, settings: RunSettings, *, content: boo
         if not store.exists(chunk.path):
             return ChunkFileCheck(done=False, why_not="no file")
         data = store.read_bytes(chunk.path)
-    elif data is None and not store.exists(chunk.path):
-        return ChunkFileCheck(done=False, why_not="no file")
-    digest = {"sha256": hashlib.sha256(data).hexdigest(), "n_bytes": len(data)} if data is not None else {}
+    if data is not None:
+        size = len(data)
+        digest = {"sha256": hashlib.sha256(data).hexdigest(), "n_bytes": size}
+    else:  # one stat answers both "is it there" and "how big" (a round trip each on a remote store)
+        try:
+            size = store.size(chunk.path)
+        except OSError:  # missing (XRootD says so with a plain OSError), or not reachable: not done
+            return ChunkFileCheck(done=False, why_not="no file")
+        digest = {"n_bytes": size}
     source = io.BytesIO(data) if data is not None else store.url_of(chunk.path)
     try:
-        size = len(data) if data is not None else store.size(chunk.path)
         with uproot.open(source) as file:
             end = int(file.file.fEND)  # where ROOT's header says the file ends
             if end != size:

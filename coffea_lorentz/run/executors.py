@@ -151,6 +151,18 @@ def _results(completed: Iterator, item_of: Callable, on_error: Callable | None) 
         yield item, result
 
 
+def _task_error(future, outcome) -> BaseException | None:
+    """The exception of a finished Dask ``future`` whose ``outcome`` came from ``as_completed(...,
+    with_results=True, raise_errors=False)`` (an error's ``(type, exception, traceback)``, a
+    cancelled task's CancelledError), or None when it succeeded."""
+    if future.status == "error":
+        _, exception, traceback = outcome
+        return exception.with_traceback(traceback)
+    if future.cancelled():
+        return outcome if isinstance(outcome, BaseException) else future.exception()
+    return None
+
+
 class InProcessExecutor:
     """Runs tasks one after the other in this process."""
 
@@ -212,8 +224,20 @@ class DaskExecutor:
         keys = [f"{key_prefix}-{i}-{id(items):x}" for i in range(len(items))]
         futures = self.client.map(function, list(items), pure=False, retries=0, key=keys)
         item_of = {future.key: item for future, item in zip(futures, items)}
+        # Results are fetched on the client's event loop as tasks finish, not by one blocking
+        # ``future.result()`` per task from this thread: that costs a round trip through the loop
+        # each, which made the client, not the workers, the limit of short tasks (inspecting files).
+        completed = as_completed(futures, loop=self.client.loop, with_results=True, raise_errors=False)
         try:
-            yield from _results(as_completed(futures, loop=self.client.loop), lambda f: item_of[f.key], on_error)
+            for future, outcome in completed:
+                item = item_of[future.key]
+                error = _task_error(future, outcome)
+                if error is None:
+                    yield item, outcome
+                elif on_error is None:
+                    raise error
+                else:
+                    yield item, on_error(item, error)
         finally:
             pending = [future for future in futures if not future.done()]
             if pending:

@@ -30,8 +30,12 @@ def log_text(summary: RunSummary, settings: RunSettings) -> str:
     lines.extend(f"STALE {name} moved to {STALE_FOLDER}/{name} (not in this run's plan)" for name in summary.stale_files)
     for info in summary.bad_files:
         lines.append(f"UNUSABLE FILE {info.source} (dataset {info.dataset}): {info.error}")
+    first_entries: dict[str, set[int]] = {}  # one pass over the records, not one per affected input
+    for record in summary.records:
+        if record.nonfinite_entries:
+            first_entries.setdefault(record.chunk.source, set()).update(record.nonfinite_entries)
     for source, count in summary.nonfinite_jets.items():
-        entries = sorted({e for r in summary.records if r.chunk.source == source for e in r.nonfinite_entries})[:5]
+        entries = sorted(first_entries.get(source, ()))[:5]
         lines.append(f"NON-FINITE {source}: {count} jets had constituents with non-finite four-momenta (dropped); "
                      f"first entries {entries}")
     lines.extend(f"OUTSIDE TRAINING DOMAIN {line}" for line in summary.outside_domain)

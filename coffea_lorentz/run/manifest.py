@@ -43,11 +43,13 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
     chunks = sorted(records, key=lambda r: (r.chunk.dataset, r.chunk.source, r.chunk.entry_start))
     datasets: dict[str, dict] = {}
     for record in chunks:
-        entry = datasets.setdefault(record.chunk.dataset, {"events": 0, "chunks": 0, "files": []})
+        # "files" is a dict (ordered, O(1) membership) until the end: a list scanned per chunk is O(chunks × files)
+        entry = datasets.setdefault(record.chunk.dataset, {"events": 0, "chunks": 0, "files": {}})
         entry["events"] += record.rows
         entry["chunks"] += 1
-        if record.chunk.source not in entry["files"]:
-            entry["files"].append(record.chunk.source)
+        entry["files"].setdefault(record.chunk.source, None)
+    for entry in datasets.values():
+        entry["files"] = list(entry["files"])
     return {
         "format": MANIFEST_FORMAT,
         "complete": True,

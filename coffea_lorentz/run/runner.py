@@ -34,7 +34,7 @@ from ..batch import BatchConfig, default_max_constituents
 from ..errors import ConfigurationError, InputFileError, one_line
 from ..infer import BackendSpec
 from ..store import OutputStore
-from .chunks import Chunk, ChunkRecord, RunSettings, plan_chunks, verify_chunk
+from .chunks import Chunk, ChunkRecord, RunSettings, check_chunk_file, plan_chunks
 from .summary import RunSummary
 from .executors import ClusterSpec, open_executor
 from .fileset import InputFile, inspect_file, load_fileset
@@ -203,11 +203,13 @@ def _claim_output(store: OutputStore, settings: RunSettings, overwrite: bool) ->
 def _verify_all(store: OutputStore, records: list[ChunkRecord], settings: RunSettings) -> None:
     """Check every done or skipped chunk's file on the destination; a file that does not verify fails its chunk."""
     done = [record for record in records if record.ok]
+    # Threads: each check waits on the store (a stat and a few reads, round trips on XRootD or S3).
     with ThreadPoolExecutor(max_workers=_VERIFY_THREADS) as pool:
-        results = list(pool.map(lambda record: verify_chunk(store, record.chunk, settings), done))
-    for record, (ok, why_not) in zip(done, results):
-        if ok and record.n_bytes and store.size(record.chunk.path) != record.n_bytes:
-            ok, why_not = False, f"{store.size(record.chunk.path)} bytes, the worker read {record.n_bytes}"
+        checks = list(pool.map(lambda record: check_chunk_file(store, record.chunk, settings), done))
+    for record, check in zip(done, checks):
+        ok, why_not = check.done, check.why_not
+        if ok and record.n_bytes and check.n_bytes != record.n_bytes:
+            ok, why_not = False, f"{check.n_bytes} bytes, the worker read {record.n_bytes}"
         if not ok:
             record.status = "failed"
             record.reason = f"output file {record.chunk.path} did not verify: {why_not}"
@@ -244,6 +246,9 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     from ..reweighter import ReweighterSpec
 
     started = time.perf_counter()
+    stage_s: dict[str, float] = {}
+    stage = _Stages(stage_s)
+    stage.start("start")
     fileset = load_fileset(inputs, treename=config.treename)
     check_taggers(config.taggers)
     reweighters = find_reweighters(config.reweighters)
@@ -255,7 +260,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
     batch_config = config.batch_config or BatchConfig(max_constituents=default_max_constituents(config.taggers))
     store = OutputStore(output, **dict(config.storage_options))
     sources = sorted({source for spec in fileset.values() for source in spec["files"]})
-    summary = RunSummary(output=store.url, files=sources)
+    summary = RunSummary(output=store.url, files=sources, stage_s=stage_s)
     stamp = datetime.datetime.now(datetime.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
     security = {key: value for key, value in config.client_options if key in ("tls", "token")}
     if config.backend == "triton" and config.server_url:  # a given server is checked before the output is touched
@@ -302,6 +307,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         job = ChunkJob(processor=processor, store=store, settings=settings, fail_fast=config.fail_fast,
                        served=_served_specs(specs, weighting))
         targets = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
+        stage.start("inspect")
         files = [info for _, info in executor.map(functools.partial(_inspect, collection=config.collection), targets,
                                                    key_prefix="inspect",
                                                    on_error=lambda t, err: InputFile(
@@ -312,6 +318,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
         if summary.bad_files and config.fail_fast:
             bad = summary.bad_files[0]
             raise InputFileError(bad.source, bad.error or "unusable")
+        stage.start("plan")
         chunks = plan_chunks([info for info in files if info.error is None], config.chunksize)
         summary.stale_files = set_aside_stale(store, chunks, files)  # the full plan, before --maxchunks
         planned = {chunk.path for chunk in chunks}
@@ -324,6 +331,7 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             lambda chunk, err: ChunkRecord(chunk=chunk, status="failed", reason=one_line(err)))
         served = [*models, *(model.name for model, _ in brought)] if model_kind == "triton" else models
         log_name = f"{LOG_FOLDER}/run-{stamp}-{lock.record['run_id'][:8]}.log"
+        stage.start("chunks")
         try:
             with _server_window(url, served, driver_security) as window, _progress(config.progress, len(chunks)) as advance:
                 for _, record in executor.map(job, chunks, key_prefix="chunk", on_error=on_error):
@@ -333,8 +341,11 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
             log_interruption(store, log_name, summary, settings, interrupted, planned=len(chunks), started=started)
             raise
         summary.server = window.lines() if window is not None else []
+        stage.start("verify")
         _verify_all(store, summary.records, settings)
+        stage.start("histograms")
         unless_unwritable(summary, "histograms and plots", lambda: _collect_histograms(store, summary))
+        stage.start("manifest")
         summary.stray_files = [name for name in store.list_files() if name.endswith(".root") and name not in planned
                                and not name.startswith(f"{STALE_FOLDER}/")]
         summary.wall_s = time.perf_counter() - started
@@ -343,8 +354,28 @@ def run_tagging(inputs: Sequence[str | Path] | dict, output: str | Path, config:
                                       skipped_files={info.source: info.error or "" for info in summary.bad_files})
             if unless_unwritable(summary, MANIFEST_NAME, lambda: store.write_text(MANIFEST_NAME, dumps(manifest))):
                 summary.manifest = store.url_of(MANIFEST_NAME)
+        stage.start("log")
         write_log(store, log_name, log_text(summary, settings), summary)
+        stage.stop()
     return summary
+
+
+class _Stages:
+    """Adds the seconds of each stage of a run to ``seconds`` (stage → s): :meth:`start` ends the one before."""
+
+    def __init__(self, seconds: dict[str, float]):
+        self.seconds = seconds
+        self.current: str | None = None
+        self.since = 0.0
+
+    def start(self, name: str | None) -> None:
+        now = time.perf_counter()
+        if self.current is not None:
+            self.seconds[self.current] = self.seconds.get(self.current, 0.0) + now - self.since
+        self.current, self.since = name, now
+
+    def stop(self) -> None:
+        self.start(None)
 
 
 def _served_specs(specs: list, weighting: list) -> tuple:

@@ -29,6 +29,11 @@ class RunSummary:
         stray_files: other ROOT files of the output that belong to no chunk of this fileset.
         not_written: what the output could not take after the chunks (histograms and plots, the
             manifest, the log), one line each with the reason: a failure of the run (disk full, …).
+        stage_s: seconds the client spent in each stage of the run, in order: ``start`` (the fileset read, the cluster
+            started, the server checked, the output claimed), ``inspect`` (open every
+            input, count entries), ``plan`` (chunks, stale files set aside), ``chunks`` (every chunk
+            done, skipped or failed), ``verify`` (every chunk file checked at the destination),
+            ``histograms``, ``manifest`` (the output listed for stray files, ``manifest.json`` written), ``log``.
     """
 
     output: str
@@ -47,6 +52,7 @@ class RunSummary:
     limited: bool = False
     plots: list[str] = field(default_factory=list)
     datasets: list[dict] = field(default_factory=list)
+    stage_s: dict[str, float] = field(default_factory=dict)
 
     @property
     def complete(self) -> bool:

@@ -45,6 +45,9 @@ def test_fresh_run_writes_verified_chunks_and_manifest(fileset, tmp_path):
     assert (record["entry_start"], record["entry_stop"], record["rows"]) == (0, 3, 3)
     assert record["file_uuid"] and record["settings"]["model_sha256"][TAGGER] == manifest["settings"]["model_sha256"][TAGGER]
     assert not (tmp_path / "out" / LOCK_NAME).exists()
+    assert manifest["datasets"]["sample"]["files"] == list(fileset["sample"]["files"])  # each input once, in order
+    assert list(summary.stage_s) == ["start", "inspect", "plan", "chunks", "verify", "histograms", "manifest", "log"]
+    assert all(seconds >= 0 for seconds in summary.stage_s.values())
 
 
 def test_rerun_skips_done_chunks_and_redoes_only_missing_ones(fileset, tmp_path):
