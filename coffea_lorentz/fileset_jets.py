@@ -19,6 +19,8 @@ the kept jets, never a whole file.
   ``eta``, ``mass``, ``msoftdrop``, ``tau21``, ``tau32`` where the file has them;
   ``n_constituents`` counted by the reader), each jet's split, and a :class:`FileRecord` per file
   (name, UUID, entries, jets kept) for the training domain.
+- :func:`training_domain` — the :class:`~coffea_lorentz.reweight.domain.TrainingDomain` of the
+  classes read: pT / |η| range, selection, files with UUIDs, jets per class, features.
 """
 
 from __future__ import annotations
@@ -36,12 +38,15 @@ from .progress import progress_bar
 from .reweight.samples import JetSample, concatenate_samples
 
 __all__ = ["JetSelection", "SplitFractions", "FileRecord", "FilesetJets", "SPLIT_NAMES", "event_buckets",
-           "entry_buckets", "read_fileset_jets", "pad_constituents", "select_datasets", "DEFAULT_STEP"]
+           "entry_buckets", "read_fileset_jets", "pad_constituents", "select_datasets", "training_domain",
+           "DEFAULT_STEP", "FEATURES"]
 
 #: The splits, in the order of their codes in :attr:`FilesetJets.split` (0, 1, 2).
 SPLIT_NAMES: tuple[str, ...] = ("train", "val", "test")
 #: Events read per chunk.
 DEFAULT_STEP = 20_000
+#: The per-constituent inputs of the zoo's taggers (the spec variables of a train folder), in order.
+FEATURES: tuple[str, ...] = ("part_energy", "part_px", "part_py", "part_pz", "part_mask")
 #: Jet-level branches read as observables (``<Collection>_<name>``) when the file has them.
 _JET_FIELDS = ("pt", "eta", "mass", "msoftdrop")
 
@@ -336,3 +341,20 @@ def read_fileset_jets(
         raise InvalidInputError(f"{what}: no jet of {', '.join(fileset)} passes the selection ({selection.describe()}) "
                                 "with at least one constituent")
     return FilesetJets(sample=concatenate_samples(samples), split=np.concatenate(splits), files=tuple(records))
+
+
+def training_domain(classes: Mapping[str, FilesetJets], *, collection: str, max_constituents: int,
+                    selection: JetSelection, features: Sequence[str] = FEATURES):
+    """The :class:`~coffea_lorentz.reweight.domain.TrainingDomain` of the jets of ``classes`` (class
+    name → its jets): their pT and |η| range, the ``selection``, every file (with its class), the
+    training jets per class and the ``features``."""
+    from .reweight.domain import domain_of_samples
+
+    jets = "FatJet anti-kT R=0.8" if collection == "FatJet" else collection
+    files = tuple(record.as_record() | {"class": name} for name, part in classes.items() for record in part.files)
+    datasets = {name: sorted({record.dataset for record in part.files}) for name, part in classes.items()}
+    sample = "; ".join(f"{name}: {', '.join(names)}" for name, names in datasets.items())
+    return domain_of_samples([part.sample for part in classes.values()], jets=jets, sample=sample,
+                             max_constituents=max_constituents, selection=selection.as_record(), files=files,
+                             class_balance={name: len(part.sample) for name, part in classes.items()},
+                             features=tuple(features))
