@@ -43,6 +43,9 @@ def run_reweighting(
     n_bins: int = 12,
     log=None,
     record: dict | None = None,
+    held_out: tuple[JetSample, JetSample] | None = None,
+    domain=None,
+    progress: bool = False,
 ) -> ReweightResult:
     """Hold out ``test_fraction`` of each sample, train on the rest, and run the closure on the held-out jets.
 
@@ -50,12 +53,24 @@ def run_reweighting(
     training ``domain`` (:func:`~coffea_lorentz.reweight.domain.domain_of_samples` of the jets of
     both samples), plus ``record``: how it was made, e.g. the command and the samples) and the
     closure plot ``closure_<name>.png`` are written there.
+
+    ``held_out`` (nominal, alternative): jets kept apart already (e.g. the test split of a fileset,
+    :mod:`coffea_lorentz.fileset_jets`); then all of ``nominal`` and ``alternative`` are trained on
+    and ``test_fraction`` is not used. ``domain`` (a :class:`~coffea_lorentz.reweight.domain.TrainingDomain`)
+    replaces the one computed from the jets. With ``output_dir`` the classifier's state after each
+    epoch is kept in ``reweight_<name>.resume.pt`` there, and a rerun continues from it.
     """
-    if not 0 < test_fraction < 1:
-        raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
-    nom_train, nom_test = split_sample(nominal, (1 - test_fraction, test_fraction), seed=config.seed + 10)
-    alt_train, alt_test = split_sample(alternative, (1 - test_fraction, test_fraction), seed=config.seed + 11)
-    model, history = train_classifier(nom_train, alt_train, config, log=log)
+    if held_out is not None:
+        (nom_train, alt_train), (nom_test, alt_test) = (nominal, alternative), held_out
+    else:
+        if not 0 < test_fraction < 1:
+            raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
+        nom_train, nom_test = split_sample(nominal, (1 - test_fraction, test_fraction), seed=config.seed + 10)
+        alt_train, alt_test = split_sample(alternative, (1 - test_fraction, test_fraction), seed=config.seed + 11)
+    resume = Path(output_dir) / f"{reweighter_name(name)}.resume.pt" if output_dir is not None else None
+    if resume is not None:
+        resume.parent.mkdir(parents=True, exist_ok=True)
+    model, history = train_classifier(nom_train, alt_train, config, log=log, resume=resume, progress=progress)
     f = predict_probability(model, nom_test, max_constituents=config.max_constituents)
     weights = weights_from_probability(
         f, epsilon=config.epsilon, max_weight=config.max_weight, prior_ratio=history.prior_ratio
@@ -63,8 +78,9 @@ def run_reweighting(
     result = closure(nom_test.observables, alt_test.observables, weights, n_bins=n_bins)
     weights_path = plot_path = None
     if output_dir is not None:
-        domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
-                                   sample=_sample_text(record or {}, len(nominal), len(alternative)))
+        if domain is None:
+            domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
+                                       sample=_sample_text(record or {}, len(nominal), len(alternative)))
         extra = {
             "domain": domain.as_record(),
             **(record or {}),
