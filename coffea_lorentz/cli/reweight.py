@@ -192,8 +192,8 @@ def main(args: argparse.Namespace) -> int:
             "samples": {"nominal": {"path": str(nominal_path), "jets": len(nominal)},
                         "alternative": {"path": str(alternative_path), "jets": len(alternative)}},
         }
-    print(f"nominal: {len(nominal)} training jets from {' '.join(args.nominal)}; alternative: {len(alternative)} "
-          f"from {' '.join(args.alternative)}")
+    print(f"nominal: {len(nominal)} jets from {' '.join(args.nominal)}; alternative: {len(alternative)} jets from "
+          f"{' '.join(args.alternative)}")
     result = run_reweighting(
         nominal, alternative, config, test_fraction=args.test_fraction, output_dir=args.output,
         name=args.name, n_bins=args.bins, log=log, record=record, held_out=held_out, domain=domain,
