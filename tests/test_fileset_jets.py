@@ -6,6 +6,7 @@ small files of both PFNano layouts; the split follows the event numbers, whateve
 from __future__ import annotations
 
 import json
+import shutil
 import warnings
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from coffea_lorentz.fileset_jets import (
 from coffea_lorentz.pipeline import ChunkInputs
 from coffea_lorentz.run.fileset import load_fileset
 from coffea_lorentz.run.task import read_chunk_events
+from coffea_lorentz.testing import xrootd_server_fixture
 from coffea_lorentz.trained import trained_spec
 
 MAX_CONSTITUENTS = 16
@@ -145,3 +147,23 @@ def test_unknown_dataset_names_the_closest():
     assert list(select_datasets(fileset, ["qcd"], "--background")) == ["qcd"]
     with pytest.raises(InvalidInputError, match="--signal: no dataset 'ttbar' .*did you mean 'ttbar_2018'"):
         select_datasets(fileset, ["ttbar"], "--signal")
+
+
+xrootd_server = xrootd_server_fixture(scope="module")
+
+
+@pytest.mark.slow
+def test_a_fileset_of_root_urls_reads_the_same_jets(xrootd_server, pfnano_file, tmp_path):
+    """A fileset JSON naming ``root://`` URLs on a real XRootD server: the same jets, split and UUID as the local file."""
+    if not pfnano_file.is_file():
+        pytest.skip(f"the CMS sample {pfnano_file} is absent")
+    xrootd_server.local_path("/inputs").mkdir(parents=True, exist_ok=True)
+    shutil.copyfile(pfnano_file, xrootd_server.local_path("/inputs/pfnano.root"))
+    url = xrootd_server.url_for("/inputs/pfnano.root")
+    fileset_json = tmp_path / "fileset.json"
+    fileset_json.write_text(json.dumps({"remote": {"files": {url: "Events"}}}))
+    remote = read_fileset_jets(load_fileset([str(fileset_json)]), max_constituents=8, step=4, progress=False)
+    local = read_fileset_jets(load_fileset([str(pfnano_file)]), max_constituents=8, progress=False)
+    np.testing.assert_array_equal(remote.sample.p4, local.sample.p4)
+    np.testing.assert_array_equal(remote.split, local.split)
+    assert remote.files[0].source == url and remote.files[0].uuid == local.files[0].uuid
