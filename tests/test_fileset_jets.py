@@ -167,3 +167,29 @@ def test_a_fileset_of_root_urls_reads_the_same_jets(xrootd_server, pfnano_file, 
     np.testing.assert_array_equal(remote.sample.p4, local.sample.p4)
     np.testing.assert_array_equal(remote.split, local.split)
     assert remote.files[0].source == url and remote.files[0].uuid == local.files[0].uuid
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["train", "--tagger", "lorentz_efn", "--output", "x"], "give either --data PATH.h5 or --fileset"),
+    (["train", "--tagger", "lorentz_efn", "--output", "x", "--data", "a.h5", "--fileset", "f.json"],
+     "give either --data PATH.h5 or --fileset"),
+    (["train", "--tagger", "lorentz_efn", "--output", "x", "--fileset", "f.json", "--signal", "s"],
+     "--signal DATASET... and --background DATASET..."),
+    (["reweight-train", "--nominal", "a.h5", "b.h5", "--alternative", "c.h5", "--output", "x"],
+     "one file each (several datasets need --fileset)"),
+])
+def test_the_command_line_refuses_incomplete_class_options(argv, message, capsys, tmp_path, monkeypatch):
+    from coffea_lorentz.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(argv) != 0
+    error = capsys.readouterr().err.strip()
+    assert message in error and "\n" not in error
+
+
+def test_split_percentages_must_add_up(pfnano_file, tmp_path, capsys):
+    from coffea_lorentz.cli import main
+
+    assert main(["reweight-train", "--fileset", str(pfnano_file), "--nominal", "pfnano", "--alternative", "pfnano",
+                 "--output", str(tmp_path), "--split", "60", "20", "30"]) != 0
+    assert "add up to 100" in capsys.readouterr().err

@@ -63,12 +63,20 @@ def nanoaod_samples(tmp_path_factory) -> dict[str, Path]:
     return files | {"fileset": folder / "fileset.json"}
 
 
-def _selected_jets(path: Path, extra: list[str] = ()) -> dict[str, np.ndarray]:
-    """FatJet pT, η, multiplicity and ``extra`` fields of ``path``, jets with pT ≥ 250 GeV and |η| ≤ 2.4."""
-    arrays = uproot.open(path)["Events"].arrays(["FatJet_pt", "FatJet_eta", "FatJet_nConstituents", *extra])
+def _selected_jets(path: Path) -> dict[str, np.ndarray]:
+    """FatJet pT, η and multiplicity of the input ``path``, jets with pT ≥ 250 GeV and |η| ≤ 2.4, and
+    ``keep``: which of all its FatJets those are."""
+    arrays = uproot.open(path)["Events"].arrays(["FatJet_pt", "FatJet_eta", "FatJet_nConstituents"])
     flat = {key: ak.to_numpy(ak.flatten(arrays[key])) for key in arrays.fields}
     keep = (flat["FatJet_pt"] >= 250) & (np.abs(flat["FatJet_eta"]) <= 2.4)
-    return {key: values[keep] for key, values in flat.items()}
+    return {key: values[keep] for key, values in flat.items()} | {"keep": keep}
+
+
+def _run_branch(folder: Path, branch: str) -> np.ndarray:
+    """A jet branch of a run's chunk files in ``folder`` (one dataset), flattened in input order."""
+    chunks = sorted(folder.glob("*.root"))  # names carry the zero-padded entry range
+    assert chunks, f"no chunk files in {folder}"
+    return np.concatenate([ak.to_numpy(ak.flatten(uproot.open(p)["Events"][branch].array())) for p in chunks])
 
 
 def _chi2_per_ndf(values: np.ndarray, weights: np.ndarray, reference: np.ndarray, edges: np.ndarray) -> float:
@@ -102,12 +110,10 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
     _cli("run", str(nanoaod_samples["third"]), "--output", str(run_output), "--tagger", "lorentznet",
          "--reweighter", str(output / "reweight_shower.json"), "--backend", "torch", "--workers", "0",
          "--no-progress")
-    chunks = sorted((run_output / "third").glob("*.root"))
-    weighted = {key: np.concatenate([ak.to_numpy(ak.flatten(uproot.open(p)["Events"][key].array()))
-                                     for p in chunks]) for key in ("FatJet_pt", "FatJet_eta", "FatJet_nConstituents",
-                                                                   "FatJet_weight_shower")}
-    keep = (weighted["FatJet_pt"] >= 250) & (np.abs(weighted["FatJet_eta"]) <= 2.4)
-    n_third, weights = weighted["FatJet_nConstituents"][keep], weighted["FatJet_weight_shower"][keep]
+    weights = _run_branch(run_output / "third", "FatJet_weight_shower")
+    third = _selected_jets(nanoaod_samples["third"])
+    weights = weights[third["keep"]]
+    n_third = third["FatJet_nConstituents"]
     assert np.isfinite(weights).all() and len(weights) > 1000
     alternative = _selected_jets(nanoaod_samples["alternative"])["FatJet_nConstituents"]
 
@@ -141,12 +147,9 @@ def test_tagger_trained_on_filesets_runs_with_identical_inputs(nanoaod_samples, 
     run_output = tmp_path / "run"
     _cli("run", str(nanoaod_samples["ttbar"]), "--output", str(run_output), "--tagger", str(folder),
          "--backend", "torch", "--workers", "0", "--no-progress", env=env)
-    chunks = sorted((run_output / "ttbar").glob("*.root"))
-    scores = np.concatenate([ak.to_numpy(ak.flatten(uproot.open(p)["Events"]["FatJet_ttbar_tagger_score"].array()))
-                             for p in chunks])
-    pt = np.concatenate([ak.to_numpy(ak.flatten(uproot.open(p)["Events"]["FatJet_pt"].array())) for p in chunks])
-    eta = np.concatenate([ak.to_numpy(ak.flatten(uproot.open(p)["Events"]["FatJet_eta"].array())) for p in chunks])
-    selected = (pt >= 250) & (np.abs(eta) <= 2.4)
+    scores = _run_branch(run_output / "ttbar", "FatJet_ttbar_tagger_score")
+    selected = _selected_jets(nanoaod_samples["ttbar"])["keep"]
+    assert len(scores) == len(selected)
 
     jets = read_fileset_jets(load_fileset([str(nanoaod_samples["ttbar"])]), max_constituents=32,
                              selection=JetSelection(min_pt_gev=250, max_abs_eta=2.4), progress=False).sample

@@ -127,13 +127,13 @@ def _fileset_samples(args: argparse.Namespace):
 
     if args.label is not None:
         raise InvalidInputError("--label applies to HDF5 datasets; select NanoAOD jets with --jet-pt-min ... instead")
+    selection, fractions = selection_of(args), fractions_of(args)
     fileset = fileset_of(args)
     chosen = {"nominal": select_datasets(fileset, args.nominal, "--nominal"),
               "alternative": select_datasets(fileset, args.alternative, "--alternative")}
     overlap = sorted(set(chosen["nominal"]) & set(chosen["alternative"]))
     if overlap:
         raise InvalidInputError(f"--nominal and --alternative both name {', '.join(overlap)}: a dataset is one class")
-    selection, fractions = selection_of(args), fractions_of(args)
     classes = {name: read_fileset_jets(datasets, collection=args.collection, max_constituents=args.max_constituents,
                                        selection=selection, fractions=fractions, max_jets=args.max_jets,
                                        what=f"{name} jets", progress=not args.quiet)
