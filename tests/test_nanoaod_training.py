@@ -93,7 +93,7 @@ def _chi2_per_ndf(values: np.ndarray, weights: np.ndarray, reference: np.ndarray
 def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, tmp_path):
     output = tmp_path / "reweighter"
     done = _cli("reweight-train", "--fileset", str(nanoaod_samples["fileset"]), "--nominal", "nominal",
-                "--alternative", "alternative", "--output", str(output), "--name", "shower", "--epochs", "2",
+                "--alternative", "alternative", "--output", str(output), "--name", "shower", "--epochs", "4",
                 "--patience", "0", "--max-constituents", "32", "--max-jets", "1500", "--batch-size", "128",
                 "--split", "50", "20", "30", "--threads", "2", "--quiet", *SELECTION)
     assert "chi2/ndf" in done.stdout
