@@ -1,6 +1,7 @@
 """``coffea-lorentz reweight-train``: learn nominal → alternative jet weights and print the closure test.
 
-Trains a Lorentz-invariant classifier on jets of two generator configurations, writes
+Trains a Lorentz-invariant classifier on jets of two generator configurations (two HDF5 datasets,
+or with ``--fileset`` the NanoAOD datasets of a coffea fileset, read like ``run`` reads them), writes
 ``reweight_<name>.pt`` + ``.json`` and the closure plot into ``--output``, and prints χ²/ndf of
 jet observables (nominal vs alternative, reweighted nominal vs alternative) on held-out jets.
 """

@@ -1,4 +1,5 @@
-"""``coffea-lorentz train`` and ``coffea-lorentz evaluate``: fit a tagger on a jet dataset, score trained weights."""
+"""``coffea-lorentz train`` and ``coffea-lorentz evaluate``: fit a tagger on a jet dataset (HDF5, or the
+signal and background datasets of a coffea fileset), resumably; score trained weights."""
 
 from __future__ import annotations
 
