@@ -193,3 +193,35 @@ def test_split_percentages_must_add_up(pfnano_file, tmp_path, capsys):
     assert main(["reweight-train", "--fileset", str(pfnano_file), "--nominal", "pfnano", "--alternative", "pfnano",
                  "--output", str(tmp_path), "--split", "60", "20", "30"]) != 0
     assert "add up to 100" in capsys.readouterr().err
+
+
+def test_a_train_folder_records_its_domain_and_run_reports_jets_outside(pfnano_file, tmp_path, monkeypatch, capsys):
+    """``train --fileset … --jet-pt-min 400`` records the domain in ``metrics.json``; ``run --tagger FOLDER`` on
+    the whole file then says how many jets lie outside it, as it does for a reweighter."""
+    if not pfnano_file.is_file():
+        pytest.skip(f"the CMS sample {pfnano_file} is absent")
+    from coffea_lorentz.cli import main
+
+    monkeypatch.setenv("COFFEA_LORENTZ_CACHE", str(tmp_path / "cache"))
+    fileset = tmp_path / "fileset.json"
+    fileset.write_text(json.dumps({"sig": [str(pfnano_file)], "bkg": [str(pfnano_file)]}))
+    folder = tmp_path / "tagger"
+    assert main(["train", "--tagger", "lorentz_efn", "--fileset", str(fileset), "--signal", "sig", "--background",
+                 "bkg", "--jet-pt-min", "400", "--epochs", "1", "--max-constituents", "16", "--batch-size", "8",
+                 "--split", "50", "25", "25", "--quiet", "--output", str(folder)]) == 0
+    domain = json.loads((folder / "metrics.json").read_text())["domain"]
+    assert domain["selection"] == {"min_pt_gev": 400.0} and domain["min_pt_gev"] >= 400
+    assert domain["files"][0]["uuid"] == "f2f7b0a2-043c-11ee-ada3-6ebde183beef"
+    assert domain["class_balance"]["signal"] == domain["class_balance"]["background"] > 0
+    capsys.readouterr()
+
+    everything = read_fileset_jets(load_fileset([str(pfnano_file)]), max_constituents=8, progress=False).sample
+    pt, eta = everything.observables["pt"], everything.observables["eta"]
+    outside = int(np.count_nonzero((pt < domain["min_pt_gev"]) | (pt > domain["max_pt_gev"])
+                                   | (np.abs(eta) > domain["max_abs_eta"])))
+    assert 0 < outside < len(pt)
+    assert main(["run", str(pfnano_file), "--output", str(tmp_path / "run"), "--tagger", str(folder), "--backend",
+                 "torch", "--workers", "0", "--no-progress"]) == 0
+    printed = capsys.readouterr()
+    assert (f"tagger: {outside} of {len(pt)} jets" in printed.out + printed.err
+            and "their scores are extrapolations" in printed.out + printed.err), printed

@@ -133,7 +133,8 @@ class TaggerProcessor(processor.ProcessorABC):
                              copy_branches=self.copy_branches, collection=self.collection)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
-        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection)
+        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection,
+                                                          models=[model for model, _ in self.models])
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

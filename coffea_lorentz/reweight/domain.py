@@ -149,21 +149,30 @@ def count_outside(domain: TrainingDomain, pt, eta) -> int:
     return int(flat.size - np.count_nonzero(flat))
 
 
-def outside_domain_counts(events: ak.Array, reweighters: Iterable, *, collection: str = "FatJet") -> dict:
+#: What follows a tagger's name in the counts (a space: no model or reweighter name holds one).
+_SCORE_KEY = " score"
+
+
+def outside_domain_counts(events: ak.Array, reweighters: Iterable, *, collection: str = "FatJet",
+                          models: Iterable = ()) -> dict:
     """What a processor records per chunk: reweighter name → {its :meth:`TrainingDomain.describe` →
     ``{"outside": jets outside the domain, "jets": jets}``} for each of ``reweighters`` (objects with
-    ``name`` and ``domain``) that has a domain; ``events[collection]`` gives pT and η.
+    ``name`` and ``domain``) that has a domain; the same for each of ``models`` (trained taggers,
+    e.g. :class:`~coffea_lorentz.user_model.SpecModel`) with a domain, under ``"<name> score"``;
+    ``events[collection]`` gives pT and η.
 
     Only numbers are leaves, so coffea's accumulator adds chunks up correctly (it would join strings).
     """
-    specs = [spec for spec in reweighters if getattr(spec, "domain", None) is not None]
+    specs = [(spec.name, spec.domain) for spec in reweighters if getattr(spec, "domain", None) is not None]
+    specs += [(f"{model.name}{_SCORE_KEY}", model.domain) for model in models
+              if getattr(model, "domain", None) is not None]
     if not specs:
         return {}
     jets = events[collection]
     pt, eta = jets.pt, jets.eta
     total = int(ak.sum(ak.num(pt, axis=1)))
-    return {spec.name: {spec.domain.describe(): {"outside": count_outside(spec.domain, pt, eta), "jets": total}}
-            for spec in specs}
+    return {key: {domain.describe(): {"outside": count_outside(domain, pt, eta), "jets": total}}
+            for key, domain in specs}
 
 
 def outside_by_dataset(per_chunk: Iterable[tuple[str, Mapping]]) -> dict[tuple[str, str], dict]:
@@ -184,9 +193,15 @@ def outside_line(dataset: str, reweighter: str, count: Mapping) -> str | None:
 
         weight_fsr: 23 of 24 jets (96 %) of dataset 'pfnano' are outside its training domain
         (250 < pT < 600 GeV, |η| < 2): their weights are extrapolations
+
+    For a trained tagger's key (``"<name> score"``) the line names the tagger and its scores.
     """
     outside, jets = int(count["outside"]), int(count["jets"])
     if not outside:
         return None
-    return (f"weight_{reweighter}: {outside} of {jets} jets ({100 * outside / max(jets, 1):.0f} %) of dataset "
-            f"{dataset!r} are outside its training domain ({count['domain']}): their weights are extrapolations")
+    if reweighter.endswith(_SCORE_KEY):  # a trained tagger (``outside_domain_counts(models=...)``)
+        label, what = reweighter.removesuffix(_SCORE_KEY), "scores"
+    else:
+        label, what = f"weight_{reweighter}", "weights"
+    return (f"{label}: {outside} of {jets} jets ({100 * outside / max(jets, 1):.0f} %) of dataset "
+            f"{dataset!r} are outside its training domain ({count['domain']}): their {what} are extrapolations")
