@@ -94,7 +94,7 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
     output = tmp_path / "reweighter"
     done = _cli("reweight-train", "--fileset", str(nanoaod_samples["fileset"]), "--nominal", "nominal",
                 "--alternative", "alternative", "--output", str(output), "--name", "shower", "--epochs", "4",
-                "--patience", "0", "--max-constituents", "32", "--max-jets", "1500", "--batch-size", "128",
+                "--patience", "0", "--max-constituents", "64", "--batch-size", "64",
                 "--split", "50", "20", "30", "--threads", "2", "--quiet", *SELECTION)
     assert "chi2/ndf" in done.stdout
     info = json.loads((output / "reweight_shower.json").read_text())
@@ -102,8 +102,8 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
     assert domain["selection"] == {"min_pt_gev": 250.0, "max_abs_eta": 2.4} and domain["min_pt_gev"] >= 250
     assert {f["class"] for f in domain["files"]} == {"nominal", "alternative"}
     assert all(len(f["uuid"]) == 36 for f in domain["files"])
-    assert domain["class_balance"] == {"nominal": 1500, "alternative": 1500}
-    assert domain["features"][0] == "part_energy" and domain["max_constituents"] == 32
+    assert min(domain["class_balance"].values()) > 2000
+    assert domain["features"][0] == "part_energy" and domain["max_constituents"] == 64
     assert info["split"]["nominal"]["test"] > 300
 
     run_output = tmp_path / "run"
@@ -119,12 +119,13 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
 
     before, after = n_third.mean(), np.average(n_third, weights=weights)
     assert alternative.mean() < before  # a smaller shower αs: fewer constituents
-    assert abs(after - alternative.mean()) < abs(before - alternative.mean()), (before, after, alternative.mean())
+    # at least half of the way (seeded: 60.2 → 52.8 against 51.7 here)
+    assert abs(after - alternative.mean()) < 0.5 * abs(before - alternative.mean()), (before, after, alternative.mean())
     edges = np.quantile(np.concatenate([n_third, alternative]), np.linspace(0, 1, 11))
     edges[-1] += 1
     chi2_before = _chi2_per_ndf(n_third, np.ones_like(weights), alternative, edges)
     chi2_after = _chi2_per_ndf(n_third, weights, alternative, edges)
-    assert chi2_after < chi2_before, (chi2_before, chi2_after)
+    assert chi2_after < 0.7 * chi2_before, (chi2_before, chi2_after)  # 16.3 → 6.9 here
 
 
 def test_tagger_trained_on_filesets_runs_with_identical_inputs(nanoaod_samples, tmp_path):
