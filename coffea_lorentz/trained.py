@@ -170,7 +170,8 @@ def _export(module: TrainedScore, folder: Path, checkpoint: Path) -> tuple[Path,
 def trained_model(folder: str | Path) -> dict:
     """What a :class:`~coffea_lorentz.user_model.SpecModel` of a ``coffea-lorentz train`` output
     ``folder`` needs (see the module docstring), as keywords: ``path`` and ``format`` (the TorchScript
-    export), ``spec``, ``model_sha256``, ``exports`` and ``origin`` (the checkpoint)."""
+    export), ``spec``, ``model_sha256``, ``exports``, ``origin`` (the checkpoint) and ``domain`` (the
+    training domain its ``metrics.json`` records, or None)."""
     from .identity import model_identity
 
     folder = Path(folder).expanduser().absolute()
@@ -183,4 +184,16 @@ def trained_model(folder: str | Path) -> dict:
     identity = model_identity(tagger, extra={"head": HEAD, "spec": spec_json, "trained_as": tagger_name})
     scripted, onnx = _export(TrainedScore(tagger).eval(), cache_root() / "trained" / identity[:32], checkpoint)
     return {"path": str(scripted), "format": "torchscript", "spec": spec, "model_sha256": identity,
-            "exports": (("onnx", str(onnx)),) if onnx is not None else (), "origin": str(checkpoint)}
+            "exports": (("onnx", str(onnx)),) if onnx is not None else (), "origin": str(checkpoint),
+            "domain": _domain(folder)}
+
+
+def _domain(folder: Path):
+    """The training domain recorded in ``folder/metrics.json`` (trained on a fileset), else None."""
+    from .reweight.domain import TrainingDomain
+
+    try:
+        record = json.loads((folder / "metrics.json").read_text()).get("domain")
+    except (OSError, json.JSONDecodeError, AttributeError):
+        return None
+    return TrainingDomain.from_record(record) if isinstance(record, dict) else None

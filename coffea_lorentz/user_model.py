@@ -57,6 +57,9 @@ class SpecModel:
         exports: the same model in other formats, as (format, path) pairs (a trained checkpoint's
             ONNX export beside its TorchScript one).
         origin: the file it was made from, when ``path`` is an export of it (a checkpoint); else "".
+        domain: the jets it was trained on (a train folder's ``metrics.json`` ``domain``, a
+            :class:`~coffea_lorentz.reweight.domain.TrainingDomain`); None when unknown. A run counts
+            the jets outside it.
     """
 
     name: str
@@ -67,6 +70,7 @@ class SpecModel:
     model_sha256: str | None = None
     exports: tuple[tuple[str, str], ...] = ()
     origin: str = ""
+    domain: object = None
 
     @property
     def classes(self) -> tuple[str, ...]:

@@ -22,6 +22,14 @@ _DEFAULT_PTHAT_MIN_GEV: dict[str, dict[str, float]] = {
 }
 
 
+def _process_item(text: str) -> str:
+    """One ``--process`` item of ``generate pfnano``: ``ttbar``, ``qcd`` or ``NAME=FRACTION``."""
+    name = text.split("=", 1)[0]
+    if name not in ("ttbar", "qcd"):
+        raise argparse.ArgumentTypeError(f"invalid choice: {name!r} (choose from 'ttbar', 'qcd')")
+    return text
+
+
 def _common_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
     defaults = _DEFAULT_PTHAT_MIN_GEV[kind]
     if kind == "dataset":
@@ -38,6 +46,12 @@ def _common_arguments(parser: argparse.ArgumentParser, kind: str) -> None:
                         help="file to write (replaced atomically)")
     parser.add_argument("--alternative", action="store_true",
                         help="use the alternative shower configuration (TimeShower:alphaSvalue = 0.120)")
+    parser.add_argument("--shower-alphas", type=float, metavar="ALPHAS",
+                        help="final-state shower coupling TimeShower:alphaSvalue (Monash: 0.1365; --alternative "
+                             "is 0.120)")
+    parser.add_argument("--hadronisation-tune", metavar="TUNE",
+                        help="a Pythia Tune:pp number (14 = Monash, the default) or hadronisation parameters "
+                             "KEY=VALUE,... (e.g. StringZ:aLund=0.6,StringZ:bLund=0.9); applied before --shower-alphas")
     parser.add_argument("--pthat-min", type=float, default=None, metavar="GeV",
                         help=f"PhaseSpace:pTHatMin in GeV "
                              f"(default: ttbar {defaults['ttbar']:g}, qcd {defaults['qcd']:g})")
@@ -67,7 +81,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                      "constituents, PF candidates with generated track parameters (d0, dz and their errors, "
                      "puppiWeight, track-quality flags; see coffea_lorentz.generate.tracks), parton truth."),
     )
-    pfnano.add_argument("--process", "-p", required=True, choices=("ttbar", "qcd"), help="process to generate")
+    pfnano.add_argument("--process", "-p", required=True, nargs="+", metavar="PROCESS[=FRACTION]", type=_process_item,
+                        help="process to generate (ttbar or qcd), or a mix with the share of --events of each, "
+                             "e.g. ttbar=0.3 qcd=0.7")
     _common_arguments(pfnano, "pfnano")
     pfnano.add_argument("--jet-pt-min", type=float, default=200.0, metavar="GeV",
                         help="keep FatJets above this pT (default: 200)")
@@ -114,18 +130,55 @@ def _pthat(args: argparse.Namespace, kind: str, process: str) -> float:
     return args.pthat_min if args.pthat_min is not None else _DEFAULT_PTHAT_MIN_GEV[kind][process]
 
 
+def _variation(args: argparse.Namespace) -> tuple[str, ...]:
+    """The extra Pythia lines of ``--shower-alphas`` and ``--hadronisation-tune``."""
+    from ..generate.pythia import variation_settings
+
+    settings = variation_settings(shower_alphas=args.shower_alphas, tune=args.hadronisation_tune)
+    if settings and args.alternative:
+        raise InvalidInputError("--alternative sets the shower coupling itself: give either it or "
+                                "--shower-alphas / --hadronisation-tune")
+    return settings
+
+
+def _process_mix(values: list[str], n_events: int) -> dict[str, int]:
+    """``--process`` of ``generate pfnano``: one process, or PROCESS=FRACTION ... → events per process."""
+    from ..generate.pythia import PROCESSES
+
+    if len(values) == 1 and "=" not in values[0]:
+        shares = {values[0]: 1.0}
+    else:
+        try:
+            shares = {name: float(share) for name, share in (value.split("=", 1) for value in values)}
+        except ValueError:
+            raise InvalidInputError(f"--process: expected PROCESS or PROCESS=FRACTION ..., got {' '.join(values)!r}") from None
+    unknown = sorted(set(shares) - set(PROCESSES))
+    if unknown:
+        raise InvalidInputError(f"--process: unknown {', '.join(unknown)} (expected {', '.join(PROCESSES)})")
+    if any(share <= 0 for share in shares.values()) or abs(sum(shares.values()) - 1) > 1e-6:
+        raise InvalidInputError(f"--process: the fractions must be > 0 and add up to 1, got {' '.join(values)}")
+    counts = {name: int(round(share * n_events)) for name, share in shares.items()}
+    last = list(counts)[-1]
+    counts[last] = n_events - sum(counts.values()) + counts[last]
+    if any(count < 1 for count in counts.values()):
+        raise InvalidInputError(f"--process: {n_events} events give a process no event ({counts}); raise --events")
+    return counts
+
+
 def _main_pfnano(args: argparse.Namespace) -> int:
     from dataclasses import replace
 
     from ..generate import GeneratorConfig, JetConfig, generate_pfnano
     from ..generate.pfnano import AK4_JETS
 
-    generator = GeneratorConfig(process=args.process, pthat_min_gev=_pthat(args, "pfnano", args.process),
-                                alternative=args.alternative)
+    extra = _variation(args)
+    counts = _process_mix(args.process, args.events)
+    generators = [GeneratorConfig(process=process, pthat_min_gev=_pthat(args, "pfnano", process),
+                                  alternative=args.alternative, extra_settings=extra) for process in counts]
     summary = generate_pfnano(
         args.output,
-        generator=generator,
-        n_events=args.events,
+        generator=generators,
+        n_events=list(counts.values()),
         seed=args.seed,
         workers=args.workers,
         jet_config=JetConfig(min_pt_gev=args.jet_pt_min),
@@ -155,8 +208,10 @@ def _main_dataset(args: argparse.Namespace) -> int:
     from ..generate import DatasetConfig, GeneratorConfig, generate_dataset
 
     processes = list(dict.fromkeys(args.process))
+    extra = _variation(args)
     generators = [
-        GeneratorConfig(process=p, pthat_min_gev=_pthat(args, "dataset", p), alternative=args.alternative)
+        GeneratorConfig(process=p, pthat_min_gev=_pthat(args, "dataset", p), alternative=args.alternative,
+                        extra_settings=extra)
         for p in processes
     ]
     summary = generate_dataset(

@@ -1,6 +1,7 @@
 """``coffea-lorentz reweight-train``: learn nominal → alternative jet weights and print the closure test.
 
-Trains a Lorentz-invariant classifier on jets of two generator configurations, writes
+Trains a Lorentz-invariant classifier on jets of two generator configurations (two HDF5 datasets,
+or with ``--fileset`` the NanoAOD datasets of a coffea fileset, read like ``run`` reads them), writes
 ``reweight_<name>.pt`` + ``.json`` and the closure plot into ``--output``, and prints χ²/ndf of
 jet observables (nominal vs alternative, reweighted nominal vs alternative) on held-out jets.
 """
@@ -48,8 +49,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "chi2/ndf of jet observables before and after reweighting, on held-out jets."
         ),
     )
-    parser.add_argument("--nominal", type=Path, help="nominal jets: generator HDF5 dataset (.h5) or .npz")
-    parser.add_argument("--alternative", type=Path, help="alternative jets: HDF5 dataset (.h5) or .npz")
+    parser.add_argument("--nominal", nargs="+", metavar="PATH|DATASET",
+                        help="nominal jets: generator HDF5 dataset (.h5) or .npz, or with --fileset its datasets")
+    parser.add_argument("--alternative", nargs="+", metavar="PATH|DATASET",
+                        help="alternative jets: HDF5 dataset (.h5) or .npz, or with --fileset its datasets")
     parser.add_argument("--level", choices=("jet", "event"), default="jet",
                         help="jet: one weight per fat jet (from --nominal/--alternative jet samples); event: the "
                              "classifier sees each whole event and writes one weight per event (from "
@@ -71,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                         help="tagger option, VALUE parsed as JSON (repeatable), e.g. --option hidden=16")
     parser.add_argument("--label", type=int, help="keep only jets with this truth label in both samples (e.g. 0)")
     parser.add_argument("--max-jets", type=int, help="use at most this many jets per sample")
+    parser.add_argument("--quiet", action="store_true", help="no progress bars")
     parser.add_argument("--epochs", type=int, default=DEFAULTS.epochs, help=f"most epochs (default: {DEFAULTS.epochs})")
     parser.add_argument("--patience", type=int, default=DEFAULTS.patience,
                         help=f"stop after this many epochs without a lower validation loss (default: {DEFAULTS.patience})")
@@ -92,6 +96,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                              "leading_jet_pt for events) are compared whenever the samples have them")
     parser.add_argument("--threads", type=int, help="torch CPU threads")
     parser.add_argument("--seed", type=int, default=0, help="seed of initial parameters and splits (default: 0)")
+    from .fileset_options import add_fileset_arguments
+
+    add_fileset_arguments(parser, max_jets=False)
     parser.set_defaults(func=main)
 
 
@@ -148,6 +155,41 @@ def _event_samples(args: argparse.Namespace):
     return nominal, alternative, samples
 
 
+def _fileset_samples(args: argparse.Namespace):
+    """(nominal train+val jets, alternative train+val jets, (nominal, alternative) test jets, the
+    training domain, the record) of ``--fileset --nominal DATASET... --alternative DATASET...``."""
+    from ..fileset_jets import read_fileset_jets, select_datasets, training_domain
+    from ..reweight.samples import concatenate_samples
+    from .fileset_options import fileset_of, fractions_of, selection_of
+
+    if args.label is not None:
+        raise InvalidInputError("--label applies to HDF5 datasets; select NanoAOD jets with --jet-pt-min ... instead")
+    selection, fractions = selection_of(args), fractions_of(args)
+    fileset = fileset_of(args)
+    chosen = {"nominal": select_datasets(fileset, args.nominal, "--nominal"),
+              "alternative": select_datasets(fileset, args.alternative, "--alternative")}
+    overlap = sorted(set(chosen["nominal"]) & set(chosen["alternative"]))
+    if overlap:
+        raise InvalidInputError(f"--nominal and --alternative both name {', '.join(overlap)}: a dataset is one class")
+    classes = {name: read_fileset_jets(datasets, collection=args.collection, max_constituents=args.max_constituents,
+                                       selection=selection, fractions=fractions, max_jets=args.max_jets,
+                                       what=f"{name} jets", progress=not args.quiet)
+               for name, datasets in chosen.items()}
+    training = {name: concatenate_samples([part.part("train"), part.part("val")]) for name, part in classes.items()}
+    held_out = (classes["nominal"].part("test"), classes["alternative"].part("test"))
+    if min(len(s) for s in held_out) < 2:
+        raise InvalidInputError(f"the test split holds {len(held_out[0])} nominal and {len(held_out[1])} alternative "
+                                "jets, too few for the closure: read more events or raise its share (--split)")
+    domain = training_domain(classes, collection=args.collection, max_constituents=args.max_constituents,
+                             selection=selection)
+    record = {
+        "samples": {name: {"datasets": list(chosen[name]), "jets": len(part.sample)} for name, part in classes.items()},
+        "split": fractions.as_record() | {name: part.counts() for name, part in classes.items()},
+        "collection": args.collection,
+    }
+    return training["nominal"], training["alternative"], held_out, domain, record
+
+
 def main(args: argparse.Namespace) -> int:
     from ..reweight.classifier import ReweightConfig
     from ..reweight.workflow import run_reweighting
@@ -167,29 +209,39 @@ def main(args: argparse.Namespace) -> int:
         seed=args.seed,
         n_threads=args.threads,
     )
-    if args.level == "event":
-        nominal, alternative, samples = _event_samples(args)
-    else:
-        if args.nominal is None or args.alternative is None or args.nominal_files or args.alternative_files:
-            raise InvalidInputError("reweight-train: --level jet takes --nominal and --alternative jet samples "
-                                    "(--nominal-files/--alternative-files go with --level event)")
-        load = dict(label=args.label, max_jets=args.max_jets, max_constituents=args.max_constituents, seed=args.seed)
-        nominal = load_sample(args.nominal, **load)
-        alternative = load_sample(args.alternative, **load)
-        print(f"nominal: {len(nominal)} jets from {args.nominal}; alternative: {len(alternative)} jets from {args.alternative}")
-        samples = {"nominal": {"path": str(args.nominal), "jets": len(nominal)},
-                   "alternative": {"path": str(args.alternative), "jets": len(alternative)}}
-
     def log(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
 
-    record = {
-        "train_command": shlex.join(["coffea-lorentz", *getattr(args, "argv", [])]),
-        "samples": samples,
-    }
+    command = shlex.join(["coffea-lorentz", *getattr(args, "argv", [])])
+    held_out = domain = None
+    if args.level == "event":
+        nominal, alternative, samples = _event_samples(args)
+        record = {"train_command": command, "samples": samples}
+    elif args.nominal is None or args.alternative is None or args.nominal_files or args.alternative_files:
+        raise InvalidInputError("reweight-train: --level jet takes --nominal and --alternative jet samples "
+                                "(--nominal-files/--alternative-files go with --level event)")
+    elif args.fileset:
+        nominal, alternative, held_out, domain, record = _fileset_samples(args)
+        record["train_command"] = command
+    else:
+        if len(args.nominal) != 1 or len(args.alternative) != 1:
+            raise InvalidInputError("--nominal and --alternative: one file each (several datasets need --fileset)")
+        nominal_path, alternative_path = Path(args.nominal[0]), Path(args.alternative[0])
+        load = dict(label=args.label, max_jets=args.max_jets, max_constituents=args.max_constituents, seed=args.seed)
+        nominal = load_sample(nominal_path, **load)
+        alternative = load_sample(alternative_path, **load)
+        record = {
+            "train_command": command,
+            "samples": {"nominal": {"path": str(nominal_path), "jets": len(nominal)},
+                        "alternative": {"path": str(alternative_path), "jets": len(alternative)}},
+        }
+    if args.level == "jet":
+        print(f"nominal: {len(nominal)} jets from {' '.join(args.nominal)}; alternative: {len(alternative)} jets from "
+              f"{' '.join(args.alternative)}")
     result = run_reweighting(
         nominal, alternative, config, test_fraction=args.test_fraction, output_dir=args.output,
-        name=args.name, n_bins=args.bins, log=log, record=record,
+        name=args.name, n_bins=args.bins, log=log, record=record, held_out=held_out, domain=domain,
+        progress=not args.quiet,
         closure_observables=tuple(args.closure_observables),
         event_objects=args.event_objects if args.level == "event" else None,
     )

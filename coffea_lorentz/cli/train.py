@@ -1,9 +1,11 @@
-"""``coffea-lorentz train`` and ``coffea-lorentz evaluate``: fit a tagger on a jet dataset, score trained weights."""
+"""``coffea-lorentz train`` and ``coffea-lorentz evaluate``: fit a tagger on a jet dataset (HDF5, or the
+signal and background datasets of a coffea fileset), resumably; score trained weights."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import shlex
 from pathlib import Path
 from typing import Any
 
@@ -18,15 +20,22 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     defaults = TrainConfig()
     parser = subparsers.add_parser(
         "train",
-        help="train a tagger on a jet dataset (HDF5 from coffea_lorentz.generate) and report its test metrics",
+        help="train a tagger on a jet dataset (HDF5 from coffea_lorentz.generate, or NanoAOD datasets of a fileset) "
+             "and report its test metrics",
         description=(
-            "Train TAGGER on the train split of DATA with AdamW and a cosine learning rate, keep the epoch with the "
-            "best validation AUC, and evaluate it on the test split. Writes OUTPUT/<tagger>.pt (loadable with "
-            "models.pretrained(name, weights=...)), OUTPUT/metrics.json and ROC / score plots."
+            "Train TAGGER on the train split of DATA (or of the --signal and --background datasets of --fileset) with "
+            "AdamW and a cosine learning rate, keep the epoch with the best validation AUC, and evaluate it on the "
+            "test split. Writes OUTPUT/<tagger>.pt (loadable with models.pretrained(name, weights=...)), "
+            "OUTPUT/metrics.json (with the training domain: selection, files and UUIDs, jets per class, features) "
+            "and ROC / score plots; `coffea-lorentz run --tagger OUTPUT` then scores jets with it. The state after "
+            "each epoch is kept in OUTPUT/resume.pt: the same command again continues after the last finished epoch."
         ),
     )
     parser.add_argument("--tagger", required=True, metavar="NAME", help="tagger name (see `coffea-lorentz models`)")
-    parser.add_argument("--data", required=True, metavar="PATH.h5", help="dataset file with train/val/test splits")
+    parser.add_argument("--data", metavar="PATH.h5", help="dataset file with train/val/test splits (or --fileset)")
+    parser.add_argument("--signal", nargs="+", metavar="DATASET", help="datasets of --fileset that are signal (label 1)")
+    parser.add_argument("--background", nargs="+", metavar="DATASET",
+                        help="datasets of --fileset that are background (label 0)")
     parser.add_argument("--output", "-o", required=True, metavar="DIR", help="folder for checkpoint, metrics and plots")
     parser.add_argument("--size", choices=("compact", "large"), default=defaults.size, help="size preset (default: compact)")
     parser.add_argument("--epochs", type=int, default=defaults.epochs, help=f"most epochs (default: {defaults.epochs})")
@@ -47,7 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     parser.add_argument("--device", default=defaults.device, help="cpu or cuda (default: cpu)")
     parser.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
     parser.add_argument("--beam-reference", action="store_true", help="build the tagger with beam reference vectors")
-    parser.add_argument("--quiet", action="store_true", help="no line per epoch")
+    parser.add_argument("--quiet", action="store_true", help="no line per epoch, no progress bars")
+    parser.add_argument("--stop-after-epoch", type=int, metavar="N",
+                        help="stop after epoch N, keeping the state in OUTPUT/resume.pt (the same command without "
+                             "this option continues)")
+    from .fileset_options import add_fileset_arguments
+
+    add_fileset_arguments(parser)
     parser.set_defaults(func=main_train)
 
     evaluate = subparsers.add_parser(
@@ -99,8 +114,20 @@ def print_metrics(title: str, rows: list[tuple[str, dict[str, Any]]], extra: lis
         console.print(f"{key}: {value}")
 
 
+def _fileset_jets(args: argparse.Namespace, max_constituents: int):
+    """The splits and record of ``--fileset --signal --background``."""
+    from ..train.filesets import fileset_splits
+    from .fileset_options import fileset_of, fractions_of, selection_of
+
+    if not args.signal or not args.background:
+        raise InvalidInputError("--fileset: name the classes with --signal DATASET... and --background DATASET...")
+    return fileset_splits(fileset_of(args), signal=args.signal, background=args.background,
+                          max_constituents=max_constituents, collection=args.collection, selection=selection_of(args),
+                          fractions=fractions_of(args), max_jets=args.max_jets, progress=not args.quiet)
+
+
 def main_train(args: argparse.Namespace) -> int:
-    from ..train import TrainConfig, train
+    from ..train import TrainConfig, train, train_on_jets
 
     config = TrainConfig(
         tagger=args.tagger,
@@ -119,10 +146,25 @@ def main_train(args: argparse.Namespace) -> int:
         device=args.device,
         n_threads=args.threads,
     )
-    result = train(config, args.data, args.output, log=None if args.quiet else print)
+    if (args.data is None) == (args.fileset is None):
+        raise InvalidInputError("train: give either --data PATH.h5 or --fileset FILESET.json --signal ... --background ...")
+    log = None if args.quiet else print
+    run = dict(log=log, stop_after_epoch=args.stop_after_epoch, progress=not args.quiet)
+    if args.data is not None:
+        source = args.data
+        result = train(config, args.data, args.output, **run)
+    else:
+        splits, record = _fileset_jets(args, config.max_constituents)
+        source = " ".join(args.fileset)
+        record["train_command"] = shlex.join(["coffea-lorentz", *getattr(args, "argv", [])])
+        result = train_on_jets(config, splits, args.output, source=source, record=record, **run)
+    if "stopped_after" in result:
+        print(f"stopped after epoch {result['stopped_after']}; the same command without --stop-after-epoch continues "
+              f"from {Path(args.output) / 'resume.pt'}")
+        return 0
     rows = [(args.tagger, result["test"])] + [(f"jet {name} alone", m) for name, m in result["baselines"].items()]
     print_metrics(
-        f"test split of {args.data} ({result['n_test']} jets)",
+        f"test split of {source} ({result['n_test']} jets)",
         rows,
         [
             ("parameters", f"{result['n_parameters']:,}"),

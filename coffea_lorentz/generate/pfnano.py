@@ -40,14 +40,14 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 from types import MappingProxyType
 
 import awkward as ak
 import numpy as np
 
-from ..errors import InputFileError
+from ..errors import InputFileError, InvalidInputError
 from .clustering import (
     JetConfig,
     Jets,
@@ -284,8 +284,8 @@ def _pfnano_task(task: Task, jet_config: JetConfig, ak4_config: JetConfig) -> Ta
 def generate_pfnano(
     path: str | os.PathLike,
     *,
-    generator: GeneratorConfig,
-    n_events: int,
+    generator: GeneratorConfig | Sequence[GeneratorConfig],
+    n_events: int | Sequence[int],
     seed: int,
     workers: int = 1,
     jet_config: JetConfig = JetConfig(),
@@ -295,20 +295,36 @@ def generate_pfnano(
 ) -> GenerationSummary:
     """Generate ``n_events`` events of ``generator`` and write them to the PFNano file ``path``.
 
+    A process mix: ``generator`` a sequence of configurations (one per process) and ``n_events``
+    the events of each; their events follow one another in the file, each task with its own
+    luminosity block, so (``run``, ``luminosityBlock``, ``event``) stays unique.
+
     ``jet_config`` defines the ``FatJet`` collection (its count is the summary's jets), ``ak4_config``
     the ``Jet`` collection (only its radius and ``min_pt_gev`` are used).
 
     The output depends on ``seed`` and ``events_per_task`` only, not on ``workers``.
     ``progress(done, total)`` is called after each task.
     """
+    from dataclasses import replace
+
     start = time.perf_counter()
-    tasks = make_tasks(generator, n_events=n_events, seed=seed, events_per_task=events_per_task)
+    generators = [generator] if isinstance(generator, GeneratorConfig) else list(generator)
+    counts = [n_events] * len(generators) if isinstance(n_events, int) else list(n_events)
+    if not generators or len(counts) != len(generators):
+        raise InvalidInputError(f"generate_pfnano: expected one event count per generator, got {len(counts)} counts "
+                                f"for {len(generators)} generators")
+    processes = [g.process for g in generators]
+    if len(set(processes)) != len(processes):
+        raise InvalidInputError(f"generate_pfnano: each process once in a mix, got {', '.join(processes)}")
+    tasks = [task for config, count in zip(generators, counts)
+             for task in make_tasks(config, n_events=count, seed=seed, events_per_task=events_per_task)]
+    tasks = [replace(task, index=index) for index, task in enumerate(tasks)]  # one luminosity block each
     outputs = run_tasks(_pfnano_task, tasks, workers=workers, extra=(jet_config, ak4_config), progress=progress)
     write_pfnano(path, (output.payload for output in outputs))
     return GenerationSummary(
         path=str(path),
-        n_events={generator.process: sum(o.n_events for o in outputs)},
-        n_jets={generator.process: sum(o.n_jets for o in outputs)},
+        n_events={p: sum(o.n_events for t, o in zip(tasks, outputs) if t.generator.process == p) for p in processes},
+        n_jets={p: sum(o.n_jets for t, o in zip(tasks, outputs) if t.generator.process == p) for p in processes},
         wall_s=time.perf_counter() - start,
         core_s=sum(o.cpu_s for o in outputs),
         size_bytes=Path(path).stat().st_size,

@@ -37,6 +37,7 @@ __all__ = [
     "generate_events",
     "concatenate_batches",
     "pf_pdg_id",
+    "variation_settings",
 ]
 
 #: Process names understood by :class:`GeneratorConfig`.
@@ -166,6 +167,36 @@ def pythia_settings(config: GeneratorConfig, seed: int) -> tuple[str, ...]:
         settings.extend(ALTERNATIVE_SETTINGS)
     settings.extend(config.extra_settings)
     return tuple(settings)
+
+
+def variation_settings(*, shower_alphas: float | None = None, tune: str | None = None) -> tuple[str, ...]:
+    """The ``readString`` lines of a generator variation, in the order they must be applied.
+
+    ``tune``: a Pythia ``Tune:pp`` number (``"14"``: Monash, the default; ``"7"`` … ``"32"``) or
+    comma-separated hadronisation parameters (``"StringZ:aLund=0.6,StringZ:bLund=0.9"``); a tune
+    resets the shower coupling, so it comes first. ``shower_alphas``: the final-state shower
+    coupling ``TimeShower:alphaSvalue`` (0.1365 in Monash). Give the lines to
+    :attr:`GeneratorConfig.extra_settings`.
+    """
+    lines: list[str] = []
+    if tune is not None:
+        text = str(tune).strip()
+        if text.isdigit():
+            lines.append(f"Tune:pp = {int(text)}")
+        else:
+            for item in filter(None, (part.strip() for part in text.split(","))):
+                key, sep, value = item.partition("=")
+                if not sep or ":" not in key or not value.strip():
+                    raise InvalidInputError(f"hadronisation tune: expected a Tune:pp number or KEY=VALUE,... with "
+                                            f"Pythia keys such as StringZ:aLund=0.6, got {item!r}")
+                lines.append(f"{key.strip()} = {value.strip()}")
+            if not lines:
+                raise InvalidInputError(f"hadronisation tune: got nothing in {tune!r}")
+    if shower_alphas is not None:
+        if not 0.06 <= shower_alphas <= 0.25:
+            raise InvalidInputError(f"shower alpha_s: expected 0.06 … 0.25 (Pythia's range), got {shower_alphas}")
+        lines.append(f"TimeShower:alphaSvalue = {shower_alphas:g}")
+    return tuple(lines)
 
 
 def task_seeds(seed: int, n_tasks: int, *, stream: tuple[int, ...] = ()) -> list[int]:

@@ -2,7 +2,8 @@
 
 The events of a request are cut into tasks of ``events_per_task`` events. Task ``k`` of a process
 gets the ``k``-th seed of :func:`~coffea_lorentz.generate.pythia.task_seeds` for that
-(seed, process, variation) stream and numbers its events from ``k * events_per_task + 1``. The
+(seed, process, variation) stream — a configuration with extra settings has a stream of its own —
+and numbers its events from ``k * events_per_task + 1``. The
 output therefore depends on the seed and ``events_per_task`` only, never on the number of workers.
 """
 
@@ -10,6 +11,7 @@ from __future__ import annotations
 
 import multiprocessing
 import time
+import zlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -99,7 +101,9 @@ def make_tasks(
     if events_per_task < 1:
         raise InvalidInputError(f"events_per_task: expected >= 1, got {events_per_task}")
     n_tasks = -(-n_events // events_per_task)
-    stream = (PROCESSES.index(generator.process), int(generator.alternative))
+    stream: tuple[int, ...] = (PROCESSES.index(generator.process), int(generator.alternative))
+    if generator.extra_settings:  # another configuration: its own random stream
+        stream += (zlib.crc32("\n".join(generator.extra_settings).encode()),)
     seeds = task_seeds(seed, n_tasks, stream=stream)
     return [
         Task(

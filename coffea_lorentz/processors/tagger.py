@@ -134,7 +134,8 @@ class TaggerProcessor(processor.ProcessorABC):
                              copy_branches=self.copy_branches, collection=self.collection)
         summary = tagged.summary(chunk.source, output)
         summary["nonfinite_events"] = tagged.first_affected_events()
-        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection)
+        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection,
+                                                          models=[model for model, _ in self.models])
         summary["weights"] = event_weight_counts(scored.event_branches, self.reweighters)
         return summary
 

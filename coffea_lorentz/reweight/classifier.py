@@ -235,6 +235,8 @@ def train_classifier(
     config: ReweightConfig = ReweightConfig(),
     *,
     log=None,
+    resume=None,
+    progress: bool = False,
 ) -> tuple[nn.Module, TrainHistory]:
     """Train ``config.tagger`` to separate ``alternative`` (class 1) from ``nominal`` (class 0) jets.
 
@@ -244,7 +246,8 @@ def train_classifier(
     the validation jets (:func:`fit_calibration`) and the calibration is folded into the output
     layer (:func:`fold_calibration`). The model is returned in eval mode with the history, whose
     ``prior_ratio`` corrects the weights for unequal class sizes.
-    ``log(str)`` receives one line per epoch when given.
+    ``log(str)`` receives one line per epoch when given. ``resume`` (a file) keeps the state after
+    each epoch and continues from it (:func:`coffea_lorentz.train.fit`); ``progress`` draws bars on stderr.
     """
     from ..train import fit
 
@@ -259,7 +262,7 @@ def train_classifier(
     train_jets = _jet_set(nom_train, alt_train, config.max_constituents)
     val_jets = _jet_set(nom_val, alt_val, config.max_constituents)
     with thread_count(config.n_threads):
-        model, summary = fit(train_config(config), train_jets, val_jets, log=log)
+        model, summary = fit(train_config(config), train_jets, val_jets, log=log, resume=resume, progress=progress)
         model = model.cpu().eval()
         calibration = (1.0, 0.0)
         if config.calibrate:

@@ -5,7 +5,13 @@ domain (another pT or |η| range, another jet type) the classifier extrapolates 
 are not validated. The ``domain`` record of ``reweight_<name>.json``::
 
     "domain": {"min_pt_gev": 250.0, "max_pt_gev": 600.0, "max_abs_eta": 2.0,
-               "jets": "FatJet anti-kT R=0.8", "sample": "QCD dijets, ...", "max_constituents": 128}
+               "jets": "FatJet anti-kT R=0.8", "sample": "QCD dijets, ...", "max_constituents": 128,
+               "selection": {"min_pt_gev": 300.0}, "files": [{"dataset", "file", "uuid", "entries", "jets",
+               "class"}, ...], "class_balance": {"nominal": 4000, "alternative": 4000},
+               "features": ["part_energy", "part_px", "part_py", "part_pz", "part_mask"]}
+
+The last four are written by training on filesets (``--fileset``) and absent from older records;
+a train folder (``coffea-lorentz train``) records the same ``domain`` in its ``metrics.json``.
 
 :func:`count_outside` counts the jets of a chunk outside it (vectorised; numpy and awkward, no
 torch); a run adds the counts up per dataset and :func:`outside_line` says, once per dataset and
@@ -16,7 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import awkward as ak
 import numpy as np
@@ -36,6 +42,11 @@ class TrainingDomain:
         jets: the jet collection and type (``"FatJet anti-kT R=0.8"``).
         sample: what the jets were (process, generator, tune).
         max_constituents: leading-pT constituents per jet the classifier saw.
+        selection: the jet selection applied when reading (:class:`coffea_lorentz.fileset_jets.JetSelection`
+            record: ``min_pt_gev``, ``max_abs_eta`` …); empty when unknown.
+        files: one record per input file (``dataset``, ``file``, ``uuid``, ``entries``, ``jets``, ``class``).
+        class_balance: class name → training jets of that class.
+        features: the input variables per constituent, in order.
     """
 
     min_pt_gev: float
@@ -44,6 +55,10 @@ class TrainingDomain:
     jets: str = "FatJet anti-kT R=0.8"
     sample: str = ""
     max_constituents: int | None = None
+    selection: Mapping = field(default_factory=dict, hash=False)  # records, left out of the hash
+    files: tuple = field(default=(), hash=False)
+    class_balance: Mapping = field(default_factory=dict, hash=False)
+    features: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         if not (0 <= self.min_pt_gev < self.max_pt_gev) or not self.max_abs_eta > 0:
@@ -61,8 +76,12 @@ class TrainingDomain:
             return cls(min_pt_gev=float(record["min_pt_gev"]), max_pt_gev=float(record["max_pt_gev"]),
                        max_abs_eta=float(record["max_abs_eta"]), jets=str(record.get("jets", "")),
                        sample=str(record.get("sample", "")),
-                       max_constituents=int(constituents) if constituents is not None else None)
-        except (KeyError, TypeError, ValueError) as err:
+                       max_constituents=int(constituents) if constituents is not None else None,
+                       selection=dict(record.get("selection") or {}),
+                       files=tuple(dict(f) for f in record.get("files") or ()),
+                       class_balance={str(k): int(v) for k, v in (record.get("class_balance") or {}).items()},
+                       features=tuple(str(f) for f in record.get("features") or ()))
+        except (KeyError, TypeError, ValueError, AttributeError) as err:
             raise InvalidInputError(f"reweighter 'domain' record: expected min_pt_gev, max_pt_gev and max_abs_eta "
                                     f"numbers, got {dict(record)!r} ({type(err).__name__}: {err})") from None
 
@@ -79,8 +98,11 @@ class TrainingDomain:
 
     def as_record(self) -> dict:
         """The JSON ``domain`` record."""
-        return {"min_pt_gev": self.min_pt_gev, "max_pt_gev": self.max_pt_gev, "max_abs_eta": self.max_abs_eta,
-                "jets": self.jets, "sample": self.sample, "max_constituents": self.max_constituents}
+        record = {"min_pt_gev": self.min_pt_gev, "max_pt_gev": self.max_pt_gev, "max_abs_eta": self.max_abs_eta,
+                  "jets": self.jets, "sample": self.sample, "max_constituents": self.max_constituents}
+        optional = {"selection": dict(self.selection), "files": [dict(f) for f in self.files],
+                    "class_balance": dict(self.class_balance), "features": list(self.features)}
+        return record | {key: value for key, value in optional.items() if value}
 
     def describe(self) -> str:
         """``"250 < pT < 600 GeV, |η| < 2"``."""
@@ -93,10 +115,11 @@ class TrainingDomain:
 
 
 def domain_of_samples(samples: Iterable, *, jets: str = "FatJet anti-kT R=0.8", sample: str = "",
-                      max_constituents: int | None = None) -> TrainingDomain:
+                      max_constituents: int | None = None, **recorded) -> TrainingDomain:
     """The domain of the training jets ``samples`` (:class:`~coffea_lorentz.reweight.JetSample`):
     :meth:`TrainingDomain.of_jets` of their ``pt`` and ``eta`` observables, or, for a sample without
-    them, of the sum of its (kept) constituents' four-vectors."""
+    them, of the sum of its (kept) constituents' four-vectors. ``recorded``: the further fields
+    (``selection``, ``files``, ``class_balance``, ``features``)."""
     pts, etas = [], []
     for part in samples:
         if "pt" in part.observables and "eta" in part.observables:
@@ -108,7 +131,7 @@ def domain_of_samples(samples: Iterable, *, jets: str = "FatJet anti-kT R=0.8", 
         pts.append(pt)
         etas.append(eta)
     return TrainingDomain.of_jets(np.concatenate(pts), np.concatenate(etas), jets=jets, sample=sample,
-                                  max_constituents=max_constituents)
+                                  max_constituents=max_constituents, **recorded)
 
 
 def outside_mask(domain: TrainingDomain | None, jets):
@@ -126,21 +149,30 @@ def count_outside(domain: TrainingDomain, pt, eta) -> int:
     return int(flat.size - np.count_nonzero(flat))
 
 
-def outside_domain_counts(events: ak.Array, reweighters: Iterable, *, collection: str = "FatJet") -> dict:
+#: What follows a tagger's name in the counts (a space: no model or reweighter name holds one).
+_SCORE_KEY = " score"
+
+
+def outside_domain_counts(events: ak.Array, reweighters: Iterable, *, collection: str = "FatJet",
+                          models: Iterable = ()) -> dict:
     """What a processor records per chunk: reweighter name → {its :meth:`TrainingDomain.describe` →
     ``{"outside": jets outside the domain, "jets": jets}``} for each of ``reweighters`` (objects with
-    ``name`` and ``domain``) that has a domain; ``events[collection]`` gives pT and η.
+    ``name`` and ``domain``) that has a domain; the same for each of ``models`` (trained taggers,
+    e.g. :class:`~coffea_lorentz.user_model.SpecModel`) with a domain, under ``"<name> score"``;
+    ``events[collection]`` gives pT and η.
 
     Only numbers are leaves, so coffea's accumulator adds chunks up correctly (it would join strings).
     """
-    specs = [spec for spec in reweighters if getattr(spec, "domain", None) is not None]
+    specs = [(spec.name, spec.domain) for spec in reweighters if getattr(spec, "domain", None) is not None]
+    specs += [(f"{model.name}{_SCORE_KEY}", model.domain) for model in models
+              if getattr(model, "domain", None) is not None]
     if not specs:
         return {}
     jets = events[collection]
     pt, eta = jets.pt, jets.eta
     total = int(ak.sum(ak.num(pt, axis=1)))
-    return {spec.name: {spec.domain.describe(): {"outside": count_outside(spec.domain, pt, eta), "jets": total}}
-            for spec in specs}
+    return {key: {domain.describe(): {"outside": count_outside(domain, pt, eta), "jets": total}}
+            for key, domain in specs}
 
 
 def outside_by_dataset(per_chunk: Iterable[tuple[str, Mapping]]) -> dict[tuple[str, str], dict]:
@@ -161,9 +193,15 @@ def outside_line(dataset: str, reweighter: str, count: Mapping) -> str | None:
 
         weight_fsr: 23 of 24 jets (96 %) of dataset 'pfnano' are outside its training domain
         (250 < pT < 600 GeV, |η| < 2): their weights are extrapolations
+
+    For a trained tagger's key (``"<name> score"``) the line names the tagger and its scores.
     """
     outside, jets = int(count["outside"]), int(count["jets"])
     if not outside:
         return None
-    return (f"weight_{reweighter}: {outside} of {jets} jets ({100 * outside / max(jets, 1):.0f} %) of dataset "
-            f"{dataset!r} are outside its training domain ({count['domain']}): their weights are extrapolations")
+    if reweighter.endswith(_SCORE_KEY):  # a trained tagger (``outside_domain_counts(models=...)``)
+        label, what = reweighter.removesuffix(_SCORE_KEY), "scores"
+    else:
+        label, what = f"weight_{reweighter}", "weights"
+    return (f"{label}: {outside} of {jets} jets ({100 * outside / max(jets, 1):.0f} %) of dataset "
+            f"{dataset!r} are outside its training domain ({count['domain']}): their {what} are extrapolations")

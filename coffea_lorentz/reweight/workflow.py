@@ -48,6 +48,9 @@ def run_reweighting(
     record: dict | None = None,
     closure_observables: tuple[str, ...] = (),
     event_objects: str | None = None,
+    held_out: tuple[JetSample, JetSample] | None = None,
+    domain=None,
+    progress: bool = False,
 ) -> ReweightResult:
     """Hold out ``test_fraction`` of each sample, train on the rest, and run the closure on the held-out jets.
 
@@ -58,15 +61,27 @@ def run_reweighting(
     written there. ``closure_observables``: observables compared besides the standard ones (each
     must be in both samples).
 
+    ``held_out`` (nominal, alternative): jets kept apart already (e.g. the test split of a fileset,
+    :mod:`coffea_lorentz.fileset_jets`); then all of ``nominal`` and ``alternative`` are trained on
+    and ``test_fraction`` is not used. ``domain`` (a :class:`~coffea_lorentz.reweight.domain.TrainingDomain`)
+    replaces the one computed from the jets. With ``output_dir`` the classifier's state after each
+    epoch is kept in ``reweight_<name>.resume.pt`` there, and a rerun continues from it.
+
     ``event_objects`` (``"pfcands"`` or ``"jets"``): the samples hold events, not jets
     (:func:`~coffea_lorentz.reweight.events.read_event_sample`); the record then says
     ``level: "event"`` and names the objects, and holds no jet ``domain``.
     """
-    if not 0 < test_fraction < 1:
-        raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
-    nom_train, nom_test = split_sample(nominal, (1 - test_fraction, test_fraction), seed=config.seed + 10)
-    alt_train, alt_test = split_sample(alternative, (1 - test_fraction, test_fraction), seed=config.seed + 11)
-    model, history = train_classifier(nom_train, alt_train, config, log=log)
+    if held_out is not None:
+        (nom_train, alt_train), (nom_test, alt_test) = (nominal, alternative), held_out
+    else:
+        if not 0 < test_fraction < 1:
+            raise InvalidInputError(f"run_reweighting: test_fraction must lie in (0, 1), got {test_fraction}")
+        nom_train, nom_test = split_sample(nominal, (1 - test_fraction, test_fraction), seed=config.seed + 10)
+        alt_train, alt_test = split_sample(alternative, (1 - test_fraction, test_fraction), seed=config.seed + 11)
+    resume = Path(output_dir) / f"{reweighter_name(name)}.resume.pt" if output_dir is not None else None
+    if resume is not None:
+        resume.parent.mkdir(parents=True, exist_ok=True)
+    model, history = train_classifier(nom_train, alt_train, config, log=log, resume=resume, progress=progress)
     f = predict_probability(model, nom_test, max_constituents=config.max_constituents)
     f_alternative = predict_probability(model, alt_test, max_constituents=config.max_constituents)
     result = held_out_closure(f, f_alternative, nom_test.observables, alt_test.observables, config,
@@ -78,8 +93,9 @@ def run_reweighting(
     weights_path = plot_path = None
     if output_dir is not None:
         if event_objects is None:
-            domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
-                                       sample=_sample_text(record or {}, len(nominal), len(alternative)))
+            if domain is None:
+                domain = domain_of_samples((nominal, alternative), max_constituents=config.max_constituents,
+                                           sample=_sample_text(record or {}, len(nominal), len(alternative)))
             level = {"level": "jet", "domain": domain.as_record()}
         else:
             level = {"level": "event", "event_objects": event_objects}

@@ -25,7 +25,7 @@ POOL_BATCHES = 16
 SPLITS: tuple[str, ...] = ("train", "val", "test")
 
 #: Independent random streams drawn from one seed (SeedSequence spawn keys).
-_STREAM_N_TRAIN, _STREAM_N_VAL, _STREAM_BATCHES = 1, 2, 3
+_STREAM_N_TRAIN, _STREAM_N_VAL, _STREAM_BATCHES, _STREAM_TORCH = 1, 2, 3, 4
 
 
 @dataclass(frozen=True)

@@ -1,5 +1,6 @@
-"""A training run in one call: :func:`train` reads the splits, fits, checkpoints, evaluates on the
-test split and writes ``metrics.json`` and the plots."""
+"""A training run in one call: :func:`train` reads the splits of a dataset file and
+:func:`train_on_jets` fits (resumably), checkpoints, evaluates on the test split and writes
+``metrics.json`` and the plots."""
 
 from __future__ import annotations
 
@@ -14,11 +15,14 @@ import torch
 from ..threads import thread_count
 from .config import TrainConfig
 from .evaluation import BASELINE_OBSERVABLES, evaluate, observable_baselines
-from .jets import _STREAM_N_TRAIN, _STREAM_N_VAL, SPLITS, _subsample, load_split
+from .jets import _STREAM_N_TRAIN, _STREAM_N_VAL, SPLITS, JetSet, _subsample, load_split
 from .loop import fit, n_parameters, save_checkpoint
 from .plots import write_plots
 
-__all__ = ["train"]
+__all__ = ["train", "train_on_jets", "RESUME_FILE"]
+
+#: The state after the last finished epoch, in a training folder.
+RESUME_FILE = "resume.pt"
 
 
 def _json_ready(value: Any) -> Any:
@@ -35,23 +39,44 @@ def _json_ready(value: Any) -> Any:
     return value
 
 
-def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path, *, log: Any = None) -> dict[str, Any]:
+def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path, *, log: Any = None,
+          stop_after_epoch: int | None = None, progress: bool = False) -> dict[str, Any]:
     """Train ``config.tagger`` on ``dataset_path``; write the checkpoint, ``metrics.json`` and plots to ``output_dir``.
 
     The model of the epoch with the best validation AUC is kept and evaluated on the test split.
     Returns the metrics dict written to ``metrics.json`` (``test``: AUC, accuracy, 1/ε_B at ε_S =
     0.3 and 0.5, loss; ``baselines``: the same for the jet mass alone; parameter count, training
     time in seconds, jets used, epochs run, the history per epoch and the paths written).
-    ``log(str)`` (optional) receives progress lines.
+    ``log(str)`` (optional) receives progress lines. See :func:`train_on_jets` for resuming.
+    """
+    with thread_count(config.n_threads):
+        splits = {name: load_split(dataset_path, name, max_constituents=config.max_constituents) for name in SPLITS}
+    return train_on_jets(config, splits, output_dir, source=str(dataset_path), log=log,
+                         stop_after_epoch=stop_after_epoch, progress=progress)
+
+
+def train_on_jets(config: TrainConfig, splits: dict[str, JetSet], output_dir: str | Path, *, source: str,
+                  record: dict[str, Any] | None = None, log: Any = None, stop_after_epoch: int | None = None,
+                  progress: bool = False) -> dict[str, Any]:
+    """Train on ``splits`` (``"train"``, ``"val"``, ``"test"`` → :class:`JetSet`, truncated to
+    ``config.max_constituents``) and write what :func:`train` writes; ``source`` names the jets in
+    ``metrics.json`` and ``record`` (the training ``domain`` …) is added to it.
+
+    The state after each epoch is kept in ``output_dir/resume.pt``: rerunning with the same config
+    and jets continues after the last finished epoch (other options are refused). With
+    ``stop_after_epoch`` the run returns after that epoch without evaluating (``{"stopped_after":
+    epoch}``); the next call continues it. ``progress`` draws bars on stderr.
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     with thread_count(config.n_threads):
-        splits = {name: load_split(dataset_path, name, max_constituents=config.max_constituents) for name in SPLITS}
         train_jets = _subsample(splits["train"], config.n_train, config.seed, _STREAM_N_TRAIN, "n_train")
         val_jets = _subsample(splits["val"], config.n_val, config.seed, _STREAM_N_VAL, "n_val")
         test_jets = splits["test"]
-        model, fit_summary = fit(config, train_jets, val_jets, log=log)
+        model, fit_summary = fit(config, train_jets, val_jets, log=log, resume=output_dir / RESUME_FILE,
+                                 stop_after_epoch=stop_after_epoch, progress=progress)
+        if not fit_summary["complete"]:
+            return {"stopped_after": fit_summary["epochs_run"], "history": _json_ready(fit_summary["history"])}
         checkpoint = save_checkpoint(model, config, output_dir / f"{config.tagger}.pt")
         model = model.cpu()
         test_metrics, test_score = evaluate(model, test_jets)
@@ -65,7 +90,7 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
     result = {
         "tagger": config.tagger,
         "size": config.size,
-        "dataset": str(dataset_path),
+        "dataset": source,
         "n_parameters": n_parameters(model),
         "n_train": len(train_jets),
         "n_val": len(val_jets),
@@ -81,6 +106,7 @@ def train(config: TrainConfig, dataset_path: str | Path, output_dir: str | Path,
         "checkpoint": str(checkpoint),
         "plots": [str(p) for p in plots],
         "torch_version": torch.__version__,
+        **(record or {}),
     }
     result = _json_ready(result)
     (output_dir / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
