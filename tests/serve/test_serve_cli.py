@@ -102,12 +102,12 @@ def _start_cli(tmp_path, *options: str) -> tuple[subprocess.Popen, int, list[int
 @pytest.mark.slow
 def test_sigterm_stops_server_cleanly(tmp_path):
     cli, server_pid, children, text = _start_cli(tmp_path, "--host", "0.0.0.0")
+    cli.send_signal(signal.SIGTERM)  # first, so that a failed check below leaves no server behind
+    assert cli.wait(timeout=60) == 0
     warning = [line for line in text.splitlines() if "warning" in line]
     assert len(warning) == 1 and warning[0].startswith(
         "coffea-lorentz serve: warning: listening on 0.0.0.0, open to the network: gRPC takes calls from anyone"), text
     assert children, "the python backend runs its model in a stub process"
-    cli.send_signal(signal.SIGTERM)
-    assert cli.wait(timeout=60) == 0
     for pid in (server_pid, *children):
         assert _gone(pid, timeout_s=10), f"process {pid} still alive after the CLI stopped"
 
@@ -115,10 +115,10 @@ def test_sigterm_stops_server_cleanly(tmp_path):
 @needs_server
 @pytest.mark.slow
 def test_killed_cli_leaves_no_orphan_server(tmp_path):
-    cli, server_pid, children, _ = _start_cli(tmp_path)
-    assert "warning" not in _, "a server on loopback opens nothing to the network"
+    cli, server_pid, children, text = _start_cli(tmp_path)
     os.kill(cli.pid, signal.SIGKILL)
     cli.wait(timeout=10)
+    assert "warning" not in text, "a server on loopback opens nothing to the network"
     for pid in (server_pid, *children):
         alive = not _gone(pid, timeout_s=30)
         if alive:
