@@ -24,7 +24,7 @@ from pathlib import Path
 
 import pytest
 
-from coffea_lorentz.testing import require_triton, triton_server_fixture
+from coffea_lorentz.testing import require_triton, server_unavailable_reason, triton_server_fixture
 
 pytestmark = pytest.mark.slow
 
@@ -91,3 +91,70 @@ def test_every_python_block_runs_as_written(workdir, triton_server, monkeypatch)
     histogram = namespace["output"]["score"]
     assert sorted(histogram.axes["dataset"]) == ["qcd", "ttbar"]
     assert len(namespace["scores"]) == EVENTS
+
+
+def _serving_securely_commands() -> tuple[list[str], list[str]]:
+    """The ``serve`` and ``run`` commands of the first block of README.md's "Serving securely", as
+    argument lists with their optional ``[…]`` parts kept (mutual TLS) and ``\\`` continuations joined."""
+    import shlex
+
+    text = README.read_text()
+    section = text[text.index("### Serving securely"):]
+    block = section[section.index("```bash\n") + len("```bash\n"):]
+    block = re.sub(r"\\\n\s*", " ", block[:block.index("```")]).replace("[", "").replace("]", "")
+    commands = [shlex.split(line.split("#", 1)[0]) for line in block.splitlines()
+                if line.startswith(".venv/bin/coffea-lorentz ")]
+    (serve,) = [c[1:] for c in commands if c[1] == "serve"]
+    (run,) = [c[1:] for c in commands if c[1] == "run"]
+    return serve, run
+
+
+@pytest.mark.skipif(not require_triton() and server_unavailable_reason() is not None,
+                    reason=f"no local Triton server: {server_unavailable_reason()}")
+def test_serving_securely_commands_run_as_written(tmp_path, monkeypatch):
+    """The README's TLS + token ``serve`` and ``run``, as written (mutual TLS included), in a folder
+    holding the files they name (a CA and certificates made here, a token, a small fileset); the one
+    substitution: ``triton.example:8001`` becomes the address the server was given."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    pytest.importorskip("cryptography", reason="the test CA is made with the cryptography package (test extra)")
+    sys.path.insert(0, str(Path(__file__).parent / "infer"))
+    from certificates import make_certificates
+
+    from coffea_lorentz.serve import free_port
+    from coffea_lorentz.testing import write_pfnano_fileset
+
+    serve, run = _serving_securely_commands()
+    monkeypatch.chdir(tmp_path)
+    pki = make_certificates(tmp_path / "pki")
+    files = {"server.pem": pki.server_cert, "server-key.pem": pki.server_key, "ca.pem": pki.ca,
+             "client.pem": pki.client_cert, "client-key.pem": pki.client_key}
+    for name, source in files.items():
+        Path(name).write_bytes(source.read_bytes())
+    Path("token.txt").write_text("readme-token-5f2c\n")
+    Path("fileset.json").write_text(json.dumps(write_pfnano_fileset(tmp_path / "inputs", 1)))
+    port = free_port()
+    server = subprocess.Popen([sys.executable, "-m", "coffea_lorentz.cli", *serve, "--grpc-port", str(port),
+                               "--http-port", "0", "--metrics-port", "0", "--output", str(tmp_path / "repository")],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    printed = []
+    try:
+        for line in server.stdout:
+            printed.append(line)
+            if "Ctrl-C to stop" in line:
+                break
+        assert "Ctrl-C to stop" in "".join(printed), "".join(printed)
+        run = [part.replace("triton.example:8001", f"localhost:{port}") for part in run]
+        result = subprocess.run([sys.executable, "-m", "coffea_lorentz.cli", *run, "--no-progress"],
+                                capture_output=True, text=True, timeout=600)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(timeout=60)
+    text = "".join(printed)
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "open to the network" in text and "gRPC" not in text.split("open to the network:", 1)[1].split(".")[0]
+    assert list((tmp_path / "tagged").rglob("*.root")), "the run wrote its chunk files"
+    assert "readme-token-5f2c" not in text + result.stdout + result.stderr
