@@ -21,6 +21,14 @@ bool [n, N]) go to it through:
   one ``numpy_call`` on the padded arrays (its cheapest path; ``client_args={"ssl": False}``
   against a plain server).
 
+and, from the jagged constituents to the scores (what a worker really pays per chunk):
+
+- ``project from jets``: :func:`coffea_lorentz.batch.make_batches` at the run's defaults (length
+  buckets up to N, batches of the served ``max_batch_size``) and the gRPC client;
+- ``coffea from jets``: the padding a coffea analysis writes for ``triton_wrapper`` (awkward:
+  ``ak.unflatten`` → ``ak.pad_none(…, N, clip=True)`` → ``ak.fill_none`` → ``ak.to_numpy``, the
+  mask from ``ak.is_none``), then its ``numpy_call``. These two rows are compared with each other.
+
 Each repetition runs the clients in a rotated order; CPU time is ``time.process_time()`` of this
 process only (every thread of the client, not the server's processes). Printed: medians of CPU
 seconds per million jets and of wall seconds, and the ratio project ÷ coffea.
@@ -98,6 +106,10 @@ def run(*, n_jets: int, length: int, repetitions: int, tagger: str = "identity")
                 "project shm": lambda: shared.infer_batches([batch])[0],
                 "project +batching": lambda: np.concatenate(plain.infer_batches(padded_batches(jets, length, size))),
                 "coffea": lambda: coffea.numpy_call(["score"], {"p4": batch.p4, "mask": batch.mask})["score"],
+                "project from jets": lambda: in_jet_order(bucketed := make_batches(jets, BatchConfig(
+                    max_constituents=length, max_batch_size=size)), plain.infer_batches(bucketed)),
+                "coffea from jets": lambda: coffea.numpy_call(["score"], dict(zip(("p4", "mask"), pad_with_awkward(
+                    jets, length))))["score"],
             }
             reference = clients["coffea"]()
             for name, call in clients.items():  # warm-up, and the same scores from every client
@@ -111,7 +123,32 @@ def run(*, n_jets: int, length: int, repetitions: int, tagger: str = "identity")
     return {"jets": n_jets, "length": length, "repetitions": repetitions, "tagger": tagger,
             "project_batch": served_batch, "coffea_batch": coffea_batch, "medians": medians,
             "cpu_s_per_million": {name: 1e6 * m["cpu_s"] / n_jets for name, m in medians.items()},
-            "ratio": {name: m["cpu_s"] / medians["coffea"]["cpu_s"] for name, m in medians.items()}}
+            "ratio": {name: m["cpu_s"] / medians[_baseline(name)]["cpu_s"] for name, m in medians.items()}}
+
+
+def _baseline(name: str) -> str:
+    """The coffea row a client row is compared with (the same starting point: padded arrays or jagged jets)."""
+    return "coffea from jets" if name.endswith("from jets") else "coffea"
+
+
+def in_jet_order(batches: list[Batch], outputs: list[np.ndarray]) -> np.ndarray:
+    """Per-batch outputs [b, K] scattered back to jet order [n_jets, K]."""
+    n_jets = sum(len(batch.jet_index) for batch in batches)
+    scores = np.empty((n_jets, outputs[0].shape[1]), dtype=outputs[0].dtype)
+    for batch, output in zip(batches, outputs):
+        scores[batch.jet_index] = output
+    return scores
+
+
+def pad_with_awkward(jets, length: int) -> tuple[np.ndarray, np.ndarray]:
+    """``p4`` float32 [n, length, 4] and ``mask`` bool [n, length] made as a coffea analysis pads jagged constituents."""
+    import awkward as ak
+
+    jagged = ak.unflatten(jets.p4, jets.n_constituents)
+    padded_jets = ak.pad_none(jagged, length, axis=1, clip=True)
+    mask = ~ak.to_numpy(ak.is_none(padded_jets, axis=1))
+    p4 = ak.to_numpy(ak.fill_none(padded_jets, np.zeros(4, np.float32), axis=1)).astype(np.float32, copy=False)
+    return p4, mask
 
 
 def padded_batches(jets, length: int, size: int | None = None) -> list[Batch]:
@@ -125,7 +162,8 @@ def table(figures: dict) -> str:
              f"<= {figures['project_batch']} jets (served max_batch_size), coffea's default batch size "
              f"{figures['coffea_batch']}; {figures['repetitions']} interleaved repetitions, medians; "
              f"{os.cpu_count()} cores, load {' '.join(f'{x:.2f}' for x in os.getloadavg())}",
-             f"{'client':<20}{'CPU s / 1M jets':>16}{'wall s':>9}{'CPU ÷ coffea':>14}"]
+             f"{'client':<20}{'CPU s / 1M jets':>16}{'wall s':>9}{'CPU ÷ coffea':>14}  (rows 'from jets': "
+             "÷ 'coffea from jets')"]
     for name, median in figures["medians"].items():
         lines.append(f"{name:<20}{figures['cpu_s_per_million'][name]:>16.2f}{median['wall_s']:>9.3f}"
                      f"{figures['ratio'][name]:>14.2f}")

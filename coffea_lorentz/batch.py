@@ -231,12 +231,15 @@ def _pad(p4: np.ndarray, offsets: np.ndarray, kept: np.ndarray, jet_index: np.nd
     counts = kept[jet_index]  # [B] real constituents of each jet of the batch
     mask = np.arange(length)[None, :] < counts[:, None]
     # Work in proportion to the real constituents, not to the padded slots: each kept constituent
-    # is copied once to its row and place; the zeros of the padding come from np.zeros.
+    # is copied once to its row and place; the zeros of the padding come from np.zeros. A
+    # four-vector (4 float32, 16 bytes) moves as one 16-byte item (a complex128 view of the same
+    # bytes, never computed with): numpy's 1-d gather and scatter are ~3x faster than on [n, 4] rows.
     within = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
     source = np.repeat(offsets[jet_index], counts) + within
     destination = np.repeat(np.arange(len(jet_index)) * length, counts) + within
     padded = np.zeros((len(jet_index), length, 4), dtype=np.float32)
-    padded.reshape(-1, 4)[destination] = p4[source]
+    four_vectors = np.ascontiguousarray(p4, dtype=np.float32).view(np.complex128).reshape(-1)
+    padded.view(np.complex128).reshape(-1)[destination] = four_vectors[source]
     return Batch(p4=padded, mask=mask, jet_index=jet_index)
 
 

@@ -13,7 +13,7 @@ from coffea_lorentz.testing import require_triton
 from coffea_lorentz.testing.triton import server_unavailable_reason
 
 ROOT = Path(__file__).resolve().parents[1]
-CLIENTS = ("project gRPC", "project shm", "project +batching", "coffea")
+CLIENTS = ("project gRPC", "project shm", "project +batching", "coffea", "project from jets", "coffea from jets")
 
 
 def test_client_cpu_bench_measures_every_client():
@@ -30,6 +30,6 @@ def test_client_cpu_bench_measures_every_client():
     assert tuple(figures["medians"]) == CLIENTS
     for name in CLIENTS:
         assert figures["cpu_s_per_million"][name] > 0 and figures["medians"][name]["wall_s"] > 0
-    assert figures["ratio"]["coffea"] == 1.0
+    assert figures["ratio"]["coffea"] == 1.0 and figures["ratio"]["coffea from jets"] == 1.0
     lines = bench.table(figures).splitlines()
     assert [line.split("  ")[0].strip() for line in lines[2:]] == list(CLIENTS)
