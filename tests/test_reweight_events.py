@@ -118,8 +118,14 @@ def test_train_event_reweighter_then_run_it(shower_files, tmp_path, capsys, obje
     from coffea_lorentz.load import load_scores
 
     out = tmp_path / "reweighter"
-    argv = ["reweight-train", "--level", "event", "--event-objects", objects,
-            "--nominal-files", str(shower_files["nominal"]), "--alternative-files", str(shower_files["alternative"]),
+    if objects == "pfcands":  # the files themselves
+        samples = ["--nominal-files", str(shower_files["nominal"]), "--alternative-files", str(shower_files["alternative"])]
+    else:  # a coffea fileset and its datasets, as `run` takes them
+        fileset = tmp_path / "fileset.json"
+        fileset.write_text(json.dumps({name: {"files": {str(shower_files[name]): "Events"}}
+                                       for name in ("nominal", "alternative")}))
+        samples = ["--fileset", str(fileset), "--nominal", "nominal", "--alternative", "alternative"]
+    argv = ["reweight-train", "--level", "event", "--event-objects", objects, *samples,
             "--output", str(out), "--name", "ev", "--epochs", "3", "--patience", "0", "--max-constituents",
             str(max_objects), "--bins", "6", "--threads", "1", "--test-fraction", "0.3"]
     assert main(argv) == 0
@@ -127,6 +133,9 @@ def test_train_event_reweighter_then_run_it(shower_files, tmp_path, capsys, obje
     assert f"nominal: {N_TRAIN_EVENTS} events" in printed and "held-out events" in printed
     record = json.loads((out / "reweight_ev.json").read_text())
     assert record["level"] == "event" and record["event_objects"] == objects and "domain" not in record
+    assert record["samples"]["nominal"]["files"] == [str(shower_files["nominal"])]
+    if objects == "jets":
+        assert record["samples"]["alternative"]["datasets"] == ["alternative"]
     assert record["reweight_config"]["max_constituents"] == max_objects
     closure = record["closure"]
     assert closure["level"] == "event" and {"ht", "n_jets", "leading_jet_pt", "n_objects"} <= set(closure["observables"])

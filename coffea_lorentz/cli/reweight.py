@@ -138,21 +138,53 @@ def load_sample(path: Path, *, label: int | None, max_jets: int | None, max_cons
 
 
 def _event_samples(args: argparse.Namespace):
-    """The nominal and alternative events of ``--nominal-files``/``--alternative-files`` (one entry per
-    event, :func:`coffea_lorentz.reweight.events.read_event_sample`) and their record."""
+    """The nominal and alternative events (one entry per event,
+    :func:`coffea_lorentz.reweight.events.read_event_sample`) of ``--nominal-files``/``--alternative-files``,
+    or of ``--fileset`` with ``--nominal DATASET… --alternative DATASET…``, and their record."""
     from ..reweight.events import read_event_sample
 
-    if not args.nominal_files or not args.alternative_files or args.nominal is not None or args.alternative is not None:
-        raise InvalidInputError("reweight-train --level event: give --nominal-files and --alternative-files "
-                                "(PFNano ROOT files), not --nominal/--alternative")
+    if args.fileset:
+        if args.nominal_files or args.alternative_files or not args.nominal or not args.alternative:
+            raise InvalidInputError("reweight-train --level event --fileset: name its datasets with --nominal and "
+                                    "--alternative (not --nominal-files/--alternative-files)")
+        files = _dataset_files(args)
+    else:
+        if not args.nominal_files or not args.alternative_files or args.nominal is not None or args.alternative is not None:
+            raise InvalidInputError("reweight-train --level event: give --nominal-files and --alternative-files "
+                                    "(PFNano ROOT files), or --fileset with --nominal/--alternative datasets")
+        files = {"nominal": ([str(p) for p in args.nominal_files], "Events"),
+                 "alternative": ([str(p) for p in args.alternative_files], "Events")}
     read = dict(objects=args.event_objects, max_objects=args.max_constituents, max_events=args.max_events)
-    nominal = read_event_sample(args.nominal_files, **read)
-    alternative = read_event_sample(args.alternative_files, **read)
-    print(f"nominal: {len(nominal)} events from {len(args.nominal_files)} file(s); alternative: {len(alternative)} "
-          f"events from {len(args.alternative_files)} file(s); objects: {args.event_objects}")
-    samples = {"nominal": {"files": [str(p) for p in args.nominal_files], "events": len(nominal)},
-               "alternative": {"files": [str(p) for p in args.alternative_files], "events": len(alternative)}}
+    nominal = read_event_sample(files["nominal"][0], treename=files["nominal"][1], **read)
+    alternative = read_event_sample(files["alternative"][0], treename=files["alternative"][1], **read)
+    print(f"nominal: {len(nominal)} events from {len(files['nominal'][0])} file(s); alternative: {len(alternative)} "
+          f"events from {len(files['alternative'][0])} file(s); objects: {args.event_objects}")
+    samples = {name: {"files": paths, "events": len(sample)}
+               for (name, (paths, _)), sample in zip(files.items(), (nominal, alternative))}
+    if args.fileset:
+        for name in samples:
+            samples[name]["datasets"] = list(getattr(args, name))
     return nominal, alternative, samples
+
+
+def _dataset_files(args: argparse.Namespace) -> dict[str, tuple[list[str], str]]:
+    """``{"nominal"|"alternative": (files, tree name)}`` of the ``--fileset`` datasets named by ``--nominal``/``--alternative``."""
+    from ..fileset_jets import select_datasets
+    from .fileset_options import fileset_of
+
+    fileset = fileset_of(args)
+    files = {}
+    for name in ("nominal", "alternative"):
+        chosen = select_datasets(fileset, getattr(args, name), f"--{name}")
+        trees = {path: tree for dataset in chosen.values() for path, tree in dataset["files"].items()}
+        if len(set(trees.values())) > 1:
+            raise InvalidInputError(f"--{name}: its files name different trees ({', '.join(sorted(set(trees.values())))}); "
+                                    "an event-level sample is read from one tree name")
+        files[name] = (list(trees), next(iter(trees.values())))
+    overlap = sorted(set(files["nominal"][0]) & set(files["alternative"][0]))
+    if overlap:
+        raise InvalidInputError(f"--nominal and --alternative both hold {overlap[0]}: a file is one class")
+    return files
 
 
 def _fileset_samples(args: argparse.Namespace):
