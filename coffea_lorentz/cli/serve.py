@@ -12,7 +12,8 @@ from pathlib import Path
 
 from .. import DEFAULT_TAGGER
 from ..errors import InvalidInputError
-from ..serve import ServerConfig, TritonServer, exposure_warning
+from ..serve import ServerConfig, TritonServer
+from ..server_config import exposure_warning
 
 __all__ = ["register", "run", "run_server"]
 

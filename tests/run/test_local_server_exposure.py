@@ -15,7 +15,7 @@ import pytest
 from coffea_lorentz.errors import ConfigurationError
 from coffea_lorentz.infer.security import open_client
 from coffea_lorentz.run.local_server import exposure_line, server_host, triton_url
-from coffea_lorentz.serve import ServerConfig, exposure_warning
+from coffea_lorentz.server_config import ServerConfig, exposure_warning
 from coffea_lorentz.testing import require_triton, server_unavailable_reason
 
 from .conftest import SCORE, TAGGER, config, make_fileset, read_rows
