@@ -60,7 +60,6 @@ from .served import EXPECTED_INPUTS, OUTPUT_NAME, SHA256_PARAMETER, ServedModel,
 from .served import ZOO_SIGNATURE, Signature
 from .served import _check_metadata, _config_sha256, _describe_served, _served_models
 from .plan import _Requests
-from .message import send_infer
 from .shared_memory import NoRoom, SharedInputs
 from .security import BearerToken, TlsConfig, open_client, resolve_tls, security_failure
 from .urls import normalise_url, split_urls
@@ -315,8 +314,7 @@ class TritonBackend(Backend):
 
         With ``slot`` (shared memory on) the inputs go through that slot of the shared memory,
         registered for client generation ``generation``; else, or when ``/dev/shm`` is full, inside
-        the message, written straight from the arrays (:func:`~coffea_lorentz.infer.message.send_infer`:
-        one copy of the tensors in the client where tritonclient's ``async_infer`` makes three).
+        the message.
         """
         import tritonclient.grpc as grpcclient
 
@@ -327,12 +325,8 @@ class TritonBackend(Backend):
                 inputs = self._shared.inputs(slot, batch, client, generation)
             except NoRoom as err:
                 warnings.warn(f"{err}; this request goes inside the gRPC message", RuntimeWarning, stacklevel=2)
-        if inputs is None:  # inside the message, the arrays' bytes copied once (infer.message)
-            arrays = batch.tensors if hasattr(batch, "tensors") else {"p4": batch.p4, "mask": batch.mask}
-            send_infer(client, model=self.model, version=self.model_version, arrays=arrays,
-                       inputs=[(name, datatype) for name, datatype, _ in self.signature.inputs],
-                       output=self.signature.output, callback=on_done, timeout_s=self.timeout_s)
-            return
+        if inputs is None:
+            inputs = _infer_inputs(grpcclient, batch, self.signature)
         client.async_infer(
             self.model,
             inputs,
@@ -500,6 +494,19 @@ class TritonBackend(Backend):
             raise ModelMismatchError(f"model {self.model!r} at {self.url} returned {self.signature.output!r} of shape "
                                      f"{got}, expected {expected}")
         return score.astype(np.float32, copy=False)
+
+
+def _infer_inputs(grpcclient, batch, signature: Signature) -> list:
+    """The ``InferInput`` tensors of ``batch`` in the message: the zoo's ``p4`` and ``mask``, or a
+    :class:`~coffea_lorentz.spec_batch.SpecBatch`'s named tensors."""
+    arrays = batch.tensors if hasattr(batch, "tensors") else {"p4": batch.p4, "mask": batch.mask}
+    inputs = []
+    for name, datatype, _ in signature.inputs:
+        array = np.ascontiguousarray(arrays[name], dtype=bool if datatype == "BOOL" else np.float32)
+        tensor = grpcclient.InferInput(name, list(array.shape), datatype)
+        tensor.set_data_from_numpy(array)
+        inputs.append(tensor)
+    return inputs
 
 
 def _describe_batch(batch) -> str:
