@@ -12,7 +12,14 @@ both Lorentz invariant. Two sums read the jet:
     pair flow      F = Σ_{i≠j} x_i x_j Φ(log d_ij, ψ(⟨p_i, p_j⟩/s²))   (infrared and collinear safe)
     particle sum   S = Σ_i φ(log x_i, ψ(m_i²/s²), ψ(⟨p_i, J⟩/s²)) / n₀
 
-and an MLP maps (F, S) to logits. The pair flow is an energy-weighted two-point correlator with a
+and an MLP maps (F, S) to logits. With ``local_flow=True`` a third sum reads each constituent's
+neighbourhood before summing, one message-passing step on the same kernel:
+
+    local flow     L = Σ_i x_i χ(Σ_{j≠i} x_j Φ(log d_ij, ψ(⟨p_i, p_j⟩/s²)), log x_i, …)
+
+with the pair kernel Φ of F (so F = Σ_i x_i Σ_{j≠i} x_j Φ is its linear part): a non-linear function
+of the energy flow around each constituent, which sees three-point structure (prongs, the energy
+sharing that soft drop and N-subjettiness measure) that the two-point F cannot. The pair flow is an energy-weighted two-point correlator with a
 learnt angular kernel (jet mass, width, prong structure); the particle sum is deliberately not
 IRC safe: unnormalised by the constituent count, it carries the multiplicity and the spectrum of
 soft constituents, which is what a shower variation changes most. It is a small, fast network,
@@ -45,6 +52,7 @@ class LorentzEFNConfig:
     order one while still growing with the count). ``min_invariant``: floor of x_i and d_ij
     before the logarithm (keeps padded, single-constituent and exactly collinear cases finite).
     ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many pairs; 0 = whole.
+    ``local_flow``: add the local-flow sum L (module doc); it reuses the pair kernel, so it costs little.
     """
 
     hidden: int = 32
@@ -53,6 +61,7 @@ class LorentzEFNConfig:
     count_scale: float = 32.0
     min_invariant: float = 1e-9
     pairs_per_chunk: int = 65536
+    local_flow: bool = False
 
 
 #: ``size`` presets: compact 8,738 parameters, large 42,178.
@@ -112,7 +121,12 @@ class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, preset
         hidden, depth = config.hidden, config.n_hidden_layers
         self.pair_kernel = MLP(2, hidden, hidden, n_hidden_layers=depth)
         self.particle_map = MLP(1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
-        self.readout = MLP(2 * hidden, 2 * hidden, self.n_classes)
+        self.local_flow = bool(config.local_flow)
+        n_sums = 2
+        if self.local_flow:
+            self.local_map = MLP(hidden + 1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
+            n_sums = 3
+        self.readout = MLP(n_sums * hidden, 2 * hidden, self.n_classes)
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""
@@ -126,4 +140,11 @@ class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, preset
         pair_flow = torch.einsum("bij,bijh->bh", weights, kernel)
         particles = torch.cat([torch.log(fraction).unsqueeze(-1), self.embedding(p4, mask)], dim=-1)
         particle_sum = masked_sum(self.particle_map(particles), mask, dim=1) / self.count_scale
-        return self.readout(torch.cat([pair_flow, particle_sum], dim=-1))
+        sums = [pair_flow, particle_sum]
+        if self.local_flow:
+            neighbours = torch.where(pair_mask(mask, include_self=False), fraction.unsqueeze(1),
+                                     torch.zeros_like(weights))  # x_j for j ≠ i [B, N, N]
+            around = torch.einsum("bij,bijh->bih", neighbours, kernel)  # [B, N, hidden]
+            local = self.local_map(torch.cat([around, particles], dim=-1))  # χ [B, N, hidden]
+            sums.append(masked_sum(fraction.unsqueeze(-1) * local, mask, dim=1))
+        return self.readout(torch.cat(sums, dim=-1))

@@ -1,0 +1,70 @@
+"""``lorentz_efn`` with its local-flow sum (``local_flow=True``, the option the shipped ``fsr`` reweighter uses).
+
+The same shipped symmetry checks and tolerances as every registered tagger (``test_symmetry.py`` runs
+the default configuration), plus TorchScript parity, which is how Triton serves a reweighter.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from coffea_lorentz import models, symmetry
+from coffea_lorentz.export import export_torchscript, load_torchscript
+
+N_JETS, N_CONSTITUENTS = 12, 20
+
+
+def local_flow_efn(dtype: torch.dtype = torch.float32, **config) -> torch.nn.Module:
+    torch.manual_seed(0)
+    return models.build("lorentz_efn", local_flow=True, **config).to(dtype).eval()
+
+
+def test_local_flow_adds_parameters_and_keeps_the_output_shape():
+    torch.manual_seed(0)
+    plain = models.build("lorentz_efn").eval()
+    local = local_flow_efn()
+    assert sum(p.numel() for p in local.parameters()) > sum(p.numel() for p in plain.parameters())
+    assert local.config.local_flow and not plain.config.local_flow
+    p4, mask = symmetry.random_jets(4, N_CONSTITUENTS, dtype=torch.float32, seed=3)
+    with torch.no_grad():
+        assert local(p4, mask).shape == plain(p4, mask).shape == (4, 2)
+
+
+def test_local_flow_is_lorentz_invariant_float64():
+    model = local_flow_efn(torch.float64)
+    assert symmetry.declared_invariance(model, beam_reference=False) == "lorentz"
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=10)
+    for seed in range(3):
+        transform = symmetry.random_lorentz(N_JETS, max_rapidity=4.0, seed=seed)
+        symmetry.assert_invariant(model, p4, mask, transform, symmetry.TOLERANCE[torch.float64].invariance)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_local_flow_permutation_padding_and_batch(dtype):
+    model = local_flow_efn(dtype)
+    tolerance = symmetry.TOLERANCE[dtype]
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=14)
+    symmetry.assert_permutation_invariant(model, p4, mask, tolerance.permutation, seed=15)
+    for pad_value in (math.nan, 0.0, 1e4):
+        symmetry.assert_padding_invariant(model, p4, mask, tolerance.padding, extra=9, pad_value=pad_value)
+    symmetry.assert_batch_independent(model, p4[:6], mask[:6], tolerance.batch)
+    for case, (edge_p4, edge_mask) in symmetry.boundary_inputs(dtype).items():
+        with torch.no_grad():
+            assert torch.isfinite(model(edge_p4, edge_mask)).all(), case
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")  # TorchScript is what Triton's libtorch backend serves
+def test_local_flow_torchscript_matches_eager(tmp_path: Path):
+    model = local_flow_efn()
+    export_torchscript(model, tmp_path / "model.pt")
+    loaded = torch.jit.script(model)
+    reloaded = load_torchscript(tmp_path / "model.pt")
+    p4, mask = symmetry.random_jets(5, 23, dtype=torch.float32, pad_value=math.nan, seed=5)
+    with torch.no_grad():
+        expected = model(p4, mask)
+        assert (loaded(p4, mask) - expected).abs().max() <= 1e-5
+        assert torch.isfinite(reloaded(p4, mask)).all()
