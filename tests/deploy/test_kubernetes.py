@@ -15,11 +15,6 @@ import pytest
 import yaml
 
 from coffea_lorentz.envoy import (
-    EnvoyConfig,
-    JwtAuth,
-    ListenerTls,
-    RateLimit,
-    Upstream,
     envoy_binary,
     envoy_unavailable_reason,
     main,
@@ -31,7 +26,7 @@ kubernetes_validate = pytest.importorskip(
 pytest.importorskip("cryptography", reason="the front door's certificates and JWKS are made with the cryptography "
                                            "package (test extra)")
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "serve"))  # the Envoy test helpers live there
-from envoy_files import with_local_files  # noqa: E402 - after the skips above
+from envoy_files import shipped_front_door, with_local_files  # noqa: E402 - after the skips above
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBERNETES = ROOT / "deploy" / "kubernetes"
@@ -39,17 +34,9 @@ KUBERNETES = ROOT / "deploy" / "kubernetes"
 KUBERNETES_VERSION = "1.37"
 #: What deploy/kubernetes/base/envoy-config.yaml is rendered from: the headless Service of the Triton pods,
 #: behind a TLS listener (Secret envoy-tls) checking JWTs (Secret envoy-jwks), rate-limited.
-KUBERNETES_ENVOY = EnvoyConfig(
-    upstreams=(Upstream(host="triton-headless"),), discovery="strict_dns",
-    tls=ListenerTls(cert="/etc/envoy/tls/tls.crt", key="/etc/envoy/tls/tls.key"),
-    jwt=JwtAuth(issuer="https://issuer.example", audiences=("triton",), jwks_file="/etc/envoy/jwks/jwks.json"),
-    rate_limit=RateLimit(max_tokens=2000, tokens_per_fill=100, fill_interval_ms=100),
-)
-KUBERNETES_ENVOY_COMMAND = (
-    "python -m coffea_lorentz.envoy --discovery strict_dns triton-headless:8001 --tls-cert /etc/envoy/tls/tls.crt "
-    "--tls-key /etc/envoy/tls/tls.key --jwt-issuer https://issuer.example --jwt-audience triton "
-    "--jwks-file /etc/envoy/jwks/jwks.json --rate-limit-max-tokens 2000 --rate-limit-tokens-per-fill 100 "
-    "--rate-limit-fill-interval-ms 100 --output deploy/kubernetes/base/envoy-config.yaml")
+KUBERNETES_ENVOY, _ARGUMENTS = shipped_front_door("triton-headless")
+KUBERNETES_ENVOY_COMMAND = " ".join(["python -m coffea_lorentz.envoy", *_ARGUMENTS,
+                                     "--output deploy/kubernetes/base/envoy-config.yaml"])
 TRITON_IMAGE = "nvcr.io/nvidia/tritonserver"
 LAYOUTS = ("base", "overlays/gpu")
 

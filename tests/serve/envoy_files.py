@@ -10,6 +10,8 @@ from pathlib import Path
 
 from jwt_tokens import SigningKey
 
+from coffea_lorentz.envoy import EnvoyConfig, JwtAuth, ListenerTls, RateLimit, Upstream
+
 #: Where the shipped configurations (compose, Kubernetes) expect the mounted files.
 MOUNTED = {"cert": "/etc/envoy/tls/tls.crt", "key": "/etc/envoy/tls/tls.key", "jwks": "/etc/envoy/jwks/jwks.json"}
 
@@ -36,3 +38,20 @@ def with_local_files(text: str, folder: Path) -> str:
     for name, local in (("cert", pki.server_cert), ("key", pki.server_key), ("jwks", jwks)):
         text = text.replace(MOUNTED[name], str(local))
     return text
+
+
+def shipped_front_door(host: str) -> tuple[EnvoyConfig, list[str]]:
+    """The front door both shipped deployments render (compose: ``host="triton"``, Kubernetes:
+    ``"triton-headless"``): strict-DNS upstream ``host:8001`` behind a TLS listener checking JWTs,
+    rate-limited, with the files as mounted under /etc/envoy; and the ``python -m coffea_lorentz.envoy``
+    arguments (without ``--output``) that render it."""
+    config = EnvoyConfig(
+        upstreams=(Upstream(host=host),), discovery="strict_dns",
+        tls=ListenerTls(cert=MOUNTED["cert"], key=MOUNTED["key"]),
+        jwt=JwtAuth(issuer="https://issuer.example", audiences=("triton",), jwks_file=MOUNTED["jwks"]),
+        rate_limit=RateLimit(max_tokens=2000, tokens_per_fill=100, fill_interval_ms=100),
+    )
+    arguments = (f"--discovery strict_dns {host}:8001 --tls-cert {MOUNTED['cert']} --tls-key {MOUNTED['key']} "
+                 f"--jwt-issuer https://issuer.example --jwt-audience triton --jwks-file {MOUNTED['jwks']} "
+                 "--rate-limit-max-tokens 2000 --rate-limit-tokens-per-fill 100 --rate-limit-fill-interval-ms 100")
+    return config, arguments.split()

@@ -21,9 +21,6 @@ from coffea_lorentz.envoy import (
     READINESS_PATH,
     EnvoyConfig,
     EnvoyProxy,
-    JwtAuth,
-    ListenerTls,
-    RateLimit,
     Upstream,
     envoy_binary,
     envoy_unavailable_reason,
@@ -40,22 +37,12 @@ from coffea_lorentz.testing import require_triton, server_unavailable_reason, wr
 
 pytest.importorskip("cryptography", reason="the front door's certificates and JWKS are made with the cryptography "
                                            "package (test extra)")
-from envoy_files import with_local_files  # noqa: E402 - after the skip above
+from envoy_files import shipped_front_door, with_local_files  # noqa: E402 - after the skip above
 
 ROOT = Path(__file__).resolve().parents[2]
 #: What deploy/envoy/envoy.yaml is rendered from (compose: the service ``triton``, scaled to N replicas,
 #: behind a TLS listener checking JWTs, rate-limited; the files as mounted under /etc/envoy).
-SHIPPED_COMPOSE_CONFIG = EnvoyConfig(
-    upstreams=(Upstream(host="triton"),), discovery="strict_dns",
-    tls=ListenerTls(cert="/etc/envoy/tls/tls.crt", key="/etc/envoy/tls/tls.key"),
-    jwt=JwtAuth(issuer="https://issuer.example", audiences=("triton",), jwks_file="/etc/envoy/jwks/jwks.json"),
-    rate_limit=RateLimit(max_tokens=2000, tokens_per_fill=100, fill_interval_ms=100),
-)
-#: The command that writes deploy/envoy/envoy.yaml.
-SHIPPED_COMPOSE_COMMAND = (
-    "--discovery strict_dns triton:8001 --tls-cert /etc/envoy/tls/tls.crt --tls-key /etc/envoy/tls/tls.key "
-    "--jwt-issuer https://issuer.example --jwt-audience triton --jwks-file /etc/envoy/jwks/jwks.json "
-    "--rate-limit-max-tokens 2000 --rate-limit-tokens-per-fill 100 --rate-limit-fill-interval-ms 100").split()
+SHIPPED_COMPOSE_CONFIG, SHIPPED_COMPOSE_COMMAND = shipped_front_door("triton")
 
 needs_envoy = pytest.mark.skipif(envoy_unavailable_reason() is not None,
                                  reason=f"no envoy binary: {envoy_unavailable_reason()}")
