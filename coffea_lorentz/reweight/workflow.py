@@ -102,7 +102,7 @@ def run_reweighting(
         extra = {
             **level,
             **(record or {}),
-            "closure": result.as_dict(),
+            "closure": {**result.as_dict(), "held_out_fraction": round(len(nom_test) / (len(nom_train) + len(nom_test)), 4)},
             "training": {
                 "n_nominal": len(nom_train),
                 "n_alternative": len(alt_train),
