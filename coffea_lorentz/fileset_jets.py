@@ -18,7 +18,10 @@ the kept jets, never a whole file.
   :class:`~coffea_lorentz.reweight.samples.JetSample` with the NanoAOD jet observables (``pt``,
   ``eta``, ``mass``, ``msoftdrop``, ``tau21``, ``tau32`` where the file has them;
   ``n_constituents`` counted by the reader), each jet's split, and a :class:`FileRecord` per file
-  (name, UUID, entries, jets kept) for the training domain.
+  (name, UUID, entries, jets kept) for the training domain; with ``test_events=True`` also the
+  test split's *events* (:attr:`FilesetJets.events`): each event's leading fat jet (what ``run``
+  weights the event by) and its event observables, for the event-level closure of a per-jet
+  reweighter.
 - :func:`training_domain` — the :class:`~coffea_lorentz.reweight.domain.TrainingDomain` of the
   classes read: pT / |η| range, selection, files with UUIDs, jets per class, features.
 """
@@ -151,11 +154,20 @@ class FileRecord:
 @dataclass(frozen=True)
 class FilesetJets:
     """The kept jets of one class: ``sample`` (:class:`JetSample`), ``split`` int8 [n_jets] (0 train,
-    1 val, 2 test, :data:`SPLIT_NAMES`) and the ``files`` read."""
+    1 val, 2 test, :data:`SPLIT_NAMES`) and the ``files`` read.
+
+    ``events``: the events of the test split (all of them, selected jets or not), one entry per
+    event, in file order — ``p4`` / ``mask`` the constituents of the event's leading fat jet (index 0
+    of the collection, as ``run`` takes it; no constituents for an event without one), observables
+    ``ht``, ``n_jets``, ``leading_jet_pt`` of the AK4 jets
+    (:func:`~coffea_lorentz.reweight.events.event_observables`) and ``n_fat_jets``. None when not
+    asked for (``test_events=False``) or when a file has no AK4 ``Jet`` collection.
+    """
 
     sample: JetSample
     split: np.ndarray
     files: tuple[FileRecord, ...]
+    events: JetSample | None = None
 
     def part(self, name: str) -> JetSample:
         """The jets of split ``name`` (``"train"``, ``"val"``, ``"test"``)."""
@@ -234,10 +246,41 @@ def _flat(events: ak.Array, collection: str, field: str) -> np.ndarray | None:
     return np.asarray(ak.to_numpy(ak.flatten(jets[field])), dtype=np.float32)
 
 
+def _gather(constituents, index: np.ndarray, counts: np.ndarray, max_constituents: int
+            ) -> tuple[np.ndarray, np.ndarray]:
+    """The leading ``min(counts, max_constituents)`` constituents of the jets at ``index`` [n]
+    (``counts`` int [n], 0 for no jet), padded: p4 float32 [n, N, 4], mask bool [n, N]."""
+    kept = np.minimum(counts, max_constituents)
+    # positions within each jet, after its first constituent
+    take = np.repeat(constituents.offsets[index], kept) + (np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept))
+    return pad_constituents(constituents.p4[take], kept, max_constituents)
+
+
+def _test_events(events: ak.Array, constituents, event_split: np.ndarray, *, source: str, max_constituents: int) -> tuple[JetSample, np.ndarray] | None:
+    """The test-split events of one chunk (see :attr:`FilesetJets.events`) and their indices in the
+    chunk; None when the chunk has no AK4 ``Jet`` pT."""
+    from .reweight.events import event_observables
+
+    if "Jet" not in events.fields or "pt" not in events["Jet"].fields:
+        return None
+    chosen = np.flatnonzero(event_split == SPLIT_NAMES.index("test"))
+    n_fat = constituents.n_jets[chosen]
+    first = (np.cumsum(constituents.n_jets) - constituents.n_jets)[chosen]  # the leading fat jet's index
+    has = n_fat > 0
+    index = np.where(has, first, 0)
+    counts = np.where(has, constituents.n_constituents[index] if constituents.total_jets else 0, 0)
+    p4, mask = _gather(constituents, index, counts, max_constituents)
+    observables = {name: values[chosen] for name, values in event_observables(events, source=source).items()}
+    observables["n_fat_jets"] = n_fat.astype(np.int32)
+    return JetSample(p4=p4, mask=mask, observables=observables), chosen
+
+
 def _chunk_jets(events: ak.Array, *, source: str, uuid: str, entry_start: int, collection: str,
-                max_constituents: int, selection: JetSelection, fractions: SplitFractions
-                ) -> tuple[JetSample, np.ndarray]:
-    """The kept jets of one chunk of NanoEvents and their split codes."""
+                max_constituents: int, selection: JetSelection, fractions: SplitFractions,
+                test_events: bool = False
+                ) -> tuple[JetSample, np.ndarray, np.ndarray, tuple[JetSample, np.ndarray] | None]:
+    """The kept jets of one chunk of NanoEvents, their split codes and the chunk's index of their
+    event; with ``test_events``, the test split's events and their chunk indices (None without AK4 jets)."""
     from .read import jet_constituents
 
     constituents = jet_constituents(events, source=source, collection=collection)
@@ -268,17 +311,17 @@ def _chunk_jets(events: ak.Array, *, source: str, uuid: str, entry_start: int, c
         buckets = event_buckets(ak.to_numpy(events.run), ak.to_numpy(events.luminosityBlock), ak.to_numpy(events.event))
     else:
         buckets = entry_buckets(uuid, np.arange(entry_start, entry_start + constituents.n_events))
-    split = fractions.codes(np.repeat(buckets, constituents.n_jets))[keep]
+    event_split = fractions.codes(buckets)
+    jet_event = np.repeat(np.arange(constituents.n_events), constituents.n_jets)[keep]
+    split = event_split[jet_event]
 
     index = np.flatnonzero(keep)
-    offsets = constituents.offsets
-    counts = constituents.n_constituents[index]
-    kept = np.minimum(counts, max_constituents)
-    # only the kept jets' leading constituents are gathered: positions within each kept jet
-    take = np.repeat(offsets[index], kept) + (np.arange(int(kept.sum())) - np.repeat(np.cumsum(kept) - kept, kept))
-    p4, mask = pad_constituents(constituents.p4[take], kept, max_constituents)
+    # only the kept jets' leading constituents are gathered
+    p4, mask = _gather(constituents, index, constituents.n_constituents[index], max_constituents)
     sample = JetSample(p4=p4, mask=mask, observables={name: values[index] for name, values in observables.items()})
-    return sample, split
+    held_out = (_test_events(events, constituents, event_split, source=source, max_constituents=max_constituents)
+                if test_events else None)
+    return sample, split, jet_event, held_out
 
 
 def read_fileset_jets(
@@ -292,12 +335,14 @@ def read_fileset_jets(
     step: int = DEFAULT_STEP,
     what: str = "jets",
     progress: bool = True,
+    test_events: bool = False,
 ) -> FilesetJets:
     """The kept jets of every file of ``fileset`` (``{dataset: {"files": {source: tree}}}``, one class).
 
     Files are read in the fileset's order, ``step`` events at a time, with the run's reader.
-    ``max_jets`` stops reading once that many jets are kept. ``what`` names the class on the
-    progress bar (stderr). Raises :class:`~coffea_lorentz.errors.InputFileError` /
+    ``max_jets`` stops reading once that many jets are kept (test events after the event of the
+    last kept jet are then left out too). ``what`` names the class on the progress bar (stderr).
+    ``test_events``: also keep the test split's events (:attr:`FilesetJets.events`). Raises :class:`~coffea_lorentz.errors.InputFileError` /
     :class:`~coffea_lorentz.errors.MissingBranchError` naming a file that cannot be read.
     """
     from .chunk import Chunk
@@ -310,7 +355,7 @@ def read_fileset_jets(
         raise InvalidInputError(f"max_jets: expected >= 1 or None, got {max_jets}")
     files = [(dataset, source, tree) for dataset, spec in fileset.items() for source, tree in spec["files"].items()]
     opened = [(dataset, source, tree, *_open_checked(source, tree, collection)) for dataset, source, tree in files]
-    samples, splits, records = [], [], []
+    samples, splits, records, held_out = [], [], [], []
     n_kept = 0
     with progress_bar(sum(entries for *_, entries, _ in opened), f"reading {what}", unit="events",
                       enabled=progress) as advance:
@@ -325,12 +370,17 @@ def read_fileset_jets(
                 with warnings.catch_warnings():  # the same NanoEvents notices a run leaves out
                     warnings.filterwarnings("ignore", message="Missing cross-reference index")
                     warnings.filterwarnings("ignore", message="Branch .* already exists")
-                    sample, split = _chunk_jets(read_chunk_events(chunk), source=chunk.where, uuid=uuid,
-                                                entry_start=start, collection=collection,
-                                                max_constituents=max_constituents, selection=selection,
-                                                fractions=fractions)
+                    sample, split, jet_event, chunk_events = _chunk_jets(
+                        read_chunk_events(chunk), source=chunk.where, uuid=uuid, entry_start=start,
+                        collection=collection, max_constituents=max_constituents, selection=selection,
+                        fractions=fractions, test_events=test_events)
                 if max_jets is not None and n_kept + len(sample) > max_jets:
-                    sample, split = sample.subset(np.arange(max_jets - n_kept)), split[:max_jets - n_kept]
+                    room = max_jets - n_kept
+                    sample, split = sample.subset(np.arange(room)), split[:room]
+                    if chunk_events is not None:
+                        chunk_events = (chunk_events[0].subset(np.flatnonzero(chunk_events[1] <= jet_event[room - 1])),
+                                        None)
+                held_out.append(chunk_events[0] if chunk_events is not None else None)
                 samples.append(sample)
                 splits.append(split)
                 n_kept += len(sample)
@@ -340,7 +390,10 @@ def read_fileset_jets(
     if n_kept == 0:
         raise InvalidInputError(f"{what}: no jet of {', '.join(fileset)} passes the selection ({selection.describe()}) "
                                 "with at least one constituent")
-    return FilesetJets(sample=concatenate_samples(samples), split=np.concatenate(splits), files=tuple(records))
+    events = (concatenate_samples(held_out) if test_events and held_out and all(e is not None for e in held_out)
+              else None)
+    return FilesetJets(sample=concatenate_samples(samples), split=np.concatenate(splits), files=tuple(records),
+                       events=events)
 
 
 def training_domain(classes: Mapping[str, FilesetJets], *, collection: str, max_constituents: int,

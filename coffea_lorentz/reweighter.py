@@ -40,7 +40,7 @@ from .read import JetConstituents
 from .reweight.domain import TrainingDomain, outside_mask
 from .reweight.events import EVENT_OBJECTS, EventInput
 from .reweight.lookup import ReweighterInfo, find_reweighter
-from .reweight.weights import event_weights, weights_from_probability
+from .reweight.weights import event_weights, jet_weights, weights_from_probability
 from .tagger import Tagger, _is_dask
 
 __all__ = ["Reweighter", "ReweighterSpec", "WeightHead", "EventWeightHead", "reweight_events", "reweighter_models",
@@ -121,10 +121,7 @@ class ReweighterSpec:
 
     def weights(self, probability: ak.Array) -> ak.Array:
         """Jagged float32 per-jet weights from jagged probabilities f of class 1 (NaN → 1)."""
-        flat = ak.to_numpy(ak.flatten(probability, axis=None))
-        values = weights_from_probability(flat, epsilon=self.epsilon, max_weight=self.max_weight,
-                                          prior_ratio=self.prior_ratio).astype(np.float32)
-        return ak.unflatten(values, ak.num(probability, axis=1))
+        return jet_weights(probability, epsilon=self.epsilon, max_weight=self.max_weight, prior_ratio=self.prior_ratio)
 
 
 @dataclass(frozen=True)

@@ -111,6 +111,38 @@ def test_split_follows_the_event_numbers_not_the_chunking(pfnano_file):
     np.testing.assert_array_equal(whole.split, SplitFractions().codes(buckets))
 
 
+def test_test_events_are_whole_events_with_their_leading_fat_jet(pfnano_file):
+    """``test_events=True``: every test-split event (selected jets or not), whatever the chunking, with
+    the constituents of its leading fat jet (the one a run weights it by) and the event observables."""
+    if not pfnano_file.is_file():
+        pytest.skip(f"the CMS sample {pfnano_file} is absent")
+    import awkward as ak
+    import uproot
+
+    fileset = load_fileset([str(pfnano_file)])
+    fractions = SplitFractions(train=0.4, val=0.1, test=0.5)
+    cut = JetSelection(max_pt_gev=1500.0)  # leaves out most leading jets: their events stay
+    whole = read_fileset_jets(fileset, max_constituents=8, fractions=fractions, selection=cut, progress=False,
+                              test_events=True)
+    small = read_fileset_jets(fileset, max_constituents=8, fractions=fractions, selection=cut, step=3,
+                              progress=False, test_events=True)
+    everything = read_fileset_jets(fileset, max_constituents=8, fractions=fractions, progress=False)
+    assert read_fileset_jets(fileset, max_constituents=8, progress=False).events is None  # not asked for
+
+    arrays = uproot.open(pfnano_file)["Events"].arrays(["run", "luminosityBlock", "event", "nFatJet", "Jet_pt"])
+    numbers = {k: ak.to_numpy(arrays[k]) for k in ("run", "luminosityBlock", "event", "nFatJet")}
+    test = fractions.codes(event_buckets(numbers["run"], numbers["luminosityBlock"], numbers["event"])) == 2
+    events = whole.events
+    assert 0 < len(events) == int(test.sum()) < 10
+    np.testing.assert_array_equal(events.p4, small.events.p4)
+    np.testing.assert_array_equal(events.observables["n_fat_jets"], numbers["nFatJet"][test])
+    np.testing.assert_allclose(events.observables["ht"], ak.to_numpy(ak.sum(arrays["Jet_pt"], axis=1))[test])
+    np.testing.assert_array_equal(events.observables["n_jets"], ak.to_numpy(ak.num(arrays["Jet_pt"]))[test])
+    first = (np.cumsum(numbers["nFatJet"]) - numbers["nFatJet"])[test]  # index 0 of each test event's FatJets
+    _compare(everything.sample.p4, everything.sample.mask, first, events.p4, events.mask)
+    assert (everything.sample.observables["pt"][first] > 1500).any()  # a leading jet outside the selection
+
+
 def test_hash_buckets_are_uniform_and_fixed():
     events = np.arange(100_000, dtype=np.uint64)
     buckets = event_buckets(np.ones_like(events), np.ones_like(events), events)

@@ -1,6 +1,7 @@
 """Training on NanoAOD end to end, as an analyst does it: generate PFNano files (nominal, an αs-varied
-alternative, a third nominal one, tt̄) → fileset JSON → ``reweight-train --fileset`` → ``run
---reweighter`` on the third file → closure on multiplicity; and ``train --fileset --signal ttbar
+alternative, a third nominal one, tt̄) → fileset JSON → ``reweight-train --fileset`` (closure on
+held-out jets and events) → ``run --reweighter`` on the third file → closure on multiplicity, and the
+run's event weights equal those the event-level closure uses; and ``train --fileset --signal ttbar
 --background qcd`` → ``run --tagger FOLDER`` scoring exactly what the model saw in training.
 
 Generation dominates (a few minutes on two cores): the files are made once per session, small.
@@ -105,6 +106,15 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
     assert min(domain["class_balance"].values()) > 2000
     assert domain["features"][0] == "part_energy" and domain["max_constituents"] == 64
     assert info["split"]["nominal"]["test"] > 300
+    # the event-level standard set on held-out events, each weighted by its leading fat jet
+    closure = info["closure"]
+    assert closure["events"]["n_nominal"] == info["split"]["test_events"]["nominal"] > 300
+    for name in ("ht", "n_jets", "leading_jet_pt"):
+        entry = closure["observables"][name]
+        assert entry["level"] == "event" and entry["ndf_after"] >= 1 and entry["ndf_before"] >= 1, (name, entry)
+        assert np.isfinite([entry["chi2_after"], entry["chi2_before"]]).all(), (name, entry)
+    assert closure["observables"]["msoftdrop"]["level"] == "jet"
+    assert "event observables (held-out events" in done.stdout and "held-out events:" in done.stdout
 
     run_output = tmp_path / "run"
     _cli("run", str(nanoaod_samples["third"]), "--output", str(run_output), "--tagger", "lorentznet",
@@ -126,6 +136,26 @@ def test_reweighter_trained_on_filesets_closes_on_a_third_file(nanoaod_samples, 
     chi2_before = _chi2_per_ndf(n_third, np.ones_like(weights), alternative, edges)
     chi2_after = _chi2_per_ndf(n_third, weights, alternative, edges)
     assert chi2_after < 0.7 * chi2_before, (chi2_before, chi2_after)  # 16.3 → 6.9 here
+
+    # the event weights of the closure are the run's weight_shower of the same (test-split) events
+    from coffea_lorentz.fileset_jets import SplitFractions, event_buckets, read_fileset_jets
+    from coffea_lorentz.reweight.saving import load_reweighter
+    from coffea_lorentz.reweight.workflow import held_out_event_weights
+    from coffea_lorentz.run.fileset import load_fileset
+
+    fractions = SplitFractions(train=0.5, val=0.2, test=0.3)
+    events = read_fileset_jets(load_fileset([str(nanoaod_samples["third"])]), max_constituents=64,
+                               fractions=fractions, progress=False, test_events=True).events
+    model, record = load_reweighter(output / "reweight_shower.json")
+    _, expected = held_out_event_weights(model.eval(), events, max_constituents=64, epsilon=record["epsilon"],
+                                         max_weight=record["max_weight"], prior_ratio=record["prior_ratio"])
+    numbers = uproot.open(nanoaod_samples["third"])["Events"].arrays(["run", "luminosityBlock", "event"], library="np")
+    test = fractions.codes(event_buckets(numbers["run"], numbers["luminosityBlock"], numbers["event"])) == 2
+    run_weights = np.concatenate([uproot.open(p)["Events"]["weight_shower"].array(library="np")
+                                  for p in sorted((run_output / "third").glob("*.root"))])
+    assert len(run_weights) == len(test) and len(expected) == int(test.sum()) > 200
+    assert np.ptp(expected) > 0.1  # weights that differ from event to event
+    np.testing.assert_allclose(expected, run_weights[test], rtol=1e-4, atol=1e-5)
 
 
 def test_tagger_trained_on_filesets_runs_with_identical_inputs(nanoaod_samples, tmp_path):

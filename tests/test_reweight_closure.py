@@ -137,6 +137,47 @@ def test_closure_result_carries_the_diagnostics_into_its_record_and_table(tmp_pa
     assert plot_closure(result, tmp_path / "c.png").stat().st_size > 10_000
 
 
+def test_event_closure_joins_a_jet_closure_and_weights_events_by_their_leading_jet(tmp_path):
+    """A per-jet reweighter's closure with the event observables of held-out events: one record, one
+    table, one plot; each event weighted as the run's WeightHead weights it (leading jet, 1 without one)."""
+    import awkward as ak
+
+    from coffea_lorentz.reweight import event_weights, jet_weights, leading_jet_event_weights
+
+    rng = np.random.default_rng(7)
+    f_lead = rng.uniform(0.2, 0.8, 400)
+    f_lead[:5] = np.nan  # leading jet without constituents: not scored
+    n_fat = rng.integers(0, 4, 400)
+    w = leading_jet_event_weights(f_lead, n_fat, epsilon=1e-3, max_weight=10.0, prior_ratio=1.2)
+    # the run: every jet's weight (other jets scored anything), then the leading jet's per event
+    jagged = ak.unflatten(np.concatenate([[f] + list(rng.uniform(size=n - 1)) for f, n in zip(f_lead, n_fat) if n]),
+                          n_fat)
+    run = event_weights(jet_weights(jagged, epsilon=1e-3, max_weight=10.0, prior_ratio=1.2))
+    np.testing.assert_array_equal(w, run)
+    assert w.dtype == np.float32 and np.all(w[(n_fat == 0) | np.isnan(f_lead)] == 1)
+
+    jets = closure({"mass": rng.normal(size=600)}, {"mass": rng.normal(size=500)}, np.ones(600), n_bins=5)
+    event_values = {"ht": rng.normal(500, 50, 400), "n_jets": rng.integers(2, 8, 400).astype(float)}
+    events = closure(event_values, event_values, w.astype(np.float64), n_bins=5, level="event",
+                     weight_summary=weight_summary(f_lead, epsilon=1e-3, max_weight=10.0, prior_ratio=1.2))
+    both = jets.with_events(events)
+    assert list(both.observables) == ["mass", "ht", "n_jets"] and both.level == "jet"
+    record = json.loads(json.dumps(both.as_dict()))
+    assert record["observables"]["mass"]["level"] == "jet" and record["observables"]["ht"]["level"] == "event"
+    assert record["observables"]["n_jets"]["ndf_after"] >= 1 and record["n_nominal"] == 600
+    assert record["events"]["n_nominal"] == 400 and record["events"]["weights"]["n"] == 400
+    total_ndf = sum(o["ndf_after"] for o in record["observables"].values())
+    assert record["chi2_ndf_after"] == pytest.approx(sum(o["chi2_after"] for o in record["observables"].values()) / total_ndf)
+    text = "\n".join(both.table())
+    assert text.index("mass") < text.index("event observables (held-out events") < text.index("ht")
+    assert "held-out jets: 600" in text and "held-out events: 400" in text and "event weights:" in text
+    assert plot_closure(both, tmp_path / "c.png").stat().st_size > 10_000
+    with pytest.raises(InvalidInputError, match="jet-level closure and an event-level one"):
+        events.with_events(jets)
+    with pytest.raises(InvalidInputError, match="in both the jet and the event closure"):
+        jets.with_events(closure({"mass": np.ones(10)}, {"mass": np.ones(10)}, np.ones(10), level="event"))
+
+
 def test_run_weight_lines_add_chunks_up():
     from types import SimpleNamespace
 

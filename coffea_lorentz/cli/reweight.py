@@ -3,7 +3,10 @@
 Trains a Lorentz-invariant classifier on jets of two generator configurations (two HDF5 datasets,
 or with ``--fileset`` the NanoAOD datasets of a coffea fileset, read like ``run`` reads them), writes
 ``reweight_<name>.pt`` + ``.json`` and the closure plot into ``--output``, and prints χ²/ndf of
-jet observables (nominal vs alternative, reweighted nominal vs alternative) on held-out jets.
+jet observables (nominal vs alternative, reweighted nominal vs alternative) on held-out jets; with
+``--fileset`` also of event observables (HT, AK4-jet multiplicity, leading-jet pT) on held-out
+events, each weighted by its leading fat jet as ``run`` weights it (the generator's HDF5 has no
+events: jet observables only).
 """
 
 from __future__ import annotations
@@ -188,8 +191,10 @@ def _dataset_files(args: argparse.Namespace) -> dict[str, tuple[list[str], str]]
 
 
 def _fileset_samples(args: argparse.Namespace):
-    """(nominal train+val jets, alternative train+val jets, (nominal, alternative) test jets, the
-    training domain, the record) of ``--fileset --nominal DATASET... --alternative DATASET...``."""
+    """(nominal train+val jets, alternative train+val jets, (nominal, alternative) test jets,
+    (nominal, alternative) test events or None, the training domain, the record) of ``--fileset
+    --nominal DATASET... --alternative DATASET...``. The test events (each with its leading fat jet)
+    give the event-level closure; None when a file has no AK4 jets or a class has under 2 of them."""
     from ..fileset_jets import read_fileset_jets, select_datasets, training_domain
     from ..reweight.samples import concatenate_samples
     from .fileset_options import fileset_of, fractions_of, selection_of
@@ -205,21 +210,27 @@ def _fileset_samples(args: argparse.Namespace):
         raise InvalidInputError(f"--nominal and --alternative both name {', '.join(overlap)}: a dataset is one class")
     classes = {name: read_fileset_jets(datasets, collection=args.collection, max_constituents=args.max_constituents,
                                        selection=selection, fractions=fractions, max_jets=args.max_jets,
-                                       what=f"{name} jets", progress=not args.quiet)
+                                       what=f"{name} jets", progress=not args.quiet, test_events=True)
                for name, datasets in chosen.items()}
     training = {name: concatenate_samples([part.part("train"), part.part("val")]) for name, part in classes.items()}
     held_out = (classes["nominal"].part("test"), classes["alternative"].part("test"))
     if min(len(s) for s in held_out) < 2:
         raise InvalidInputError(f"the test split holds {len(held_out[0])} nominal and {len(held_out[1])} alternative "
                                 "jets, too few for the closure: read more events or raise its share (--split)")
+    held_out_events = (classes["nominal"].events, classes["alternative"].events)
+    if any(events is None or len(events) < 2 for events in held_out_events):
+        print("no event-level closure: the test split needs AK4 jets (Jet_pt) and 2 events per class",
+              file=sys.stderr)
+        held_out_events = None
     domain = training_domain(classes, collection=args.collection, max_constituents=args.max_constituents,
                              selection=selection)
     record = {
         "samples": {name: {"datasets": list(chosen[name]), "jets": len(part.sample)} for name, part in classes.items()},
-        "split": fractions.as_record() | {name: part.counts() for name, part in classes.items()},
+        "split": fractions.as_record() | {name: part.counts() for name, part in classes.items()}
+        | {"test_events": {name: len(part.events) for name, part in classes.items() if part.events is not None}},
         "collection": args.collection,
     }
-    return training["nominal"], training["alternative"], held_out, domain, record
+    return training["nominal"], training["alternative"], held_out, held_out_events, domain, record
 
 
 def main(args: argparse.Namespace) -> int:
@@ -245,7 +256,7 @@ def main(args: argparse.Namespace) -> int:
         print(line, file=sys.stderr, flush=True)
 
     command = shlex.join(["coffea-lorentz", *getattr(args, "argv", [])])
-    held_out = domain = None
+    held_out = held_out_events = domain = None
     if args.level == "event":
         nominal, alternative, samples = _event_samples(args)
         record = {"train_command": command, "samples": samples}
@@ -253,7 +264,7 @@ def main(args: argparse.Namespace) -> int:
         raise InvalidInputError("reweight-train: --level jet takes --nominal and --alternative jet samples "
                                 "(--nominal-files/--alternative-files go with --level event)")
     elif args.fileset:
-        nominal, alternative, held_out, domain, record = _fileset_samples(args)
+        nominal, alternative, held_out, held_out_events, domain, record = _fileset_samples(args)
         record["train_command"] = command
     else:
         if len(args.nominal) != 1 or len(args.alternative) != 1:
@@ -272,7 +283,8 @@ def main(args: argparse.Namespace) -> int:
               f"{' '.join(args.alternative)}")
     result = run_reweighting(
         nominal, alternative, config, test_fraction=args.test_fraction, output_dir=args.output,
-        name=args.name, n_bins=args.bins, log=log, record=record, held_out=held_out, domain=domain,
+        name=args.name, n_bins=args.bins, log=log, record=record, held_out=held_out,
+        held_out_events=held_out_events, domain=domain,
         progress=not args.quiet,
         closure_observables=tuple(args.closure_observables),
         event_objects=args.event_objects if args.level == "event" else None,

@@ -53,6 +53,8 @@ import importlib
 _HOMES: dict[str, str] = {
     "weights_from_probability": "weights",
     "event_weights": "weights",
+    "jet_weights": "weights",
+    "leading_jet_event_weights": "weights",
     "reweighter_name": "weights",
     "ReweighterInfo": "lookup",
     "find_reweighter": "lookup",
@@ -91,6 +93,7 @@ _HOMES: dict[str, str] = {
     "load_reweighter": "saving",
     "ReweightResult": "workflow",
     "run_reweighting": "workflow",
+    "held_out_event_weights": "workflow",
 }
 
 __all__ = list(_HOMES)

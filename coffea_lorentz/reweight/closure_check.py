@@ -12,12 +12,17 @@ one degree of freedom). The result also carries the effective sample size and cl
 weights (:class:`~coffea_lorentz.reweight.diagnostics.WeightSummary`) and the classifier's
 reliability curve when the caller gives them.
 
+A per-jet reweighter trained on a fileset is also judged on held-out *events*, each weighted as a
+run weights it (its leading fat jet's weight): :meth:`ClosureResult.with_events` adds that
+event-level closure (``ht``, ``n_jets``, ``leading_jet_pt``; each observable says its ``level``).
+
 numpy and hist; :func:`plot_closure` imports matplotlib and mplhep when called and draws inside a
 style context on its own figure, so the caller's pyplot state, style and backend stay as they were.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -49,8 +54,8 @@ _LABELS: dict[str, str] = {
     "pt": r"jet $p_T$ [GeV]",
     "eta": r"jet $\eta$",
     "ht": r"$H_T$ [GeV]",
-    "n_jets": "number of jets",
-    "leading_jet_pt": r"leading jet $p_T$ [GeV]",
+    "n_jets": "AK4 jets per event",
+    "leading_jet_pt": r"leading AK4 jet $p_T$ [GeV]",
     "n_objects": "objects per event",
 }
 
@@ -68,6 +73,7 @@ class ObservableClosure:
             sqrt(Σ w²) / Σw (unweighted samples: sqrt(n) / N).
         chi2_before, chi2_after: χ² of nominal and of reweighted nominal against alternative.
         ndf: bins with a non-zero error in both compared histograms, minus 1 (the normalisation).
+        level: ``"jet"`` or ``"event"``: what one entry of the compared samples is.
     """
 
     name: str
@@ -82,6 +88,7 @@ class ObservableClosure:
     chi2_after: float
     ndf_before: int
     ndf_after: int
+    level: str = "jet"
 
     @property
     def chi2_ndf_before(self) -> float:
@@ -98,7 +105,9 @@ class ClosureResult:
 
     ``weights``: the held-out weights' effective sample size and clipping; ``reliability``: the
     classifier's reliability curve on the held-out entries (None when not computed).
-    ``level``: ``"jet"`` or ``"event"`` (what one entry is).
+    ``level``: ``"jet"`` or ``"event"`` (what one entry is). ``events``: the event-level closure of a
+    per-jet reweighter (:meth:`with_events`), whose observables are also in ``observables``; the
+    combined χ²/ndf and :attr:`worst` then cover both.
     """
 
     observables: dict[str, ObservableClosure]
@@ -108,6 +117,20 @@ class ClosureResult:
     weights: WeightSummary | None = None
     reliability: ReliabilityCurve | None = None
     level: str = "jet"
+    events: ClosureResult | None = None
+
+    def with_events(self, events: ClosureResult) -> ClosureResult:
+        """This (jet-level) closure plus ``events``, the event-level closure of the same reweighter on
+        held-out events: their observables joined (an event observable keeps its own name and says
+        ``level: "event"``), ``events`` kept for its counts and weights."""
+        if self.level != "jet" or events.level != "event" or self.events is not None:
+            raise InvalidInputError(f"ClosureResult.with_events: expected a jet-level closure and an event-level one, "
+                                    f"got {self.level!r} and {events.level!r}")
+        clash = sorted(set(self.observables) & set(events.observables))
+        if clash:
+            raise InvalidInputError(f"ClosureResult.with_events: observables {clash} are in both the jet and the "
+                                    "event closure")
+        return dataclasses.replace(self, observables={**self.observables, **events.observables}, events=events)
 
     @property
     def worst(self) -> ObservableClosure:
@@ -125,7 +148,11 @@ class ClosureResult:
     def table(self) -> list[str]:
         """One line per observable: χ²/ndf before → after; then the combined line."""
         lines = [f"{'observable':<16}{'chi2/ndf before':>18}{'chi2/ndf after':>18}"]
+        previous = self.level
         for o in self.observables.values():
+            if o.level != previous:
+                lines.append(f"{o.level} observables (held-out {o.level}s, each weighted by its leading fat jet):")
+                previous = o.level
             lines.append(
                 f"{o.name:<16}{o.chi2_before:>9.1f}/{o.ndf_before:<3d}={o.chi2_ndf_before:<5.2f}"
                 f"{o.chi2_after:>9.1f}/{o.ndf_after:<3d}={o.chi2_ndf_after:<5.2f}"
@@ -137,6 +164,13 @@ class ClosureResult:
         )
         if self.weights is not None:
             lines.append(self.weights.line())
+        if self.events is not None:
+            lines.append(
+                f"held-out events: {self.events.n_nominal} nominal (effective {self.events.effective_n_reweighted:.0f} "
+                f"after reweighting), {self.events.n_alternative} alternative"
+            )
+            if self.events.weights is not None:
+                lines.append(f"event {self.events.weights.line()}")
         if self.reliability is not None:
             lines.append(self.reliability.line())
         return lines
@@ -158,12 +192,19 @@ class ClosureResult:
                     "chi2_after": o.chi2_after,
                     "ndf_after": o.ndf_after,
                     "chi2_ndf_after": o.chi2_ndf_after,
+                    "level": o.level,
                 }
                 for o in self.observables.values()
             },
         }
         if self.weights is not None:
             record["weights"] = self.weights.as_dict()
+        if self.events is not None:
+            record["events"] = {"n_nominal": self.events.n_nominal, "n_alternative": self.events.n_alternative,
+                                "effective_n_reweighted": self.events.effective_n_reweighted,
+                                "weight": "the event's leading fat jet's, 1 without one (as run writes weight_<name>)"}
+            if self.events.weights is not None:
+                record["events"]["weights"] = self.events.weights.as_dict()
         if self.reliability is not None:
             record["reliability"] = self.reliability.as_dict()
         return record
@@ -272,6 +313,7 @@ def closure(
             name=name, edges=edges, nominal=h_nom, reweighted=h_rw, alternative=h_alt,
             nominal_error=e_nom, reweighted_error=e_rw, alternative_error=e_alt,
             chi2_before=chi2_before, chi2_after=chi2_after, ndf_before=ndf_before, ndf_after=ndf_after,
+            level=level,
         )
     effective_n = float(weights.sum() ** 2 / max(float((weights**2).sum()), 1e-300))
     n_alternative = len(np.asarray(alternative[names[0]]))
@@ -298,15 +340,17 @@ def plot_closure(result: ClosureResult, path: str | Path, *, title: str = "") ->
         figure = Figure(figsize=(8 * n_cols, 8 * n_rows))
         grid = figure.add_gridspec(n_rows, n_cols, hspace=0.25, wspace=0.3)
         for k, o in enumerate(items):
-            _plot_observable(figure, grid[divmod(k, n_cols)], o, mplhep)
+            _plot_observable(figure, grid[divmod(k, n_cols)], o, mplhep,
+                             note=f" (held-out {o.level}s)" if o.level != result.level else "")
         if title:
             figure.suptitle(title, fontsize=16)
         figure.savefig(path, bbox_inches="tight")
     return path
 
 
-def _plot_observable(figure, cell, o: ObservableClosure, mplhep) -> None:
-    """One observable in grid ``cell``: densities on top, ratios to the alternative below."""
+def _plot_observable(figure, cell, o: ObservableClosure, mplhep, *, note: str = "") -> None:
+    """One observable in grid ``cell``: densities on top, ratios to the alternative below; ``note``
+    follows the axis label."""
     panels = cell.subgridspec(2, 1, height_ratios=[3, 1], hspace=0.05)
     top = figure.add_subplot(panels[0])
     bottom = figure.add_subplot(panels[1], sharex=top)
@@ -329,7 +373,7 @@ def _plot_observable(figure, cell, o: ObservableClosure, mplhep) -> None:
     bottom.axhline(1.0, color="black", linewidth=1)
     bottom.set_ylim(0.7, 1.3)
     bottom.set_ylabel("/ alt.")
-    bottom.set_xlabel(_LABELS.get(o.name, o.name))
+    bottom.set_xlabel(_LABELS.get(o.name, o.name) + note)
     if len(o.edges) > 3:  # the outer quantile bins reach the extreme values: show them only in part
         inner = o.edges[1:-1]
         step = (inner[-1] - inner[0]) / max(len(inner) - 1, 1)

@@ -12,7 +12,9 @@ jet the classifier is certain about cannot produce 0 or ∞; the weight is then 
 does not score) gets weight 1.
 
 Per-event weight: the weight of the leading (highest-pT, index 0 of the pT-ordered ``FatJet``
-collection) fat jet; 1 for an event without fat jets. The reweighting was learnt on single jets,
+collection) fat jet; 1 for an event without fat jets (:func:`event_weights`; a run's
+``weight_<name>``, and the event-level closure of a per-jet reweighter through
+:func:`leading_jet_event_weights`). The reweighting was learnt on single jets,
 so this is the natural choice for analyses built on the leading jet; a product over jets would
 multiply per-jet errors and assume the jets of an event are independent, which they are not.
 """
@@ -26,7 +28,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["weights_from_probability", "event_weights", "reweighter_name"]
+__all__ = ["weights_from_probability", "jet_weights", "event_weights", "leading_jet_event_weights", "reweighter_name"]
 
 
 def weights_from_probability(
@@ -64,6 +66,16 @@ def weights_from_probability(
     return np.where(np.isnan(f), 1.0, weights)
 
 
+def jet_weights(probability: ak.Array, *, epsilon: float = 1e-3, max_weight: float = 10.0,
+                prior_ratio: float = 1.0) -> ak.Array:
+    """Jagged float32 per-jet weights [n_events][n_jets] from jagged probabilities f of class 1
+    (:func:`weights_from_probability` of every jet; NaN → 1)."""
+    flat = ak.to_numpy(ak.flatten(probability, axis=None))
+    values = weights_from_probability(flat, epsilon=epsilon, max_weight=max_weight,
+                                      prior_ratio=prior_ratio).astype(np.float32)
+    return ak.unflatten(values, ak.num(probability, axis=1))
+
+
 def event_weights(jet_weights: ak.Array) -> np.ndarray:
     """Per-event weights from jagged per-jet weights [n_events][n_jets] (jets pT-ordered).
 
@@ -71,6 +83,21 @@ def event_weights(jet_weights: ak.Array) -> np.ndarray:
     """
     leading = ak.firsts(jet_weights, axis=1)
     return np.asarray(ak.to_numpy(ak.fill_none(leading, 1.0)), dtype=np.float32)
+
+
+def leading_jet_event_weights(probability: np.ndarray, n_jets: np.ndarray, *, epsilon: float = 1e-3,
+                              max_weight: float = 10.0, prior_ratio: float = 1.0) -> np.ndarray:
+    """Per-event weights float32 [n_events] as a run writes ``weight_<name>`` of a per-jet reweighter,
+    from the probability f of each event's leading jet (float [n_events]; NaN: not scored) and the
+    event's number of jets (int [n_events]): :func:`jet_weights` then :func:`event_weights` (the
+    leading jet decides the event's weight, so its other jets need not be scored)."""
+    has = np.asarray(n_jets) > 0
+    probability = np.asarray(probability, dtype=np.float64)
+    if probability.shape != has.shape:
+        raise InvalidInputError(f"leading_jet_event_weights: expected one probability per event {has.shape}, "
+                                f"got {probability.shape}")
+    leading = ak.unflatten(probability[has], has.astype(np.int64))
+    return event_weights(jet_weights(leading, epsilon=epsilon, max_weight=max_weight, prior_ratio=prior_ratio))
 
 
 def reweighter_name(name: str) -> str:

@@ -1,6 +1,10 @@
 """Reweighting in one call: hold out jets, train the classifier, weight the held-out nominal jets,
 run the closure test (χ²/ndf per observable, effective sample size and clipping of the weights, the
-classifier's reliability curve), and save the reweighter, the closure plot and the reliability plot."""
+classifier's reliability curve), and save the reweighter, the closure plot and the reliability plot.
+
+Given held-out *events* too (a fileset's test split, :attr:`coffea_lorentz.fileset_jets.FilesetJets.events`),
+a per-jet reweighter's closure also covers the event observables, each event weighted as ``run``
+writes ``weight_<name>`` (:func:`held_out_event_weights`)."""
 
 from __future__ import annotations
 
@@ -12,14 +16,14 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from .classifier import ReweightConfig, TrainHistory, predict_probability, train_classifier
-from .closure_check import ClosureResult, closure, plot_closure
+from .closure_check import EVENT_OBSERVABLES, ClosureResult, closure, plot_closure
 from .diagnostics import plot_reliability, reliability_curve, weight_summary
 from .domain import domain_of_samples
 from .samples import JetSample, split_sample
 from .saving import save_reweighter
-from .weights import reweighter_name, weights_from_probability
+from .weights import leading_jet_event_weights, reweighter_name, weights_from_probability
 
-__all__ = ["ReweightResult", "run_reweighting", "held_out_closure"]
+__all__ = ["ReweightResult", "run_reweighting", "held_out_closure", "held_out_event_closure", "held_out_event_weights"]
 
 
 @dataclass(frozen=True)
@@ -33,6 +37,7 @@ class ReweightResult:
     plot_path: Path | None
     test_weights: np.ndarray
     reliability_path: Path | None = None
+    test_event_weights: np.ndarray | None = None
 
 
 def run_reweighting(
@@ -49,6 +54,7 @@ def run_reweighting(
     closure_observables: tuple[str, ...] = (),
     event_objects: str | None = None,
     held_out: tuple[JetSample, JetSample] | None = None,
+    held_out_events: tuple[JetSample, JetSample] | None = None,
     domain=None,
     progress: bool = False,
 ) -> ReweightResult:
@@ -63,7 +69,10 @@ def run_reweighting(
 
     ``held_out`` (nominal, alternative): jets kept apart already (e.g. the test split of a fileset,
     :mod:`coffea_lorentz.fileset_jets`); then all of ``nominal`` and ``alternative`` are trained on
-    and ``test_fraction`` is not used. ``domain`` (a :class:`~coffea_lorentz.reweight.domain.TrainingDomain`)
+    and ``test_fraction`` is not used. ``held_out_events`` (nominal, alternative): held-out events
+    of a per-jet reweighter (one entry per event: its leading fat jet's constituents, the event
+    observables and ``n_fat_jets``; :attr:`~coffea_lorentz.fileset_jets.FilesetJets.events`): the
+    closure then adds the event observables (:func:`held_out_event_closure`). ``domain`` (a :class:`~coffea_lorentz.reweight.domain.TrainingDomain`)
     replaces the one computed from the jets. With ``output_dir`` the classifier's state after each
     epoch is kept in ``reweight_<name>.resume.pt`` there, and a rerun continues from it.
 
@@ -87,6 +96,10 @@ def run_reweighting(
     result = held_out_closure(f, f_alternative, nom_test.observables, alt_test.observables, config,
                               prior_ratio=history.prior_ratio, n_bins=n_bins, extra_observables=closure_observables,
                               level="jet" if event_objects is None else "event")
+    event_weights = None
+    if held_out_events is not None and event_objects is None:
+        events = held_out_event_closure(model, *held_out_events, config, prior_ratio=history.prior_ratio, n_bins=n_bins)
+        result, event_weights = result.with_events(events[0]), events[1]
     weights = weights_from_probability(
         f, epsilon=config.epsilon, max_weight=config.max_weight, prior_ratio=history.prior_ratio
     )
@@ -121,7 +134,8 @@ def run_reweighting(
                                             title=f"{reweighter_name(name)}: held-out calibration")
     return ReweightResult(model=model, history=history, closure=result, weights_path=weights_path,
                           plot_path=plot_path, test_weights=weights,
-                          reliability_path=reliability_path if output_dir is not None else None)
+                          reliability_path=reliability_path if output_dir is not None else None,
+                          test_event_weights=event_weights)
 
 
 def held_out_closure(f_nominal: np.ndarray, f_alternative: np.ndarray, nominal: dict, alternative: dict,
@@ -137,6 +151,37 @@ def held_out_closure(f_nominal: np.ndarray, f_alternative: np.ndarray, nominal: 
     curve = reliability_curve(f_nominal, f_alternative)
     return closure(nominal, alternative, weights, n_bins=n_bins, extra_observables=extra_observables,
                    weight_summary=summary, reliability=curve, level=level)
+
+
+def held_out_event_weights(model: nn.Module, events: JetSample, *, max_constituents: int, epsilon: float,
+                           max_weight: float, prior_ratio: float) -> tuple[np.ndarray, np.ndarray]:
+    """The weights of ``events`` [n_events] (each entry an event's leading fat jet, observable
+    ``n_fat_jets``) as ``run --reweighter`` writes ``weight_<name>`` for them: (f float64 [n_events],
+    the classifier's probability of the leading fat jet, NaN when not scored; w float32
+    [n_events], :func:`~coffea_lorentz.reweight.weights.leading_jet_event_weights` — the leading
+    fat jet's weight, 1 for an event without a scored one)."""
+    if "n_fat_jets" not in events.observables:
+        raise InvalidInputError("held_out_event_weights: the events need the observable 'n_fat_jets' "
+                                "(read with read_fileset_jets(..., test_events=True))")
+    f = predict_probability(model, events, max_constituents=max_constituents)
+    weights = leading_jet_event_weights(f, events.observables["n_fat_jets"], epsilon=epsilon, max_weight=max_weight,
+                                        prior_ratio=prior_ratio)
+    return f, weights
+
+
+def held_out_event_closure(model: nn.Module, nominal: JetSample, alternative: JetSample, config: ReweightConfig, *,
+                           prior_ratio: float, n_bins: int = 12) -> tuple[ClosureResult, np.ndarray]:
+    """The event-level closure of a per-jet reweighter on held-out events (see
+    :func:`held_out_event_weights`): the event observables of ``nominal`` weighted as a run weights
+    them against those of ``alternative``, with the event weights' summary. Returns the closure
+    (``level="event"``) and the nominal events' weights float32 [n_nominal]."""
+    f, weights = held_out_event_weights(model, nominal, max_constituents=config.max_constituents,
+                                        epsilon=config.epsilon, max_weight=config.max_weight, prior_ratio=prior_ratio)
+    summary = weight_summary(f, epsilon=config.epsilon, max_weight=config.max_weight, prior_ratio=prior_ratio)
+    present = tuple(name for name in EVENT_OBSERVABLES if name in nominal.observables and name in alternative.observables)
+    result = closure(nominal.observables, alternative.observables, weights, observables=present, n_bins=n_bins,
+                     weight_summary=summary, level="event")
+    return result, weights
 
 
 def _sample_text(record: dict, n_nominal: int, n_alternative: int) -> str:
