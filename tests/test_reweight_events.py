@@ -224,8 +224,8 @@ def test_event_reweighter_closes_a_process_mix_and_moves_a_third_file(process_mi
 
     Bounds, from five training seeds (``--seed 0…4``) on these files, χ²/ndf with ndf 5: before, HT 9.5–13.2,
     AK4 jets 44–57, leading-jet pT 16–21; after, HT 0.55–3.5, jets 0.59–3.0, leading pT 0.31–2.0, all four
-    together 0.75–2.2; effective N 565–662 of 1000, nothing clipped, largest weight 2.3–3.1, validation AUC
-    0.69–0.75 (about 0.75 is the most a classifier can reach: half the mix is QCD like the alternative).
+    together 0.75–2.2; effective N 565–662 of 1000, nothing clipped, largest weight 2.3–3.1, best validation
+    AUC 0.69–0.75 (about 0.75 is the most a classifier can reach: half the mix is QCD like the alternative).
     """
     from coffea_lorentz.cli import main
     from coffea_lorentz.load import load_scores
@@ -266,9 +266,9 @@ def test_event_reweighter_closes_a_process_mix_and_moves_a_third_file(process_mi
     assert event_weights.shape == (MIX_RUN_EVENTS,) and np.all(np.isfinite(event_weights)) and np.all(event_weights > 0)
     run, alternative = _jet_observables(process_mix_files["mix_run"]), _jet_observables(process_mix_files["qcd"])
     # share of the way from the run file's mean to the alternative's that the weighted mean goes; measured over
-    # the five seeds: AK4 jets 0.83–1.01 (5.62 → 4.17 against 4.18 for seed 0), HT 0.37–0.55 (617 → 577 GeV
+    # the five seeds: AK4 jets 0.83–1.01 (5.62 → 4.17 against 4.18 for seed 0), HT 0.30–0.55 (617 → 577 GeV
     # against 537: the 500 run events alone lie 21 GeV above the 2000 mix events, which the weights do not undo)
-    for name, at_least in (("n_jets", 0.5), ("ht", 0.25)):
+    for name, at_least in (("n_jets", 0.5), ("ht", 0.2)):
         start, target = run[name].mean(), alternative[name].mean()
         moved = (start - np.average(run[name], weights=event_weights)) / (start - target)
         assert at_least <= moved <= 1.5, (name, moved, start, target)
