@@ -34,6 +34,7 @@ from __future__ import annotations
 import dataclasses
 
 import torch
+from torch import nn
 
 from ..errors import InvalidInputError
 from .layers import MLP, InvariantEmbedding, PairTagger, jet_p4, masked_sum, pair_mask
@@ -123,6 +124,8 @@ class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, preset
         self.particle_map = MLP(1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
         self.local_flow = bool(config.local_flow)
         n_sums = 2
+        # an identity without the option: TorchScript compiles both branches of forward, so χ always exists
+        self.local_map: nn.Module = nn.Identity()
         if self.local_flow:
             self.local_map = MLP(hidden + 1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
             n_sums = 3
