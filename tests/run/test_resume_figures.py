@@ -6,6 +6,11 @@ the summary say what the figures cover."""
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import awkward as ak
 import uproot
@@ -83,3 +88,34 @@ def test_a_resumed_run_prints_the_figures_of_an_uninterrupted_one(tmp_path, caps
             "older version that did not record them (--overwrite redoes every chunk)")
     assert older[-1] == note and f"PARTIAL FIGURES {note}" in older_log
     assert not any(line.startswith("NON-FINITE") for line in older_log)  # its one non-finite jet is not counted
+
+
+def test_a_run_stopped_with_ctrl_c_on_dask_workers_resumes_to_the_same_figures(tmp_path, capsys):
+    """The default cluster (a LocalCluster of worker processes), stopped as Ctrl-C stops it, then rerun."""
+    fileset_json = tmp_path / "fileset.json"
+    fileset_json.write_text(json.dumps(make_fileset(tmp_path / "inputs", 4)))
+    _, whole, whole_log, _ = _run(fileset_json, tmp_path / "whole", capsys)
+    assert whole and whole_log
+    output = tmp_path / "out"
+    run = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset_json), "--reweighter", "fsr", "--backend",
+           "torch", "--tagger", TAGGER, "--workers", "2", "--chunksize", "2", "--no-progress", "--output", str(output)]
+    process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 240
+        while len(list(output.glob("*/*.root"))) < 3 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert process.poll() is None, "the run finished before it could be interrupted"
+        os.killpg(process.pid, signal.SIGINT)
+        text, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    assert process.returncode == 130, text
+    rerun = subprocess.run(run, capture_output=True, text=True, timeout=600)
+    assert rerun.returncode == 0, rerun.stdout + rerun.stderr
+    printed = " ".join(rerun.stdout.split())
+    skipped = int(printed.split(" skipped (done earlier)")[0].rsplit(" ", 1)[-1])
+    assert 3 <= skipped < 12, printed  # 4 files × 3 chunks, some done before the interruption
+    assert [line for line in rerun.stdout.splitlines() if any(sign in line for sign in _PRINTED)] == whole
+    log = max((output / "_logs").glob("*.log"), key=lambda path: path.stat().st_mtime_ns).read_text()
+    assert [line for line in log.splitlines() if line.startswith(_LOGGED)] == whole_log
