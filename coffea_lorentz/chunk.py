@@ -14,11 +14,15 @@ from dataclasses import asdict, dataclass
 
 from .write import chunk_path
 
-__all__ = ["Chunk", "RunSettings", "METADATA_FORMAT"]
+__all__ = ["Chunk", "RunSettings", "METADATA_FORMAT", "FIGURES_KEY"]
 
 #: Version of the layout of the metadata record in each chunk file (2: with the content checksum;
 #: files of format 1 do not verify and are redone).
 METADATA_FORMAT = 2
+#: Key, in a chunk file's metadata record, of the chunk's figures (what a run's summary adds up over
+#: chunks: non-finite inputs, jets outside each reweighter's training domain, each reweighter's weight
+#: sums), so that a resumed run reads them for the chunks it skips; files of older versions have none.
+FIGURES_KEY = "figures"
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,9 +50,10 @@ class Chunk:
         """``source [start, stop)`` for messages."""
         return f"{self.source} entries [{self.entry_start}, {self.entry_stop})"
 
-    def metadata(self, settings: "RunSettings") -> dict:
-        """The record stored in this chunk's file."""
-        return {
+    def metadata(self, settings: "RunSettings", figures: dict | None = None) -> dict:
+        """The record stored in this chunk's file; ``figures`` (JSON numbers, lists and dicts), when
+        given, under :data:`FIGURES_KEY`."""
+        record = {
             "format": METADATA_FORMAT,
             "dataset": self.dataset,
             "source": self.source,
@@ -59,6 +64,9 @@ class Chunk:
             "rows": self.n_events,
             "settings": settings.to_json(),
         }
+        if figures is not None:
+            record[FIGURES_KEY] = figures
+        return record
 
 
 @dataclass(frozen=True, kw_only=True)

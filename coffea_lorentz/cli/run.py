@@ -149,6 +149,8 @@ def print_summary(summary: RunSummary) -> None:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
     for line in summary.weights:
         console.print(line, markup=False, highlight=False, soft_wrap=True)
+    if summary.figures_note:
+        console.print(summary.figures_note, markup=False, highlight=False, soft_wrap=True)
     if summary.datasets:
         title = "scores per dataset (no const.: jets without constituents, score NaN)"
         if any("weight_" in row["label"] for row in summary.datasets):

@@ -9,7 +9,8 @@ together.
 
 Each chunk of each input file becomes one output ROOT file (see :mod:`coffea_lorentz.write`) with
 ``run``, ``luminosityBlock``, ``event``, ``nFatJet`` and the score branches, one row per input event,
-plus a metadata record naming the input file, the entry range and the run settings. The file is
+plus a metadata record naming the input file, the entry range and the run settings, and holding the
+chunk's figures (non-finite inputs, jets outside a reweighter's training domain, weight sums). The file is
 written straight to the output — a local folder or an fsspec URL such as ``root://host//path`` —
 under a name that depends only on (dataset, input file, entry range), so processing a chunk twice
 writes the same file once. The processor is stateless and pickles: backends are created lazily
@@ -129,14 +130,16 @@ class TaggerProcessor(processor.ProcessorABC):
         inputs = ChunkInputs(events, collection=self.collection, source=chunk.where)
         scored = score_events(events, self.scored_models(), inputs=inputs)  # one read, every request in flight
         tagged = TaggedChunk(jets=inputs.jets, scores={})  # the constituents are read for the counts in any case
+        # the chunk's figures go into its file too: a resumed run that skips the chunk reads them there
+        figures = {"nonfinite_jets": tagged.nonfinite_jets, "nonfinite_events": tagged.first_affected_events(),
+                   "outside_domain": outside_domain_counts(events, self.reweighters, collection=self.collection,
+                                                           models=[model for model, _ in self.models]),
+                   "weights": event_weight_counts(scored.event_branches, self.reweighters)}
         output = write_chunk(events, self.output, jet_branches=scored.jet_branches,
-                             event_branches=scored.event_branches, metadata=chunk.metadata(self.settings),
+                             event_branches=scored.event_branches, metadata=chunk.metadata(self.settings, figures),
                              copy_branches=self.copy_branches, collection=self.collection)
         summary = tagged.summary(chunk.source, output)
-        summary["nonfinite_events"] = tagged.first_affected_events()
-        summary["outside_domain"] = outside_domain_counts(events, self.reweighters, collection=self.collection,
-                                                          models=[model for model, _ in self.models])
-        summary["weights"] = event_weight_counts(scored.event_branches, self.reweighters)
+        summary.update((key, figures[key]) for key in ("nonfinite_events", "outside_domain", "weights"))
         return summary
 
     def postprocess(self, accumulator: dict) -> dict:

@@ -15,12 +15,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-from ..chunk import METADATA_FORMAT, Chunk, RunSettings
+from ..chunk import FIGURES_KEY, METADATA_FORMAT, Chunk, RunSettings
 from ..write import CONTENT_KEY, content_sha256, read_chunk_metadata
 from .fileset import InputFile
 
 __all__ = ["Chunk", "RunSettings", "ChunkRecord", "ChunkFileCheck", "plan_chunks", "verify_chunk", "check_chunk_file",
-           "METADATA_FORMAT"]
+           "METADATA_FORMAT", "FIGURES_KEY", "figure_fields"]
+
+#: How many affected entries a record names.
+NAMED_ENTRIES = 5
 
 
 @dataclass(kw_only=True)
@@ -43,9 +46,12 @@ class ChunkRecord:
         retries, retry_wait_s: tries the Triton client retried during the chunk, and seconds it
             waited on an unavailable or busy (rate-limited, RESOURCE_EXHAUSTED) server.
         outside_domain: reweighter → jets outside its training domain
-            (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`; empty when skipped).
+            (:func:`coffea_lorentz.reweight.domain.outside_domain_counts`).
         weights: reweighter → sums of its per-event weights (events, Σw, Σw², clipped;
-            :func:`coffea_lorentz.reweight.diagnostics.event_weight_counts`; empty when skipped).
+            :func:`coffea_lorentz.reweight.diagnostics.event_weight_counts`).
+        figures_stored: whether ``nonfinite_*``, ``outside_domain`` and ``weights`` are the chunk's:
+            False for a chunk found done in a file of an older version, whose metadata record has no
+            figures (:data:`FIGURES_KEY`); a skipped chunk's figures are read from its file's record.
     """
 
     chunk: Chunk
@@ -65,10 +71,22 @@ class ChunkRecord:
     retry_wait_s: float = 0.0
     outside_domain: dict = field(default_factory=dict)
     weights: dict = field(default_factory=dict)
+    figures_stored: bool = True
 
     @property
     def ok(self) -> bool:
         return self.status in ("done", "skipped")
+
+
+def figure_fields(chunk: Chunk, figures: dict) -> dict:
+    """:class:`ChunkRecord` fields from a chunk's figures (what the processor returns, or the
+    :data:`FIGURES_KEY` of its file's metadata record): ``nonfinite_jets``, ``nonfinite_entries``
+    (entries of the input file: the figures' chunk-relative ``nonfinite_events`` + the chunk's first
+    entry), ``outside_domain`` and ``weights``."""
+    events = list(figures.get("nonfinite_events", []))[:NAMED_ENTRIES]
+    return {"nonfinite_jets": int(figures.get("nonfinite_jets", 0)),
+            "nonfinite_entries": [chunk.entry_start + int(i) for i in events],
+            "outside_domain": dict(figures.get("outside_domain", {})), "weights": dict(figures.get("weights", {}))}
 
 
 def plan_chunks(files: list[InputFile], chunksize: int) -> list[Chunk]:
@@ -88,12 +106,14 @@ def plan_chunks(files: list[InputFile], chunksize: int) -> list[Chunk]:
 @dataclass(frozen=True, kw_only=True)
 class ChunkFileCheck:
     """What :func:`check_chunk_file` found: ``done``, else ``why_not``; ``n_bytes``, the file's size
-    (0 when there is none); with the file's bytes read, their ``sha256``."""
+    (0 when there is none); with the file's bytes read, their ``sha256``; ``metadata``, the file's
+    metadata record when it could be read (None otherwise)."""
 
     done: bool
     why_not: str = ""
     sha256: str = ""
     n_bytes: int = 0
+    metadata: dict | None = None
     retries: int = 0
     retry_wait_s: float = 0.0
 
@@ -141,7 +161,7 @@ def check_chunk_file(store, chunk: Chunk, settings: RunSettings, *, content: boo
     if not why_not and content and metadata.get(CONTENT_KEY) != found:
         why_not = ("no content checksum (written by an older version)" if CONTENT_KEY not in metadata
                    else "its values differ from the checksum written with them (damaged)")
-    return ChunkFileCheck(done=not why_not, why_not=why_not, **digest)
+    return ChunkFileCheck(done=not why_not, why_not=why_not, metadata=metadata, **digest)
 
 
 def _why_not_done(metadata: dict | None, entries: int, chunk: Chunk, settings: RunSettings) -> str:

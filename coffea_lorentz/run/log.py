@@ -40,6 +40,8 @@ def log_text(summary: RunSummary, settings: RunSettings) -> str:
                      f"first entries {entries}")
     lines.extend(f"OUTSIDE TRAINING DOMAIN {line}" for line in summary.outside_domain)
     lines.extend(f"WEIGHTS {line}" for line in summary.weights)
+    if summary.figures_note:
+        lines.append(f"PARTIAL FIGURES {summary.figures_note}")
     lines.extend(f"NOT WRITTEN {line}" for line in summary.not_written)
     for record in summary.failed:
         lines.append(f"FAILED {record.chunk.where} (dataset {record.chunk.dataset}): {record.reason}")

@@ -92,7 +92,7 @@ class RunSummary:
 
     @property
     def nonfinite_jets(self) -> dict[str, int]:
-        """Input file → jets that had constituents with non-finite four-momenta (dropped)."""
+        """Input file → jets that had constituents with non-finite four-momenta (dropped), over every chunk."""
         counts: dict[str, int] = {}
         for record in self.records:
             if record.nonfinite_jets:
@@ -101,7 +101,7 @@ class RunSummary:
 
     @property
     def outside_domain(self) -> list[str]:
-        """One line per dataset and reweighter with jets outside the reweighter's training domain."""
+        """One line per dataset and reweighter with jets outside the reweighter's training domain, over every chunk."""
         from ..reweight.domain import outside_by_dataset, outside_line
 
         totals = outside_by_dataset((r.chunk.dataset, r.outside_domain) for r in self.records if r.ok)
@@ -111,10 +111,23 @@ class RunSummary:
     @property
     def weights(self) -> list[str]:
         """One line per dataset and reweighter: its per-event weights' mean, effective sample size
-        (Σw)²/Σw² and clipped fraction, over the chunks processed now (chunks found done hold none)."""
+        (Σw)²/Σw² and clipped fraction, over every chunk (those found done with the sums stored in their files)."""
         from ..reweight.diagnostics import weight_lines
 
         return weight_lines((r.chunk.dataset, r.weights) for r in self.records if r.ok)
+
+    @property
+    def figures_note(self) -> str | None:
+        """One line when some chunks found done were written by an older version, whose files hold no
+        figures: the non-finite, training-domain and weight figures then cover the other chunks only
+        (None when they cover every chunk)."""
+        done = [record for record in self.records if record.ok]
+        without = sum(not record.figures_stored for record in done)
+        if not without:
+            return None
+        return (f"the non-finite, training-domain and weight figures cover {len(done) - without} of {len(done)} chunks: "
+                f"the other {without} were written by an older version that did not record them "
+                "(--overwrite redoes every chunk)")
 
     @property
     def outputs(self) -> list[str]:

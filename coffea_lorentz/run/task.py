@@ -23,13 +23,11 @@ from dataclasses import dataclass
 
 from ..errors import one_line
 from ..store import OutputStore
-from .chunks import Chunk, ChunkRecord, RunSettings, check_chunk_file
+from .chunks import FIGURES_KEY, Chunk, ChunkRecord, RunSettings, check_chunk_file, figure_fields
 from .histograms import fill_scores
 
 __all__ = ["ChunkJob", "read_chunk_events"]
 
-#: How many affected entries a record names.
-_NAMED_ENTRIES = 5
 #: What uproot and zlib/lz4 say about input bytes that are missing or damaged.
 _DAMAGED_INPUT = ("expected Chunk of length", "decompress", "invalid block type", "incorrect header check",
                   "invalid distance", "invalid stored block")
@@ -111,15 +109,18 @@ class ChunkJob:
 
     def _found_done(self, chunk: Chunk) -> ChunkRecord | None:
         """A ``"skipped"`` record when ``chunk``'s file is there and whole (every value read and checked
-        against the checksum written with it), else None: the chunk is (re)done."""
+        against the checksum written with it), else None: the chunk is (re)done. The record carries the
+        figures stored in the file's metadata record (none in a file of an older version: ``figures_stored`` False)."""
         if not self.store.exists(chunk.path):
             return None
         data = self.store.read_bytes(chunk.path)
         check = check_chunk_file(self.store, chunk, self.settings, content=True, data=data)
         if not check.done:
             return None
+        figures = (check.metadata or {}).get(FIGURES_KEY)
         return ChunkRecord(chunk=chunk, status="skipped", rows=chunk.n_events, histograms=self._histograms(chunk, data),
-                           sha256=check.sha256, n_bytes=check.n_bytes)
+                           sha256=check.sha256, n_bytes=check.n_bytes, figures_stored=isinstance(figures, dict),
+                           **(figure_fields(chunk, figures) if isinstance(figures, dict) else {}))
 
     def _run(self, chunk: Chunk) -> ChunkRecord:
         started = time.perf_counter()
@@ -139,7 +140,6 @@ class ChunkJob:
                 raise
             return ChunkRecord(chunk=chunk, status="failed", reason=_failure_reason(err),
                                detail=traceback.format_exc(), wall_s=time.perf_counter() - started)
-        first = [chunk.entry_start + int(i) for i in result.get("nonfinite_events", [])[:_NAMED_ENTRIES]]
         try:
             data = self.store.read_bytes(chunk.path)
             histograms = self._histograms(chunk, data)
@@ -151,8 +151,6 @@ class ChunkJob:
         return ChunkRecord(
             histograms=histograms, sha256=hashlib.sha256(data).hexdigest(), n_bytes=len(data),
             chunk=chunk, status="done", rows=int(result.get("events", 0)), jets=int(result.get("jets", 0)),
-            constituents=int(result.get("constituents", 0)), nonfinite_jets=int(result.get("nonfinite_jets", 0)),
-            nonfinite_entries=first, wall_s=time.perf_counter() - started,
-            outside_domain=dict(result.get("outside_domain", {})),
-            weights=dict(result.get("weights", {})),
+            constituents=int(result.get("constituents", 0)), wall_s=time.perf_counter() - started,
+            **figure_fields(chunk, result),
         )
