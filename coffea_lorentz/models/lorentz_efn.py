@@ -25,6 +25,12 @@ IRC safe: unnormalised by the constituent count, it carries the multiplicity and
 soft constituents, which is what a shower variation changes most. It is a small, fast network,
 O(N²) with a one-input kernel, meant as the reweighting classifier and as a light tagger.
 
+With ``jet_kinematics=True`` the readout also gets the jet's log(pT/s) and |η|, which breaks the
+symmetry down to rotations about the beam axis (``invariance`` ``"z_rotation"``). That is for
+reweighting, not tagging: detector acceptance makes the constituents a jet keeps depend on where it
+points (fewer at large |η|), so the density ratio of two samples at fixed invariants still depends on
+pT and η, and a classifier blind to them moves the η and pT distributions it should leave alone.
+
 With ``beam_reference=True`` the particle features are split into longitudinal and transverse
 parts (:class:`.layers.InvariantEmbedding`): invariant under z-boosts and z-rotations only.
 """
@@ -54,6 +60,7 @@ class LorentzEFNConfig:
     before the logarithm (keeps padded, single-constituent and exactly collinear cases finite).
     ``pairs_per_chunk``: on a CPU, run the batch in chunks of about this many pairs; 0 = whole.
     ``local_flow``: add the local-flow sum L (module doc); it reuses the pair kernel, so it costs little.
+    ``jet_kinematics``: give the readout the jet's log(pT/s) and |η| (module doc; invariance ``"z_rotation"``).
     """
 
     hidden: int = 32
@@ -63,6 +70,7 @@ class LorentzEFNConfig:
     min_invariant: float = 1e-9
     pairs_per_chunk: int = 65536
     local_flow: bool = False
+    jet_kinematics: bool = False
 
 
 #: ``size`` presets: compact 8,738 parameters, large 42,178.
@@ -99,6 +107,17 @@ def rest_frame_invariants(
     return fraction, angle, torch.where(pairs, pair_dot, torch.zeros_like(pair_dot))
 
 
+def jet_kinematics(p4: torch.Tensor, mask: torch.Tensor, scale_gev: float) -> torch.Tensor:
+    """[B, 2]: the jet's log(pT / ``scale_gev``) and |η| (J the sum of real constituents, ``p4`` [B, N, 4] GeV).
+
+    Both floored so that a jet along the beam or without constituents stays finite.
+    """
+    jet = jet_p4(masked_p4(p4, mask), mask).double()
+    pt = torch.hypot(jet[:, 1], jet[:, 2]).clamp(min=1e-6 * scale_gev)
+    abs_eta = torch.asinh(jet[:, 3].abs() / pt).clamp(max=10.0)
+    return torch.stack([torch.log(pt / scale_gev), abs_eta], dim=-1).to(p4.dtype)
+
+
 class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, presets=PRESETS):
     """Lorentz-invariant energy flow network: ``forward(p4 [B, N, 4] GeV, mask [B, N] bool) → logits [B, n_classes]``.
 
@@ -129,7 +148,15 @@ class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, preset
         if self.local_flow:
             self.local_map = MLP(hidden + 1 + self.embedding.n_features, hidden, hidden, n_hidden_layers=depth)
             n_sums = 3
-        self.readout = MLP(n_sums * hidden, 2 * hidden, self.n_classes)
+        self.jet_kinematics = bool(config.jet_kinematics)
+        self.readout = MLP(n_sums * hidden + (2 if self.jet_kinematics else 0), 2 * hidden, self.n_classes)
+
+    @property
+    def invariance(self) -> str:
+        """``"z_rotation"`` with ``jet_kinematics`` (the readout sees pT and |η|), else as every tagger."""
+        if self.config.jet_kinematics:
+            return "z_rotation"
+        return super().invariance
 
     def logits(self, p4: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """The forward pass on one chunk: ``p4`` [B, N, 4] GeV, ``mask`` [B, N] → [B, n_classes]."""
@@ -150,4 +177,6 @@ class LorentzEFN(PairTagger, name="lorentz_efn", config=LorentzEFNConfig, preset
             around = torch.einsum("bij,bijh->bih", neighbours, kernel)  # [B, N, hidden]
             local = self.local_map(torch.cat([around, particles], dim=-1))  # χ [B, N, hidden]
             sums.append(masked_sum(fraction.unsqueeze(-1) * local, mask, dim=1))
+        if self.jet_kinematics:
+            sums.append(jet_kinematics(p4, mask, self.scale_gev))
         return self.readout(torch.cat(sums, dim=-1))

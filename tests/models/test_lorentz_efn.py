@@ -68,3 +68,56 @@ def test_local_flow_torchscript_matches_eager(tmp_path: Path):
         expected = model(p4, mask)
         assert (loaded(p4, mask) - expected).abs().max() <= 1e-5
         assert torch.isfinite(reloaded(p4, mask)).all()
+
+
+# ----------------------------------------------------------------------------- jet_kinematics
+
+
+def test_jet_kinematics_declares_and_keeps_rotations_about_the_beam_only():
+    model = models.build("lorentz_efn", jet_kinematics=True).to(torch.float64).eval()
+    assert model.invariance == symmetry.declared_invariance(model, beam_reference=False) == "z_rotation"
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, seed=20)
+    tolerance = symmetry.TOLERANCE[torch.float64].invariance
+    angles = torch.linspace(-math.pi, math.pi, N_JETS, dtype=torch.float64)
+    symmetry.assert_invariant(model, p4, mask, symmetry.z_rotation(angles), tolerance)
+    with torch.no_grad():  # a boost along the beam changes |η|, hence the logits; the invariant sums alone do not see it
+        boosted = symmetry.apply_transform(p4, symmetry.z_boost(torch.full((N_JETS,), 1.0, dtype=torch.float64)))
+        assert (model(boosted, mask) - model(p4, mask)).abs().max() > 1e-3
+        torch.manual_seed(0)
+        plain = models.build("lorentz_efn").to(torch.float64).eval()
+        assert (plain(boosted, mask) - plain(p4, mask)).abs().max() < 1e-6
+
+
+def test_jet_kinematics_are_the_jets_log_pt_and_abs_eta():
+    from coffea_lorentz.models.lorentz_efn import jet_kinematics
+
+    p4, mask = symmetry.random_jets(5, 7, seed=21)
+    jet = (p4 * mask.unsqueeze(-1)).sum(1)
+    pt = torch.hypot(jet[:, 1], jet[:, 2])
+    eta = torch.asinh(jet[:, 3] / pt)
+    features = jet_kinematics(p4, mask, 100.0)
+    torch.testing.assert_close(features[:, 0], torch.log(pt / 100.0))
+    torch.testing.assert_close(features[:, 1], eta.abs())
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
+def test_jet_kinematics_permutation_padding_and_batch(dtype):
+    model = local_flow_efn(dtype, jet_kinematics=True)
+    tolerance = symmetry.TOLERANCE[dtype]
+    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=22)
+    symmetry.assert_permutation_invariant(model, p4, mask, tolerance.permutation, seed=23)
+    for pad_value in (math.nan, 0.0, 1e4):
+        symmetry.assert_padding_invariant(model, p4, mask, tolerance.padding, extra=9, pad_value=pad_value)
+    symmetry.assert_batch_independent(model, p4[:6], mask[:6], tolerance.batch)
+    for case, (edge_p4, edge_mask) in symmetry.boundary_inputs(dtype).items():
+        with torch.no_grad():
+            assert torch.isfinite(model(edge_p4, edge_mask)).all(), case
+
+
+@pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
+def test_jet_kinematics_torchscript_matches_eager():
+    model = local_flow_efn(jet_kinematics=True)
+    scripted = torch.jit.script(model)
+    p4, mask = symmetry.random_jets(5, 23, dtype=torch.float32, pad_value=math.nan, seed=24)
+    with torch.no_grad():
+        assert (scripted(p4, mask) - model(p4, mask)).abs().max() <= 1e-5
