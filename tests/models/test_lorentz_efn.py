@@ -44,8 +44,9 @@ def test_local_flow_is_lorentz_invariant_float64():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_local_flow_permutation_padding_and_batch(dtype):
-    model = local_flow_efn(dtype)
+@pytest.mark.parametrize("options", [{}, {"jet_kinematics": True}], ids=["local_flow", "local_flow+jet_kinematics"])
+def test_permutation_padding_batch_and_boundaries(options, dtype):
+    model = local_flow_efn(dtype, **options)
     tolerance = symmetry.TOLERANCE[dtype]
     p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=14)
     symmetry.assert_permutation_invariant(model, p4, mask, tolerance.permutation, seed=15)
@@ -98,20 +99,6 @@ def test_jet_kinematics_are_the_jets_log_pt_and_abs_eta():
     features = jet_kinematics(p4, mask, 100.0)
     torch.testing.assert_close(features[:, 0], torch.log(pt / 100.0))
     torch.testing.assert_close(features[:, 1], eta.abs())
-
-
-@pytest.mark.parametrize("dtype", [torch.float32, torch.float64], ids=["float32", "float64"])
-def test_jet_kinematics_permutation_padding_and_batch(dtype):
-    model = local_flow_efn(dtype, jet_kinematics=True)
-    tolerance = symmetry.TOLERANCE[dtype]
-    p4, mask = symmetry.random_jets(N_JETS, N_CONSTITUENTS, dtype=dtype, seed=22)
-    symmetry.assert_permutation_invariant(model, p4, mask, tolerance.permutation, seed=23)
-    for pad_value in (math.nan, 0.0, 1e4):
-        symmetry.assert_padding_invariant(model, p4, mask, tolerance.padding, extra=9, pad_value=pad_value)
-    symmetry.assert_batch_independent(model, p4[:6], mask[:6], tolerance.batch)
-    for case, (edge_p4, edge_mask) in symmetry.boundary_inputs(dtype).items():
-        with torch.no_grad():
-            assert torch.isfinite(model(edge_p4, edge_mask)).all(), case
 
 
 @pytest.mark.filterwarnings("ignore:`torch.jit.:DeprecationWarning")
