@@ -93,12 +93,18 @@ N_TRAIN_EVENTS = 1000  # per sample
 N_RUN_EVENTS = 300
 
 
-@pytest.fixture(scope="module")
-def shower_files(tmp_path_factory) -> dict[str, Path]:
-    """QCD events (pT-hat > 300 GeV) as PFNano files: nominal, alternative (FSR αs 0.120) and a third nominal one."""
+def _generator():
+    """``coffea_lorentz.generate``, or a skip saying what is missing."""
     generate = pytest.importorskip("coffea_lorentz.generate", reason="needs the generator package")
     if not generate.available():
         pytest.skip("Pythia 8 / FastJet not installed (pip install 'coffea-lorentz[generate]')")
+    return generate
+
+
+@pytest.fixture(scope="module")
+def shower_files(tmp_path_factory) -> dict[str, Path]:
+    """QCD events (pT-hat > 300 GeV) as PFNano files: nominal, alternative (FSR αs 0.120) and a third nominal one."""
+    generate = _generator()
     folder = tmp_path_factory.mktemp("event_reweighting")
     files = {}
     for name, seed, alternative, n_events in (("nominal", 21, False, N_TRAIN_EVENTS),
@@ -198,9 +204,7 @@ MIX_GENERATE = {"mix": (["ttbar=0.5", "qcd=0.5"], MIX_EVENTS, 31), "qcd": (["qcd
 @pytest.fixture(scope="module")
 def process_mix_files(tmp_path_factory) -> dict[str, Path]:
     """``generate pfnano`` as README.md runs it: ``mix.root`` and ``mix_run.root`` (tt̄ + QCD, 50/50) and ``qcd.root``."""
-    generate = pytest.importorskip("coffea_lorentz.generate", reason="needs the generator package")
-    if not generate.available():
-        pytest.skip("Pythia 8 / FastJet not installed (pip install 'coffea-lorentz[generate]')")
+    _generator()
     from coffea_lorentz.cli import main
 
     folder = tmp_path_factory.mktemp("process_mix")
