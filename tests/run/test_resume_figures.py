@@ -13,10 +13,12 @@ import sys
 import time
 
 import awkward as ak
+import pytest
 import uproot
 
 from coffea_lorentz.chunk import FIGURES_KEY
 from coffea_lorentz.cli import main
+from coffea_lorentz.testing import require_triton, server_unavailable_reason
 from coffea_lorentz.write import METADATA_KEY
 
 from .conftest import TAGGER, make_fileset
@@ -90,15 +92,18 @@ def test_a_resumed_run_prints_the_figures_of_an_uninterrupted_one(tmp_path, caps
     assert not any(line.startswith("NON-FINITE") for line in older_log)  # its one non-finite jet is not counted
 
 
+@pytest.mark.skipif(server_unavailable_reason() is not None and not require_triton(),
+                    reason=f"no local Triton server for the default mode: {server_unavailable_reason()}")
 def test_a_run_stopped_with_ctrl_c_on_dask_workers_resumes_to_the_same_figures(tmp_path, capsys):
-    """The default cluster (a LocalCluster of worker processes), stopped as Ctrl-C stops it, then rerun."""
+    """The default mode (a LocalCluster of worker processes, scoring through the run's own Triton server),
+    stopped as Ctrl-C stops it, then rerun: its figure lines equal an uninterrupted in-process run's."""
     fileset_json = tmp_path / "fileset.json"
     fileset_json.write_text(json.dumps(make_fileset(tmp_path / "inputs", 4)))
     _, whole, whole_log, _ = _run(fileset_json, tmp_path / "whole", capsys)
     assert whole and whole_log
     output = tmp_path / "out"
-    run = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset_json), "--reweighter", "fsr", "--backend",
-           "torch", "--tagger", TAGGER, "--workers", "2", "--chunksize", "2", "--no-progress", "--output", str(output)]
+    run = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset_json), "--reweighter", "fsr",
+           "--tagger", TAGGER, "--workers", "2", "--chunksize", "2", "--no-progress", "--output", str(output)]
     process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
     try:
         deadline = time.monotonic() + 240
