@@ -7,6 +7,7 @@
 - :mod:`~coffea_lorentz.run.task` — the task a worker runs for a chunk (skip if done, else read,
   score, write; failures recorded, never raised).
 - :mod:`~coffea_lorentz.run.executors` — Dask (scheduler or LocalCluster) or in-process.
+- :mod:`~coffea_lorentz.run.worker_logging` — what the run's own LocalCluster workers keep off its console.
 - :mod:`~coffea_lorentz.run.preflight` — checks before any chunk: taggers, served models and their hashes.
 - :mod:`~coffea_lorentz.run.local_server` — the given server, or a local one bound where workers reach it.
 - :mod:`~coffea_lorentz.run.lock` — one run at a time per output folder.

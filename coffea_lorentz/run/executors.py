@@ -420,6 +420,9 @@ def open_executor(spec: ClusterSpec, *, report: Callable[[str], None] = lambda l
             cluster = LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
                                    dashboard_address=":0", silence_logs=logging.ERROR)
         with cluster, Client(cluster) as client:
+            from .worker_logging import QuietSchedulerGone
+
+            client.register_plugin(QuietSchedulerGone())
             yield DaskExecutor(client)
         return
     if spec.kind == "gateway":

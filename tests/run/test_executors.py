@@ -29,3 +29,45 @@ def test_without_on_error_the_tasks_exception_is_raised(executor):
 def test_many_short_tasks_all_come_back(executor):
     items = [str(i) for i in range(500)]
     assert sorted(result for _, result in executor.map(int, items)) == list(range(500))
+
+
+def test_a_heartbeat_that_finds_the_scheduler_gone_prints_nothing_on_the_runs_console(capfd):
+    """When a run ends its scheduler closes; a worker's heartbeat then on the way logs an error with
+    a traceback into the run's console (the workers share its terminal). Here a real worker process
+    runs its real heartbeat against a scheduler connection that is closed: nothing reaches stderr
+    with the filter that ``open_executor`` installs, the traceback does once it is taken away."""
+
+    async def heartbeat_to_a_closed_scheduler(dask_worker, keep_filter: bool) -> None:
+        import logging
+
+        from distributed.comm.core import CommClosedError
+
+        class ClosedScheduler:
+            address = dask_worker.scheduler.address
+
+            async def heartbeat_worker(self, **kwargs):
+                raise CommClosedError("in <TCP (closed) ConnectionPool.heartbeat_worker>: Stream is closed")
+
+        worker_logger = logging.getLogger("distributed.worker")
+        filters = list(worker_logger.filters)
+        if not keep_filter:
+            for installed in filters:
+                worker_logger.removeFilter(installed)
+        scheduler, dask_worker.scheduler = dask_worker.scheduler, ClosedScheduler()
+        try:
+            await dask_worker.heartbeat()
+        finally:
+            dask_worker.scheduler = scheduler
+            for installed in filters:
+                if installed not in worker_logger.filters:
+                    worker_logger.addFilter(installed)
+
+    # Started here, so that the worker processes write into this test's captured stderr.
+    with open_executor(ClusterSpec(kind="local", n_workers=1)) as executor:
+        capfd.readouterr()
+        executor.client.run(heartbeat_to_a_closed_scheduler, keep_filter=True)
+        quiet = capfd.readouterr().err
+        executor.client.run(heartbeat_to_a_closed_scheduler, keep_filter=False)
+        loud = capfd.readouterr().err
+    assert "heartbeat" not in quiet
+    assert "Failed to communicate with scheduler during heartbeat" in loud
