@@ -304,8 +304,10 @@ def main(args: argparse.Namespace) -> int:
 
     from ..user_model import looks_like_path
 
-    # gRPC's own INFO lines (a failed TLS handshake, say) would split the one-line error below.
-    os.environ.setdefault("GRPC_VERBOSITY", "ERROR")
+    # gRPC's own log lines (a failed TLS handshake at INFO, an alert from a proxy that wants a client
+    # certificate at ERROR, one per try) would split the one-line error below; every failure that
+    # matters reaches the run as a status it reports. GRPC_VERBOSITY=ERROR (or DEBUG) shows them.
+    os.environ.setdefault("GRPC_VERBOSITY", "NONE")
 
     given = list(args.taggers or ())
     models = tuple(name for name in given if looks_like_path(name))

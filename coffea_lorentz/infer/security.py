@@ -39,6 +39,9 @@ _DENIED_STATUS = ("UNAUTHENTICATED", "PERMISSION_DENIED")
 _TRITON_RESTRICTED = "this protocol is restricted"
 #: What an HTTP/2 client sends first; a gRPC server over TLS answers it (or refuses a missing client certificate).
 _HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+#: How OpenSSL words a TLS alert that refuses the client's certificate (none, or one the server does not trust).
+_CERTIFICATE_REFUSED = ("certificate required", "certificate_required", "unknown ca", "unknown_ca",
+                        "bad certificate", "bad_certificate", "certificate unknown", "certificate_unknown")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -201,12 +204,18 @@ def security_failure(error: BaseException, address: str, *, tls: TlsConfig | Non
                     "write grpc:// only if plaintext is intended")
         return (f"{who}: TLS handshake failed, the server's certificate is not trusted by {tls.describe()} "
                 f"(--tls-ca): {text[text.lower().find('handshake failed'):][:160]}")
-    if "socket closed" in lowered or "connection reset" in lowered:
+    # Triton closes the connection; Envoy (BoringSSL) answers with an alert that gRPC reports as
+    # "Unwrap failed (TSI_DATA_CORRUPTED)".
+    if any(sign in lowered for sign in ("socket closed", "connection reset", "tsi_data_corrupted")):
         answer = _tls_answer(address)
         if tls is None and answer in ("tls", "client certificate required"):
             return f"{who} speaks TLS but the URL asks for plaintext (grpc://): write grpcs:// (with --tls-ca FILE)"
         if tls is not None and tls.cert is None and answer == "client certificate required":
             return f"{who} requires a client certificate (mutual TLS): give --tls-cert FILE and --tls-key FILE"
+        if tls is not None and tls.cert is not None and answer == "client certificate required" \
+                and _tls_answer(address, cert=tls.cert, key=tls.key) == "client certificate required":
+            return (f"{who} refused the client certificate {tls.cert} (mutual TLS): it is not signed by a CA "
+                    "the server trusts, or it has expired (--tls-cert, --tls-key)")
     return None
 
 
@@ -219,14 +228,17 @@ def _denial_reason(text: str, token: BearerToken | None, max_chars: int = 100) -
     return reason[:max_chars].rstrip() or "no reason given"
 
 
-def _tls_answer(address: str, timeout_s: float = 3.0) -> str:
-    """What ``address`` does with a TLS handshake that trusts anything: ``"tls"``, ``"client certificate
-    required"``, ``"plaintext"`` (no TLS handshake) or ``"unreachable"``."""
+def _tls_answer(address: str, timeout_s: float = 3.0, *, cert: str | None = None, key: str | None = None) -> str:
+    """What ``address`` does with a TLS handshake that trusts anything, offering the client certificate
+    ``cert`` (with ``key``) or none: ``"tls"``, ``"client certificate required"`` (none, or not that
+    one), ``"plaintext"`` (no TLS handshake) or ``"unreachable"``."""
     host, _, port = address.rpartition(":")
     context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
     context.check_hostname = False
     context.verify_mode = ssl.CERT_NONE
     context.set_alpn_protocols(["h2"])
+    if cert is not None:
+        context.load_cert_chain(cert, key)
     try:
         with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout_s) as raw:
             with context.wrap_socket(raw, server_hostname=host.strip("[]")) as wrapped:
@@ -236,12 +248,15 @@ def _tls_answer(address: str, timeout_s: float = 3.0) -> str:
                     if not wrapped.recv(1):  # closed right after the handshake: no client certificate was given
                         return "client certificate required"
                 except ssl.SSLError as err:
-                    if "certificate required" in str(err).lower() or "certificate_required" in str(err).lower():
+                    if any(sign in str(err).lower() for sign in _CERTIFICATE_REFUSED):
                         return "client certificate required"
                 except (TimeoutError, OSError):
                     pass
                 return "tls"
-    except ssl.SSLError:
+    except ssl.SSLError as err:
+        # TLS 1.2, or a server that checks the certificate during the handshake: refused there.
+        if cert is not None and any(sign in str(err).lower() for sign in _CERTIFICATE_REFUSED):
+            return "client certificate required"
         return "plaintext"
     except OSError:
         return "unreachable"

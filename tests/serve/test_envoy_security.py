@@ -3,7 +3,8 @@ here (and one static token), a token-bucket rate limit; ``coffea-lorentz run`` t
 
 The right token gives the direct run's scores; no token, an expired one, one for another audience,
 one signed by another key and plaintext against the TLS listener each stop the run with one line
-before any chunk; over the rate limit the run slows (retries > 0) and still completes exactly; no
+before any chunk; over the rate limit the run slows (retries > 0) and still completes exactly; with
+mutual TLS a client certificate from the CA gives the same scores, none or another CA's one line; no
 file the run leaves holds a token.
 """
 
@@ -390,6 +391,38 @@ def test_over_the_rate_limit_the_run_slows_and_completes(servers, pki, keys, fil
     assert retries and int(retries.group(1)) > 0, log.read_text()
     assert token not in result.stdout + result.stderr
     _assert_no_token_in(tmp_path / "limited", token)
+
+
+@needs_envoy
+@needs_servers
+@pytest.mark.slow
+def test_mutual_tls_at_the_front_door(servers, pki, keys, fileset, direct, tmp_path):
+    """Envoy asks every caller for a client certificate signed by the facility's CA (and a JWT): with
+    ``--tls-cert``/``--tls-key`` the run gives the direct run's scores; without a certificate, or with one
+    from another CA, it stops with one line before any chunk."""
+    stranger = make_certificates(tmp_path / "stranger-pki", ca_name="another CA")
+    token = keys["issuer"].token(issuer=ISSUER, audience=AUDIENCE)
+    (tmp_path / "token.jwt").write_text(token)
+    mutual = ListenerTls(cert=str(pki.server_cert), key=str(pki.server_key), client_ca=str(pki.ca))
+    with _front_door(servers, pki, keys, tls=mutual) as proxy:
+        secure = ("--server", proxy.url, "--tls-ca", str(pki.ca), "--token-file", str(tmp_path / "token.jwt"))
+        result = _run(fileset, tmp_path / "mutual", *secure, "--tls-cert", str(pki.client_cert),
+                      "--tls-key", str(pki.client_key))
+        assert result.returncode == 0, result.stdout + result.stderr
+        _assert_same_scores(tmp_path / "mutual", direct)
+
+        cases = [((), re.escape("requires a client certificate (mutual TLS): give --tls-cert FILE and --tls-key FILE")),
+                 (("--tls-cert", str(stranger.client_cert), "--tls-key", str(stranger.client_key)),
+                  re.escape(f"refused the client certificate {stranger.client_cert} (mutual TLS)"))]
+        for index, (options, message) in enumerate(cases):
+            output = tmp_path / f"refused{index}"
+            result = _run(fileset, output, *secure, *options)
+            lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+            assert result.returncode != 0 and len(lines) == 1 and re.search(message, lines[0]), \
+                result.stdout + result.stderr
+            assert not list(output.glob("**/*.root")), "a chunk was written before the refusal"
+            assert token not in lines[0]
+    _assert_no_token_in(tmp_path / "mutual", token)
 
 
 @needs_envoy
