@@ -164,3 +164,41 @@ class _Outage:
             f"{where}: {what} failed for {self.elapsed_s():.1f} s ({self.n_failures} tries, "
             f"server_wait_s={self.server_wait_s:g}); last error: {self.last_error}"
         )
+
+
+#: What a client asks while it connects (readiness, the model's signature and configuration).
+_CONNECT_CALLS = frozenset({"is_server_ready", "is_model_ready", "get_model_repository_index", "get_model_metadata",
+                            "get_model_config"})
+
+
+class _Remembering:
+    """A Triton client whose answers to the calls made while connecting are kept in ``answers``.
+
+    A rate-limited front door refuses single calls (``RESOURCE_EXHAUSTED``); a connection needs
+    four in a row. With the answers kept from one try to the next (the caller clears ``answers``
+    after any other failure), each try asks only what is still unanswered, so it gets further even
+    when the bucket holds one request and several workers draw from it. A "not ready" answer is
+    never kept.
+    """
+
+    def __init__(self, client, answers: dict[tuple, object]) -> None:
+        self._client = client
+        self._answers = answers
+
+    def __getattr__(self, method: str):
+        if method not in _CONNECT_CALLS:
+            raise AttributeError(method)
+
+        def ask(*args, client_timeout: float, **kwargs):
+            key = (method, args, tuple(sorted(kwargs.items())))
+            if key in self._answers:
+                return self._answers[key]
+            answer = getattr(self._client, method)(*args, client_timeout=client_timeout, **kwargs)
+            if answer is not False:
+                self._answers[key] = answer
+            return answer
+
+        return ask
+
+    def close(self) -> None:
+        self._client.close()

@@ -13,7 +13,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from ..errors import ConfigurationError, ModelMismatchError, ServerError
-from .outage import _MODEL_FAILED, _PERMANENT, _classify, _NotReady, _one_line, _Outage
+from .outage import _MODEL_FAILED, _PERMANENT, _classify, _NotReady, _one_line, _Outage, _Remembering, _status
 from .security import BearerToken, TlsConfig, open_client, resolve_tls, security_failure
 from .urls import split_urls
 
@@ -266,8 +266,9 @@ def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int 
     if tls is not None:
         tls.check_files()
     outage = _Outage(server_wait_s=float(server_wait_s), backoff_ms=200.0, max_backoff_ms=5_000.0, jitter_ms=100.0)
+    answers: dict[tuple, object] = {}  # what earlier tries were told: a refused call does not undo the others
     while True:
-        client = open_client(address, tls=tls, token=token)
+        client = _Remembering(open_client(address, tls=tls, token=token), answers)
         try:
             probe_s = outage.probe_timeout_s(timeout_s)
             if not client.is_server_ready(client_timeout=probe_s):
@@ -281,6 +282,8 @@ def _inspect_server(address: str, models: Sequence[str], *, max_batch_size: int 
         except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
             if isinstance(err, ConfigurationError):
                 raise
+            if _status(err) != "RESOURCE_EXHAUSTED":
+                answers.clear()  # only a rate limit's refusal leaves the earlier answers standing
             reason = security_failure(err, address, tls=tls, token=token)
             if reason is not None:
                 raise ConfigurationError(reason) from None

@@ -23,6 +23,7 @@ answers (:func:`read_server_statistics` with ``settle_s`` waits until two readin
 
 from __future__ import annotations
 
+import itertools
 import json
 import time
 import urllib.error
@@ -31,6 +32,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields
 
 from ..errors import ServerError
+from .outage import _status, backoff_delay_s
 from .security import BearerToken, TlsConfig, open_client, resolve_tls
 from .triton_client import normalise_url
 
@@ -161,11 +163,20 @@ def _read_one(url: str, timeout_s: float, tls: TlsConfig | None = None,
             raise ServerError(f"Triton server {address}: reading /v2/models/stats failed: {err}") from None
     address = normalise_url(url)
     client = open_client(address, tls=resolve_tls(url, tls), token=token)
+    deadline_s = time.monotonic() + timeout_s
     try:
-        return _parse(client.get_inference_statistics("", as_json=True, client_timeout=timeout_s).get("model_stats", []))
-    except Exception as err:  # noqa: BLE001 - one line naming the server
-        raise ServerError(f"Triton server {address}: reading the inference statistics failed: "
-                          f"{' '.join(str(err).split())}") from None
+        for attempt in itertools.count():
+            try:
+                return _parse(client.get_inference_statistics("", as_json=True, client_timeout=timeout_s)
+                              .get("model_stats", []))
+            except Exception as err:  # noqa: BLE001 - one line naming the server
+                # A rate-limited front door: wait for the bucket (within timeout_s), else give up.
+                delay_s = backoff_delay_s(attempt, backoff_ms=250.0, max_backoff_ms=2_000.0, jitter_ms=100.0)
+                if _status(err) == "RESOURCE_EXHAUSTED" and time.monotonic() + delay_s < deadline_s:
+                    time.sleep(delay_s)
+                    continue
+                raise ServerError(f"Triton server {address}: reading the inference statistics failed: "
+                                  f"{' '.join(str(err).split())}") from None
     finally:
         client.close()
 

@@ -13,10 +13,13 @@ Failures fall into three groups:
   process reported unhealthy: retried with exponential backoff and jitter until ``server_wait_s``
   seconds have passed since the first failure of the current outage (any answered request ends the
   outage). After ``UNAVAILABLE`` or a refused connection the gRPC client is closed and recreated,
-  so a server restarted on the same port is found again. After ``DEADLINE_EXCEEDED``,
-  ``RESOURCE_EXHAUSTED`` or an unready server (hung or overloaded) the window of requests in flight
-  drops to one and nothing is re-sent before the server answers a readiness probe; each answered
-  request widens the window by one again, up to ``max_in_flight``.
+  so a server restarted on the same port is found again. After ``DEADLINE_EXCEEDED`` or an unready
+  server (hung or overloaded) the window of requests in flight drops to one and nothing is re-sent
+  before the server answers a readiness probe; after ``RESOURCE_EXHAUSTED`` (a rate limit, which
+  has answered) the window drops to one and the request is re-sent after the backoff, no probe;
+  each answered request widens the window by one again, up to ``max_in_flight``. Connecting asks
+  four things in a row (readiness of server and model, metadata, configuration); through a rate
+  limit the answers already given are kept from one try to the next.
 - permanent request errors — ``INVALID_ARGUMENT``, ``NOT_FOUND``, ``UNIMPLEMENTED``,
   ``FAILED_PRECONDITION``: :class:`~coffea_lorentz.errors.ServerError` at once; except ``NOT_FOUND``
   for a shared memory region (``shared_memory=True``: the server restarted and forgot the
@@ -55,6 +58,7 @@ from ..errors import ConfigurationError, InferenceError, InvalidInputError, Mode
 from .base import Backend
 # _classify, _Outage, _NotReady, backoff_delay_s and the preflight are also reached from here.
 from .outage import _MODEL_FAILED, _PERMANENT, _RECONNECT, _SLOW_DOWN, _classify, _NotReady, _one_line, _Outage  # noqa: F401
+from .outage import _Remembering, _status
 from .outage import RetryTotals, backoff_delay_s  # noqa: F401
 from .served import EXPECTED_INPUTS, OUTPUT_NAME, SHA256_PARAMETER, ServedModel, inspect_served_models  # noqa: F401
 from .served import ZOO_SIGNATURE, Signature
@@ -221,20 +225,22 @@ class TritonBackend(Backend):
             server.close()
         super().close()
 
-    def _open(self, outage: _Outage, expected_sha256: str | None):
+    def _open(self, outage: _Outage, expected_sha256: str | None, answers: dict[tuple, object] | None = None):
         """A new gRPC client on a ready server whose model matches; raises on the first failure.
 
         ``expected_sha256``: the ``model_sha256`` the served model must still have (None: any).
+        ``answers``: what earlier tries of this connection were told (:class:`_Remembering`).
         """
         client = open_client(self.url, tls=self.tls, token=self.token)
         try:
-            self._probe(client, outage)
+            asked = _Remembering(client, {} if answers is None else answers)
+            self._probe(asked, outage)
             where = f"model {self.model!r} at {self.url}"
-            metadata = client.get_model_metadata(self.model, self.model_version, as_json=True,
-                                                 client_timeout=self.timeout_s)
+            metadata = asked.get_model_metadata(self.model, self.model_version, as_json=True,
+                                                client_timeout=self.timeout_s)
             n_classes = _check_metadata(metadata, where, self.signature)
-            config = client.get_model_config(self.model, self.model_version, as_json=True,
-                                             client_timeout=self.timeout_s).get("config", {})
+            config = asked.get_model_config(self.model, self.model_version, as_json=True,
+                                            client_timeout=self.timeout_s).get("config", {})
             sha256 = _config_sha256(config)
             served_max_batch_size = int(config.get("max_batch_size", 0))
             if served_max_batch_size < 1:
@@ -275,6 +281,7 @@ class TritonBackend(Backend):
         ``outage``'s budget; permanent ones raise.
         """
         what = "connect" if reconnect else "readiness probe"
+        answers: dict[tuple, object] = {}  # kept through a rate limit's refusals only
         while True:
             time.sleep(max(0.0, resume_at_s - time.monotonic()))
             try:
@@ -283,7 +290,7 @@ class TritonBackend(Backend):
                         old, self._client = self._client, None
                         if old is not None:
                             old.close()  # its requests still in flight come back CANCELLED and are re-sent
-                        self._client = self._open(outage, expected_sha256)
+                        self._client = self._open(outage, expected_sha256, answers)
                         self._generation += 1
                     else:
                         self._probe(self._client, outage)
@@ -291,6 +298,8 @@ class TritonBackend(Backend):
             except Exception as err:  # noqa: BLE001 - sorted into transient and permanent below
                 if isinstance(err, (ModelMismatchError, ConfigurationError)):
                     raise
+                if _status(err) != "RESOURCE_EXHAUSTED":
+                    answers.clear()
                 self._raise_if_insecure(err)
                 kind = _classify(err)
                 if kind in (_PERMANENT, _MODEL_FAILED):
@@ -426,10 +435,12 @@ class TritonBackend(Backend):
         call_sha256: str | None = None  # sha256 of the model that computed this call's first answer
         while requests.remaining:
             if requests.pending and in_flight < window:
-                if reconnect or probe or time.monotonic() < resume_at_s:
+                if reconnect or probe:
                     self._recover(outage, reconnect=reconnect, stale_generation=stale_generation,
                                   resume_at_s=resume_at_s, expected_sha256=call_sha256)
                     reconnect = probe = False
+                else:  # retried as it was (a rate limit's refusal, an aborted call): wait, then re-send
+                    time.sleep(max(0.0, resume_at_s - time.monotonic()))
                 generation = self._generation
                 while requests.pending and in_flight < window:
                     key, batch = requests.take()
@@ -472,7 +483,10 @@ class TritonBackend(Backend):
                 if kind == _RECONNECT:
                     reconnect, stale_generation = True, generation
                 elif kind == _SLOW_DOWN:
-                    window, probe = 1, True
+                    # One request at a time; a hung server (DEADLINE_EXCEEDED) is probed before the
+                    # re-send, a rate limit (RESOURCE_EXHAUSTED) has answered: a probe would only
+                    # spend a request of its bucket.
+                    window, probe = 1, _status(error) != "RESOURCE_EXHAUSTED"
         return requests.results()
 
     def _raise_if_insecure(self, error: BaseException) -> None:

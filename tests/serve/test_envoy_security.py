@@ -247,9 +247,10 @@ def _front_door(servers, pki, keys, **options) -> EnvoyProxy:
                                   health_check_interval_ms=500, **(security | options)))
 
 
-def _run(fileset: Path, output: Path, *options: str, env: dict | None = None) -> subprocess.CompletedProcess:
+def _run(fileset: Path, output: Path, *options: str, env: dict | None = None,
+         executor: tuple[str, ...] = ("--executor", "iterative")) -> subprocess.CompletedProcess:
     command = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset), "--output", str(output), "--tagger",
-               TAGGER, "--executor", "iterative", "--no-progress", "--chunksize", "3", "--server-wait-s", "60", *options]
+               TAGGER, *executor, "--no-progress", "--chunksize", "3", "--server-wait-s", "60", *options]
     environment = {key: value for key, value in (env or os.environ).items() if key != TOKEN_ENV}
     return subprocess.run(command, capture_output=True, text=True, timeout=400, env=environment)
 
@@ -362,9 +363,9 @@ def test_run_through_tls_and_jwt_and_every_refusal(servers, pki, keys, fileset, 
 def test_over_the_rate_limit_the_run_slows_and_completes(servers, pki, keys, fileset, direct, tmp_path):
     token = keys["issuer"].token(issuer=ISSUER, audience=AUDIENCE)
     (tmp_path / "token.jwt").write_text(token)
-    # One request a second, in bursts of 4: the preflight's four calls in a row (readiness, model index,
-    # metadata, configuration) pass together, the run's ~20 further calls mostly meet an empty bucket.
-    tiny = RateLimit(max_tokens=4, tokens_per_fill=1, fill_interval_ms=1000)
+    # One request a second, never two at once: the preflight's calls (readiness, model index, metadata,
+    # configuration), the two workers' checks and the run's ~20 further calls mostly meet an empty bucket.
+    tiny = RateLimit(max_tokens=1, tokens_per_fill=1, fill_interval_ms=1000)
     with _front_door(servers, pki, keys, rate_limit=tiny) as proxy:
         # Over the limit, a gRPC client is told RESOURCE_EXHAUSTED (which it backs off on), not UNAVAILABLE.
         client = open_client(proxy.grpc_url, tls=TlsConfig(ca=str(pki.ca)), token=BearerToken(token))
@@ -381,7 +382,7 @@ def test_over_the_rate_limit_the_run_slows_and_completes(servers, pki, keys, fil
         assert "RESOURCE_EXHAUSTED" in statuses and set(statuses) <= {"OK", "RESOURCE_EXHAUSTED"}, statuses
 
         result = _run(fileset, tmp_path / "limited", "--server", proxy.url, "--tls-ca", str(pki.ca),
-                      "--token-file", str(tmp_path / "token.jwt"))
+                      "--token-file", str(tmp_path / "token.jwt"), executor=("--workers", "2"))
         assert result.returncode == 0, result.stdout + result.stderr
         limited = proxy.stats()["triton_rate_limit.http_local_rate_limit.rate_limited"]
     _assert_same_scores(tmp_path / "limited", direct)
