@@ -14,7 +14,8 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 
-__all__ = ["STORAGE_ENV_VARIABLE", "require_storage", "spawn", "terminate", "log_tail", "port_accepts", "die_with_parent", "PROCESS_LOG_TAIL_LINES", "PROCESS_POLL_S", "START_ATTEMPTS"]
+__all__ = ["STORAGE_ENV_VARIABLE", "require_storage", "spawn", "terminate", "log_tail", "port_accepts", "die_with_parent",
+           "wait_for_chunk_files", "interrupted_run", "PROCESS_LOG_TAIL_LINES", "PROCESS_POLL_S", "START_ATTEMPTS"]
 
 
 #: Set to 1 (``make test`` does) to make the storage and isolation fixtures fail instead of skip.
@@ -113,3 +114,34 @@ def die_with_parent() -> list[str]:
     """A ``setpriv --pdeathsig`` prefix: the child gets SIGTERM when this process dies (else [])."""
     setpriv = shutil.which("setpriv")
     return [setpriv, "--pdeathsig", "TERM", "--"] if setpriv else []
+
+
+def wait_for_chunk_files(output: Path, at_least: int, timeout_s: float = 120.0) -> int:
+    """Wait until the run's ``output`` folder holds ``at_least`` chunk files (``*/*.root``); their number."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        found = len(list(output.glob("*/*.root")))
+        if found >= at_least:
+            return found
+        time.sleep(0.05)
+    raise AssertionError(f"fewer than {at_least} chunk files in {output} after {timeout_s} s")
+
+
+def interrupted_run(command: Sequence[str], output: Path, *, after_chunk_files: int, timeout_s: float = 240.0
+                    ) -> tuple[int, str]:
+    """Start ``coffea-lorentz run`` as ``command`` in its own session, press Ctrl-C once ``output``
+    holds ``after_chunk_files`` chunk files (SIGINT to the whole process group, as a terminal does)
+    and return its exit status and what it printed (stdout and stderr together)."""
+    process = subprocess.Popen(list(command), stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                               start_new_session=True)
+    try:
+        wait_for_chunk_files(output, after_chunk_files, timeout_s=timeout_s)
+        if process.poll() is not None:
+            raise AssertionError(f"the run finished before it could be interrupted: {process.communicate()[0]}")
+        os.killpg(process.pid, signal.SIGINT)
+        text, _ = process.communicate(timeout=120)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+            process.wait()
+    return process.returncode, text

@@ -5,15 +5,14 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
 
 from coffea_lorentz.testing import write_pfnano_fileset
+from coffea_lorentz.testing.processes import interrupted_run
 
 TAGGER = "lorentznet"
 
@@ -38,18 +37,8 @@ def fileset_json(tmp_path) -> Path:
 def test_ctrl_c_prints_one_line_writes_the_log_and_the_rerun_resumes(fileset_json, tmp_path, executor):
     output = tmp_path / "out"
     run = command(fileset_json, output, "--workers", "2", "--chunksize", "1", "--executor", executor)
-    process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while len(list(output.glob("*/*.root"))) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process.poll() is None, "the run finished before it could be interrupted"
-        os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C does: the whole foreground process group
-        text, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, text
+    returncode, text = interrupted_run(run, output, after_chunk_files=3)
+    assert returncode == 130, text
     assert len(lines_of(text)) == 1, text
     assert text.startswith("coffea-lorentz: interrupted; rerun the same command to resume (") and "chunks done" in text
     logs = list((output / "_logs").glob("*.log"))

@@ -6,11 +6,8 @@ the summary say what the figures cover."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
 import sys
-import time
 
 import awkward as ak
 import pytest
@@ -19,6 +16,7 @@ import uproot
 from coffea_lorentz.chunk import FIGURES_KEY
 from coffea_lorentz.cli import main
 from coffea_lorentz.testing import require_triton, server_unavailable_reason
+from coffea_lorentz.testing.processes import interrupted_run
 from coffea_lorentz.write import METADATA_KEY
 
 from .conftest import TAGGER, make_fileset
@@ -104,18 +102,8 @@ def test_a_run_stopped_with_ctrl_c_on_dask_workers_resumes_to_the_same_figures(t
     output = tmp_path / "out"
     run = [sys.executable, "-m", "coffea_lorentz.cli", "run", str(fileset_json), "--reweighter", "fsr",
            "--tagger", TAGGER, "--workers", "2", "--chunksize", "2", "--no-progress", "--output", str(output)]
-    process = subprocess.Popen(run, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
-    try:
-        deadline = time.monotonic() + 240
-        while len(list(output.glob("*/*.root"))) < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
-        assert process.poll() is None, "the run finished before it could be interrupted"
-        os.killpg(process.pid, signal.SIGINT)
-        text, _ = process.communicate(timeout=120)
-    finally:
-        if process.poll() is None:
-            os.killpg(process.pid, signal.SIGKILL)
-    assert process.returncode == 130, text
+    returncode, text = interrupted_run(run, output, after_chunk_files=3)
+    assert returncode == 130, text
     rerun = subprocess.run(run, capture_output=True, text=True, timeout=600)
     assert rerun.returncode == 0, rerun.stdout + rerun.stderr
     printed = " ".join(rerun.stdout.split())

@@ -25,6 +25,7 @@ from coffea_lorentz.repository import build_repository
 from coffea_lorentz.run import RunConfig, run_tagging
 from coffea_lorentz.serve import ServerConfig, TritonServer, free_port
 from coffea_lorentz.testing import require_triton, server_unavailable_reason
+from coffea_lorentz.testing.processes import wait_for_chunk_files
 
 from .conftest import EVENTS_PER_FILE, make_fileset, read_rows
 
@@ -75,16 +76,6 @@ def run_in_thread(fileset, output, config):
     thread = threading.Thread(target=target, daemon=True)
     thread.start()
     return thread, box
-
-
-def wait_for_chunk_files(output: Path, at_least: int, timeout_s: float = 120.0) -> int:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        found = len(list(output.glob("*/*.root")))
-        if found >= at_least:
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"fewer than {at_least} chunk files in {output} after {timeout_s} s")
 
 
 @pytest.mark.parametrize("shared_memory", [False, True])
