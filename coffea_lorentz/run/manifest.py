@@ -3,7 +3,9 @@
 Written by the client only when every chunk of the fileset is done and its file verified (rows
 from the file header, metadata record), like Spark's ``_SUCCESS``: a downstream user or workflow
 checks that it exists, and reads from it every chunk file with its rows, input file and entry
-range, the SHA-256 and size of its bytes, the taggers, the models' SHA-256, the software versions and the wall time.
+range, the SHA-256 and size of its bytes, the taggers, the models' SHA-256, the software versions and the wall time;
+per dataset its events, chunks, input files and figures: jets with non-finite inputs, and per
+reweighter the sums of its weights (Σw, Σw², events, clipped) and the jets outside its training domain.
 """
 
 from __future__ import annotations
@@ -44,10 +46,12 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
     datasets: dict[str, dict] = {}
     for record in chunks:
         # "files" is a dict (ordered, O(1) membership) until the end: a list scanned per chunk is O(chunks × files)
-        entry = datasets.setdefault(record.chunk.dataset, {"events": 0, "chunks": 0, "files": {}})
+        entry = datasets.setdefault(record.chunk.dataset, {"events": 0, "chunks": 0, "files": {}, "nonfinite_jets": 0,
+                                                           "weights": {}, "outside_domain": {}, "figures_complete": True})
         entry["events"] += record.rows
         entry["chunks"] += 1
         entry["files"].setdefault(record.chunk.source, None)
+        _add_figures(entry, record)
     for entry in datasets.values():
         entry["files"] = list(entry["files"])
     return {
@@ -69,6 +73,25 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
             for record in chunks
         ],
     }
+
+
+def _add_figures(entry: dict, record: ChunkRecord) -> None:
+    """Add a chunk's figures to its dataset's manifest entry: jets dropped for non-finite inputs;
+    per reweighter the sums of its per-event weights (``events``, ``sum_w``, ``sum_w2``, ``clipped``:
+    Σw normalises a reweighted histogram, (Σw)²/Σw² is its effective number of events) and the jets
+    outside its training domain. ``figures_complete`` is False when a chunk file of an older version
+    held no figures (the sums then cover the other chunks)."""
+    entry["nonfinite_jets"] += record.nonfinite_jets
+    entry["figures_complete"] = entry["figures_complete"] and record.figures_stored
+    for name, counts in record.weights.items():
+        total = entry["weights"].setdefault(name, {"events": 0, "sum_w": 0.0, "sum_w2": 0.0, "clipped": 0})
+        for key in total:
+            total[key] += counts.get(key, 0)
+    for name, by_domain in record.outside_domain.items():
+        for domain, count in by_domain.items():
+            total = entry["outside_domain"].setdefault(name, {"outside": 0, "jets": 0, "domain": domain})
+            total["outside"] += int(count["outside"])
+            total["jets"] += int(count["jets"])
 
 
 def dumps(record: dict) -> str:

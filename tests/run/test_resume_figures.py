@@ -70,6 +70,21 @@ def test_a_resumed_run_prints_the_figures_of_an_uninterrupted_one(tmp_path, caps
     code, resumed, resumed_log, counts = _run(fileset_json, out, capsys)
     assert code == 0 and counts == "7 processed, 2 skipped (done earlier), 0", counts
     assert (resumed, resumed_log) == (whole, whole_log)
+    # the manifest holds the same per-dataset figures: Σw of every chunk, the skipped ones' too
+    figures = {"nonfinite_jets", "weights", "outside_domain", "figures_complete"}
+    whole_figures, resumed_figures = (
+        {name: {key: entry[key] for key in figures} for name, entry in json.loads((folder / "manifest.json").read_text())
+         ["datasets"].items()} for folder in (tmp_path / "whole", out))
+    assert whole_figures["a"]["nonfinite_jets"] == 1 and whole_figures["b"]["nonfinite_jets"] == 0
+    assert whole_figures["a"]["weights"]["fsr"]["events"] == 10 and whole_figures["a"]["figures_complete"]
+    assert whole_figures["a"]["outside_domain"]["fsr"]["jets"] > 0
+    assert resumed_figures.keys() == whole_figures.keys()
+    for name in whole_figures:
+        weights, whole_weights = resumed_figures[name].pop("weights")["fsr"], whole_figures[name].pop("weights")["fsr"]
+        assert resumed_figures[name] == whole_figures[name]
+        assert weights.keys() == whole_weights.keys()
+        for key in weights:  # sums added in another order
+            assert weights[key] == pytest.approx(whole_weights[key], rel=1e-12)
     code, again, again_log, counts = _run(fileset_json, out, capsys)  # every chunk skipped
     assert code == 0 and counts == "0 processed, 9 skipped (done earlier), 0", counts
     assert (again, again_log) == (whole, whole_log)
@@ -88,6 +103,9 @@ def test_a_resumed_run_prints_the_figures_of_an_uninterrupted_one(tmp_path, caps
             "older version that did not record them (--overwrite redoes every chunk)")
     assert older[-1] == note and f"PARTIAL FIGURES {note}" in older_log
     assert not any(line.startswith("NON-FINITE") for line in older_log)  # its one non-finite jet is not counted
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert not manifest["datasets"]["a"]["figures_complete"] and manifest["datasets"]["b"]["figures_complete"]
+    assert manifest["datasets"]["a"]["nonfinite_jets"] == 0
 
 
 @pytest.mark.skipif(server_unavailable_reason() is not None and not require_triton(),
