@@ -153,7 +153,10 @@ class TritonServer:
         """Launch the server and wait until it and all its models are ready.
 
         When a port picked free here was taken by another process before the server bound it,
-        the start is retried with new ports (up to ``_PORT_ATTEMPTS`` times).
+        the start is retried with new ports (up to ``_PORT_ATTEMPTS`` times); so is a start that
+        Triton's python backend aborted while setting up its shared memory
+        (``boost::interprocess::lock_exception``, an intermittent fault of the backend, not of the
+        repository).
         """
         if self.process is not None:
             return self
@@ -166,7 +169,8 @@ class TritonServer:
             try:
                 return self._launch(directory)
             except ServerStartError:
-                if not (auto_ports and attempt < _PORT_ATTEMPTS and _port_taken(self.log_path)):
+                again = (auto_ports and _port_taken(self.log_path)) or _backend_aborted(self.log_path)
+                if not (again and attempt < _PORT_ATTEMPTS):
                     raise
 
     def _launch(self, directory: Path) -> TritonServer:
@@ -354,6 +358,14 @@ def _port_taken(log_path: Path | None) -> bool:
         return False
     text = log_path.read_text(errors="replace")
     return "already in use" in text or "Address already in use" in text
+
+
+def _backend_aborted(log_path: Path | None) -> bool:
+    """Whether the server log says Triton's python backend aborted on its interprocess lock (an
+    intermittent fault while it sets up a model instance's shared memory; a new start succeeds)."""
+    if log_path is None or not log_path.is_file():
+        return False
+    return "boost::interprocess::lock_exception" in log_path.read_text(errors="replace")
 
 
 def _default_log_path(repository: Path, grpc_port: int) -> Path:

@@ -244,3 +244,34 @@ def test_taken_fixed_port_fails_with_reason(tmp_path):
         with pytest.raises(ServerStartError, match="already in use"):
             server.start()
     assert server.pid is None
+
+
+def test_a_start_the_python_backend_aborts_on_its_lock_is_retried(tmp_path):
+    """Triton's python backend now and then aborts with ``boost::interprocess::lock_exception``
+    while it sets up a model instance (an upstream fault). Here a real model's first instance dies
+    that way, writing the same line into the server log; the start is retried and the server comes up."""
+    model_dir = tmp_path / "repo" / "flaky"
+    (model_dir / "1").mkdir(parents=True)
+    attempts = tmp_path / "attempts"
+    (model_dir / "config.pbtxt").write_text(
+        'name: "flaky"\nbackend: "python"\nmax_batch_size: 4\n'
+        'input [{ name: "x" data_type: TYPE_FP32 dims: [1] }]\n'
+        'output [{ name: "y" data_type: TYPE_FP32 dims: [1] }]\n'
+        'instance_group [{ kind: KIND_CPU count: 1 }]\n')
+    (model_dir / "1" / "model.py").write_text(
+        "import os, sys\n"
+        "class TritonPythonModel:\n"
+        "    def initialize(self, args):\n"
+        f"        path = {str(attempts)!r}\n"
+        "        n = int(open(path).read()) + 1 if os.path.exists(path) else 1\n"
+        "        open(path, 'w').write(str(n))\n"
+        "        if n == 1:\n"
+        "            sys.stderr.write(\"terminate called after throwing an instance of "
+        "'boost::interprocess::lock_exception'\\n\")\n"
+        "            sys.stderr.flush()\n"
+        "            os.abort()\n"
+        "    def execute(self, requests):\n"
+        "        return []\n")
+    with TritonServer(ServerConfig(repository=tmp_path / "repo", startup_timeout_s=120)) as server:
+        assert server.is_running()
+        assert attempts.read_text() == "2"
