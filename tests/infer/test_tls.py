@@ -101,7 +101,8 @@ def test_tls_mtls_and_token_give_the_plaintext_scores(servers, pki):
     url = f"grpcs://{servers['token'].grpc_url}"
     np.testing.assert_allclose(_scores(url, tls=tls, token=token), expected, atol=1e-6, rtol=0)
     assert inspect_served_models(url, [TAGGER], tls=tls, token=token)[TAGGER].n_classes == expected.shape[1]
-    assert read_server_statistics(url, [TAGGER], tls=tls, token=token)[TAGGER].requests >= 2
+    # Triton counts a request just after answering it: read until two readings agree.
+    assert read_server_statistics(url, [TAGGER], tls=tls, token=token, settle_s=0.2)[TAGGER].requests >= 2
     both = f"grpcs://{servers['tls'].grpc_url},grpcs://{servers['token'].grpc_url}"  # several servers, one TLS setting
     np.testing.assert_allclose(_scores(both, tls=tls, token=token), expected, atol=1e-6, rtol=0)
     assert inspect_served_models(both, [TAGGER], tls=tls, token=token)[TAGGER].n_classes == expected.shape[1]
