@@ -23,7 +23,7 @@ import numpy as np
 
 from ..errors import InvalidInputError
 
-__all__ = ["effective_sample_size", "WeightSummary", "weight_summary", "event_weight_counts", "weight_lines",
+__all__ = ["effective_sample_size", "WeightSummary", "weight_summary", "event_weight_counts", "weight_totals", "weight_lines",
            "ReliabilityCurve", "reliability_curve", "plot_reliability"]
 
 
@@ -129,15 +129,22 @@ def event_weight_counts(event_branches, reweighters) -> dict:
     return counts
 
 
+def weight_totals(per_chunk) -> dict[tuple[str, str], dict]:
+    """Chunks' weight counts added up: (dataset, reweighter) → ``{"events", "sum_w", "sum_w2",
+    "clipped"}`` from (dataset, :func:`event_weight_counts` result) pairs."""
+    totals: dict[tuple[str, str], dict] = {}
+    for dataset, counts in per_chunk:
+        for name, c in counts.items():
+            total = totals.setdefault((dataset, name), {"events": 0, "sum_w": 0.0, "sum_w2": 0.0, "clipped": 0})
+            for key in total:
+                total[key] += c[key]
+    return totals
+
+
 def weight_lines(per_chunk) -> list[str]:
     """One line per (dataset, reweighter) from (dataset, :func:`event_weight_counts` result) pairs:
     events, mean weight, effective sample size (Σw)²/Σw² and the clipped fraction of the per-event weights."""
-    totals: dict[tuple[str, str], list[float]] = {}
-    for dataset, counts in per_chunk:
-        for name, c in counts.items():
-            total = totals.setdefault((dataset, name), [0, 0.0, 0.0, 0])
-            for k, key in enumerate(("events", "sum_w", "sum_w2", "clipped")):
-                total[k] += c[key]
+    totals = {key: (t["events"], t["sum_w"], t["sum_w2"], t["clipped"]) for key, t in weight_totals(per_chunk).items()}
     lines = []
     for (dataset, name), (n, sum_w, sum_w2, clipped) in sorted(totals.items()):
         if not n:

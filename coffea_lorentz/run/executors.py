@@ -133,8 +133,9 @@ def _server_problem(url: str, timeout_s: float, tls=None, token=None) -> str | N
         finally:
             client.close()
     except Exception as err:  # noqa: BLE001 - any failure is this worker's, reported in one line
-        status = getattr(err, "status", None)
-        if "RESOURCE_EXHAUSTED" in str(status() if callable(status) else status or ""):
+        from ..infer.outage import _status
+
+        if _status(err) == "RESOURCE_EXHAUSTED":
             return None  # a rate-limited front door answered (after checking the token): reachable
         return f"cannot reach the Triton server at {url.strip()}: {' '.join(str(err).split())[:200]}"
     return None

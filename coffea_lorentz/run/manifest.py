@@ -15,6 +15,8 @@ import json
 import platform
 from importlib import metadata as importlib_metadata
 
+from ..reweight.diagnostics import weight_totals
+from ..reweight.domain import outside_by_dataset
 from .chunks import ChunkRecord, RunSettings
 
 __all__ = ["MANIFEST_NAME", "RUN_RECORD_NAME", "build_manifest", "software_versions"]
@@ -51,9 +53,15 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
         entry["events"] += record.rows
         entry["chunks"] += 1
         entry["files"].setdefault(record.chunk.source, None)
-        _add_figures(entry, record)
+        entry["nonfinite_jets"] += record.nonfinite_jets
+        entry["figures_complete"] = entry["figures_complete"] and record.figures_stored
     for entry in datasets.values():
         entry["files"] = list(entry["files"])
+    # The run's own sums (what its weight and training-domain lines print), per dataset and reweighter.
+    for (dataset, name), total in weight_totals((r.chunk.dataset, r.weights) for r in chunks).items():
+        datasets[dataset]["weights"][name] = total
+    for (dataset, name), total in outside_by_dataset((r.chunk.dataset, r.outside_domain) for r in chunks).items():
+        datasets[dataset]["outside_domain"][name] = total
     return {
         "format": MANIFEST_FORMAT,
         "complete": True,
@@ -73,25 +81,6 @@ def build_manifest(*, output: str, settings: RunSettings, records: list[ChunkRec
             for record in chunks
         ],
     }
-
-
-def _add_figures(entry: dict, record: ChunkRecord) -> None:
-    """Add a chunk's figures to its dataset's manifest entry: jets dropped for non-finite inputs;
-    per reweighter the sums of its per-event weights (``events``, ``sum_w``, ``sum_w2``, ``clipped``:
-    Σw normalises a reweighted histogram, (Σw)²/Σw² is its effective number of events) and the jets
-    outside its training domain. ``figures_complete`` is False when a chunk file of an older version
-    held no figures (the sums then cover the other chunks)."""
-    entry["nonfinite_jets"] += record.nonfinite_jets
-    entry["figures_complete"] = entry["figures_complete"] and record.figures_stored
-    for name, counts in record.weights.items():
-        total = entry["weights"].setdefault(name, {"events": 0, "sum_w": 0.0, "sum_w2": 0.0, "clipped": 0})
-        for key in total:
-            total[key] += counts.get(key, 0)
-    for name, by_domain in record.outside_domain.items():
-        for domain, count in by_domain.items():
-            total = entry["outside_domain"].setdefault(name, {"outside": 0, "jets": 0, "domain": domain})
-            total["outside"] += int(count["outside"])
-            total["jets"] += int(count["jets"])
 
 
 def dumps(record: dict) -> str:
